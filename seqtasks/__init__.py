@@ -1,0 +1,27 @@
+"""seqtasks: one command line for six sequence tasks on Keras 3.
+
+Importing seqtasks registers its layers and models with Keras, so `keras.saving.load_model` can load
+any run's model.keras (in safe mode).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__version__ = "0.1.0"
+
+# TensorFlow's C++ start-up chatter (CUDA probes, CPU feature notes) hides the output users need
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# In a source checkout, tasks/ and data/ sit beside this package (the repository's top level is the
+# design card); installed, setuptools maps them to seqtasks.tasks and seqtasks.data. Adding the
+# checkout root to the package path makes `python cli.py` work without installing.
+_checkout_root = Path(__file__).resolve().parent.parent
+if (_checkout_root / "tasks" / "base.py").is_file() and (_checkout_root / "pyproject.toml").is_file():
+    __path__.append(str(_checkout_root))  # noqa: F821 (the package's own __path__)
+
+from seqtasks import layers, models  # noqa: E402,F401  (registers Keras serializables)
+from seqtasks.models import language_model  # noqa: E402,F401
+from seqtasks.api import Run, finetune, load, resume, train  # noqa: E402
+
+__all__ = ["Run", "finetune", "load", "resume", "train", "__version__"]

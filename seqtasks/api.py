@@ -1,0 +1,265 @@
+"""The Python API, mirrored by the CLI: train, resume, finetune, load -> Run.
+
+    run = seqtasks.train("lm", data="corpus.txt", arch="transformer", out="runs/shakespeare")
+    run = seqtasks.load("runs/shakespeare")
+    run.sample("ROMEO:", max_new_tokens=200, temperature=0.8)
+    run.evaluate("heldout.txt")
+
+This module is the only place that creates runs; tasks only supply the parts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from seqtasks.config import config_from_dict, read_toml, resolve_config
+from seqtasks.errors import UserError
+from seqtasks.runs import RunDirectory
+from seqtasks.training import TrainState, compile_model, fit, make_strategy, resolve_precision
+
+FREEZE_HELP = "embeddings, or layers:N (the first N layers/blocks)"
+
+
+def _version() -> str:
+    from seqtasks import __version__
+
+    return __version__
+
+
+def resolve_task_config(task, config_file: str | None, overrides: dict[str, Any]):
+    toml = read_toml(config_file) if config_file else {}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given.get("data") and not toml.get("data"):
+        # no data: the bundled demo, with the user's other settings on top
+        given = {**task.default_overrides(), **given}
+    return resolve_config(task.Config, toml, given, where=config_file or "settings")
+
+
+def default_run_path(task_name: str) -> Path:
+    return Path("runs") / f"{task_name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+
+
+def _print_settings(cfg, extra: dict[str, Any]) -> None:
+    settings = {**dataclasses.asdict(cfg), **extra}
+    width = max(len(k) for k in settings)
+    print("settings:")
+    for key, value in settings.items():
+        print(f"  {key:<{width}} = {value!r}")
+    sys.stdout.flush()
+
+
+def train(task: str, out: str | Path | None = None, config_file: str | None = None, verbose: int = 1,
+          **overrides) -> "Run":
+    """Train TASK on the given data (or its bundled demo data) and return the finished Run."""
+    from seqtasks.tasks import get_task
+
+    task_obj = get_task(task)
+    cfg = resolve_task_config(task_obj, config_file, overrides)
+    precision = resolve_precision(cfg.precision)
+    out = Path(out) if out else default_run_path(task)
+    if out.exists():
+        raise UserError("the run folder already exists", str(out),
+                        f"continue it with `seqtasks resume {out}`, or choose another --out")
+    data = task_obj.read(cfg)  # bad sources fail here, before anything is printed or made
+    if verbose:
+        _print_settings(cfg, {"resolved_precision": precision, "out": str(out)})
+    prep = task_obj.prepare(cfg, data)
+    plan = task_obj.plan(cfg, prep, data)
+    record = _run_record(task_obj, cfg, precision, task_obj.describe_data(data))
+    run_dir = RunDirectory.create(out, record, lambda tmp: prep.save(tmp / "tokenizer"))
+    if verbose:
+        print(f"run folder: {run_dir.path}", flush=True)
+    return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=None, verbose=verbose)
+
+
+def _run_record(task_obj, cfg, precision: str, data: dict[str, Any], parent: dict[str, Any] | None = None):
+    record = {"task": task_obj.name, "seqtasks_version": _version(),
+              "created": datetime.datetime.now().isoformat(timespec="seconds"),
+              "settings": dataclasses.asdict(cfg), "resolved": {"precision": precision}, "data": data}
+    if parent:
+        record["parent"] = parent
+    return record
+
+
+def _fit_new(task_obj, run_dir: RunDirectory, cfg, prep, plan, initial_model, verbose: int,
+             freeze: str | None = None) -> "Run":
+    strategy = make_strategy(cfg.strategy)
+    with strategy.scope():
+        model = task_obj.build(cfg, prep)
+        if initial_model is not None:
+            model.set_weights(initial_model.get_weights())
+        if freeze:
+            apply_freeze(model, freeze)
+        loss, metrics = task_obj.loss_and_metrics(cfg, prep)
+        compile_model(model, cfg, loss, metrics)
+    if verbose:
+        trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
+        print(f"model: {cfg.arch}, {model.count_params():,} parameters ({trainable:,} trainable)", flush=True)
+    fit(model, run_dir, plan, cfg, TrainState(), verbose=verbose)
+    return Run(run_dir.path)
+
+
+def resume(path: str | Path, verbose: int = 1, **overrides) -> "Run":
+    """Continue an interrupted run exactly: weights, optimizer, schedule, epoch and batch position.
+    `epochs` or `max_time` may be raised to extend a finished run."""
+    run = Run(path)
+    run_dir, task_obj = run.directory, run.task
+    state_data = run_dir.read_train_state()
+    if state_data is None or not run_dir.last_checkpoint_path.is_file():
+        raise UserError("the run has no checkpoint to resume from", str(run_dir.path),
+                        "train a new run with `seqtasks train`")
+    state = TrainState.from_dict(state_data)
+    settings = dict(run.record["settings"])
+    extended = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(extended) - {"epochs", "max_time"}
+    if unknown:
+        raise UserError(f"resume can only change epochs and max-time, not {', '.join(sorted(unknown))}",
+                        str(run_dir.path), "use `seqtasks finetune` to train with other settings")
+    settings.update(extended)
+    cfg = config_from_dict(task_obj.Config, settings)
+    if extended:
+        state.finished = False
+        record = run.record
+        record["settings"] = dataclasses.asdict(cfg)
+        run_dir.write_config(record)
+    if state.finished:
+        print(f"{run_dir.path}: training already finished ({state.stop_reason}); "
+              "raise --epochs or --max-time to train further")
+        return run
+    data = task_obj.read(cfg)
+    plan = task_obj.plan(cfg, run.preprocessor, data)
+    if verbose:
+        print(f"resuming {run_dir.path} at epoch {state.epoch + 1}, batch {state.step_in_epoch} "
+              f"(step {state.global_step})", flush=True)
+    strategy = make_strategy(cfg.strategy)
+    with strategy.scope():
+        model = keras.saving.load_model(run_dir.last_checkpoint_path, compile=True, safe_mode=True)
+    fit(model, run_dir, plan, cfg, state, verbose=verbose)
+    return Run(run_dir.path)
+
+
+def finetune(path: str | Path, data: str, out: str | Path, freeze: str | None = None,
+             config_file: str | None = None, verbose: int = 1, **overrides) -> "Run":
+    """A new run from RUN's weights on new data: same tokenizer, fresh optimizer and schedule."""
+    parent = Run(path)
+    task_obj = parent.task
+    toml = read_toml(config_file) if config_file else {}
+    given = {**toml, **{k: v for k, v in overrides.items() if v is not None}, "data": data}
+    shape_keys = {"arch", "layers", "units", "heads", "tokenizer", "vocab_size", "positions", "spm_model_type"}
+    changed = {k for k in given if k in shape_keys and given[k] != parent.record["settings"].get(k)}
+    if changed:
+        raise UserError(f"finetune keeps the parent's model shape; cannot change {', '.join(sorted(changed))}",
+                        str(parent.directory.path), "train a new run with `seqtasks train` instead")
+    settings = {**parent.record["settings"], "max_time": 0.0, "valid": ""}
+    settings.update(given)
+    cfg = resolve_config(task_obj.Config, {}, settings, where=config_file or "settings")
+    out = Path(out)
+    if out.exists():
+        raise UserError("the run folder already exists", str(out), "choose another --out")
+    precision = resolve_precision(cfg.precision)
+    task_data = task_obj.read(cfg)
+    if verbose:
+        _print_settings(cfg, {"parent": str(parent.directory.path), "freeze": freeze, "out": str(out)})
+    prep = parent.preprocessor
+    plan = task_obj.plan(cfg, prep, task_data)
+    parent_info = {"path": str(parent.directory.path.resolve()), "model": parent.directory.model_file().name,
+                   "freeze": freeze}
+    record = _run_record(task_obj, cfg, precision, task_obj.describe_data(task_data), parent_info)
+    run_dir = RunDirectory.create(out, record, lambda tmp: prep.save(tmp / "tokenizer"))
+    return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=parent.model, verbose=verbose,
+                    freeze=freeze)
+
+
+def apply_freeze(model: keras.Model, freeze: str) -> None:
+    """Freeze the embeddings, or the first N recurrent layers / Transformer blocks."""
+    parts = [p.strip() for p in freeze.split(",") if p.strip()]
+    for part in parts:
+        if part == "embeddings":
+            model.embedding.trainable = False
+        elif part.startswith("layers:") and part[7:].isdigit():
+            count = int(part[7:])
+            layers = getattr(model, "blocks", None) or getattr(getattr(model, "recurrent", None), "forward_layers", [])
+            if count > len(layers):
+                raise UserError(f"cannot freeze {count} layers: the model has {len(layers)}", fix="lower N in layers:N")
+            for layer in layers[:count]:
+                layer.trainable = False
+        else:
+            raise UserError(f"unknown --freeze value {part!r}", fix=f"use {FREEZE_HELP}")
+
+
+class Run:
+    """A trained (or training) run folder, loaded lazily: settings, tokenizer, model."""
+
+    def __init__(self, path: str | Path):
+        from seqtasks.tasks import get_task
+
+        self.directory = RunDirectory.open(path)
+        self.record = self.directory.read_config()
+        if "task" not in self.record or "settings" not in self.record:
+            raise UserError("not a seqtasks run (config.json has no task)", str(self.directory.path))
+        self.task = get_task(self.record["task"])
+        self.settings = config_from_dict(self.task.Config, self.record["settings"])
+        self._preprocessor = None
+        self._model = None
+
+    @property
+    def path(self) -> Path:
+        return self.directory.path
+
+    @property
+    def preprocessor(self):
+        if self._preprocessor is None:
+            self._preprocessor = self.task.load_preprocessor(self.directory.tokenizer_dir)
+        return self._preprocessor
+
+    @property
+    def model(self) -> keras.Model:
+        if self._model is None:
+            self._model = keras.saving.load_model(self.directory.model_file(), compile=False, safe_mode=True)
+        return self._model
+
+    def evaluate(self, source: str | None = None, **options) -> dict[str, Any]:
+        start = time.monotonic()
+        metrics = self.task.evaluate(self, source, **options)
+        self.directory.write_metrics({**metrics, "data": source, "seconds": round(time.monotonic() - start, 2)})
+        return metrics
+
+    def predict(self, inputs: list[str], **options):
+        return self.task.predict(self, inputs, **options)
+
+    def sample(self, prompt: str = "", **options) -> str | list[str]:
+        """Generated text; a list when num_return_sequences > 1."""
+        if not hasattr(self.task, "sample"):
+            raise UserError(f"the {self.task.name} task does not sample text", str(self.path),
+                            "use `seqtasks predict`")
+        texts = self.task.sample(self, prompt, **options)
+        return texts if options.get("num_return_sequences", 1) > 1 else texts[0]
+
+    def info(self) -> dict[str, Any]:
+        state = self.directory.read_train_state() or {}
+        history = self.directory.read_history()
+        metrics_path = self.directory.path / "metrics.json"
+        return {
+            "path": str(self.path), "task": self.record["task"], "created": self.record.get("created"),
+            "seqtasks_version": self.record.get("seqtasks_version"), "settings": self.record["settings"],
+            "resolved": self.record.get("resolved", {}), "data": self.record.get("data", {}),
+            "parent": self.record.get("parent"),
+            "training": {k: state.get(k) for k in ("epoch", "global_step", "elapsed_seconds", "best_metric",
+                                                   "finished", "stop_reason")},
+            "epochs_recorded": len(history), "last_epoch": history[-1] if history else None,
+            "model_file": str(self.directory.model_file()) if (self.directory.best_model_path.is_file()
+                                                               or self.directory.last_checkpoint_path.is_file()) else None,
+            "last_evaluation": json.loads(metrics_path.read_text()) if metrics_path.is_file() else None,
+        }
+
+
+def load(path: str | Path) -> Run:
+    """Open a run folder for evaluate / predict / sample."""
+    return Run(path)

@@ -1,0 +1,219 @@
+"""Recurrent layers: simple RNN, GRU and LSTM, stacked, with a single-step call for decoding.
+
+Each cell implements its textbook equations. The input projection `x_t W + b` of every time step is
+computed for the whole sequence at once, before the time loop, as one large matrix product; the loop
+then only adds the recurrent term `h_{t-1} U`. That halves the sequential work of keras.layers.LSTM's
+CPU path, which multiplies by `W` inside the loop, and gives the same function.
+
+Shapes: inputs (batch, time, features); outputs (batch, time, units); states (batch, units) each.
+Mask convention: `mask` is (batch, time), True for real tokens; at masked steps the state is carried
+unchanged and the output repeats the last one (Keras' RNN semantics), so right padding never changes
+the final state.
+"""
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+CELL_KINDS = ("rnn", "gru", "lstm")
+_GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
+@keras.saving.register_keras_serializable(package="seqtasks")
+class RecurrentCell(keras.layers.Layer):
+    """One time step of an RNN, GRU or LSTM, given the projected input `z_t = x_t W + b`.
+
+    rnn:  h_t = tanh(z_t + h_{t-1} U)
+    gru:  [z_r, z_u, z_n] = z_t;  r = σ(z_r + h U_r);  u = σ(z_u + h U_u)
+          n = tanh(z_n + r ⊙ (h U_n + b_n));  h_t = u ⊙ h_{t-1} + (1 - u) ⊙ n
+    lstm: [i, f, g, o] = z_t + h_{t-1} U;  i, f, o = σ(·);  g = tanh(g)
+          c_t = f ⊙ c_{t-1} + i ⊙ g;  h_t = o ⊙ tanh(c_t)
+
+    Call arguments: `projected` (batch, gates × units), `states` a list of (batch, units) tensors
+    ([h] for rnn and gru, [h, c] for lstm). Returns (h_t, new_states).
+    """
+
+    def __init__(self, kind: str, units: int, **kwargs):
+        super().__init__(**kwargs)
+        if kind not in CELL_KINDS:
+            raise ValueError(f"unknown cell kind {kind!r}; expected one of {CELL_KINDS}")
+        self.kind = kind
+        self.units = units
+        self.gates = _GATES[kind]
+        self.state_size = [units, units] if kind == "lstm" else [units]
+        self.output_size = units
+
+    def build(self, input_shape):
+        self.recurrent_kernel = self.add_weight(
+            name="recurrent_kernel",
+            shape=(self.units, self.gates * self.units),
+            initializer="orthogonal",
+        )
+        if self.kind == "gru":
+            # reset_after: the reset gate multiplies (h U_n + b_n), as cuDNN's GRU does
+            self.recurrent_bias = self.add_weight(
+                name="recurrent_bias", shape=(self.gates * self.units,), initializer="zeros"
+            )
+
+    def call(self, projected, states):
+        h = states[0]
+        recurrent = ops.matmul(h, self.recurrent_kernel)
+        if self.kind == "rnn":
+            h = ops.tanh(projected + recurrent)
+            return h, [h]
+        if self.kind == "gru":
+            recurrent = recurrent + self.recurrent_bias
+            z_r, z_u, z_n = ops.split(projected, 3, axis=-1)
+            h_r, h_u, h_n = ops.split(recurrent, 3, axis=-1)
+            reset = ops.sigmoid(z_r + h_r)
+            update = ops.sigmoid(z_u + h_u)
+            candidate = ops.tanh(z_n + reset * h_n)
+            h = update * h + (1.0 - update) * candidate
+            return h, [h]
+        c = states[1]
+        i, f, g, o = ops.split(projected + recurrent, 4, axis=-1)
+        c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
+        h = ops.sigmoid(o) * ops.tanh(c)
+        return h, [h, c]
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind, "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="seqtasks")
+class RecurrentLayer(keras.layers.Layer):
+    """One recurrent layer over a sequence: z = x W + b for all steps at once, then the cell in time.
+
+    Call arguments:
+        inputs: (batch, time, features).
+        initial_state: optional list of (batch, units) tensors; zeros when omitted.
+        mask: optional (batch, time) boolean, True for real steps.
+        go_backwards: read the sequence right to left (for the backward half of a BiRNN).
+    Returns (outputs (batch, time, units), final states list).
+    """
+
+    def __init__(self, kind: str, units: int, go_backwards: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.kind = kind
+        self.units = units
+        self.go_backwards = go_backwards
+        self.input_projection = keras.layers.Dense(
+            _GATES[kind] * units, name="input_projection", dtype=self.dtype_policy
+        )
+        self.cell = RecurrentCell(kind, units, name="cell", dtype=self.dtype_policy)
+        self.rnn = keras.layers.RNN(
+            self.cell, return_sequences=True, return_state=True,
+            go_backwards=go_backwards, name="rnn", dtype=self.dtype_policy,
+        )
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.input_projection.build(input_shape)
+        projected_shape = (*input_shape[:-1], _GATES[self.kind] * self.units)
+        self.rnn.build(projected_shape)
+
+    def call(self, inputs, initial_state=None, mask=None, training=None):
+        projected = self.input_projection(inputs)
+        outputs, *states = self.rnn(projected, initial_state=initial_state, mask=mask, training=training)
+        if self.go_backwards:
+            # keras returns the backward pass in reversed time order; put it back in input order
+            outputs = ops.flip(outputs, axis=1)
+        return outputs, list(states)
+
+    def step(self, x_t, states):
+        """One decoding step: x_t (batch, features), states list -> (h_t, new states)."""
+        return self.cell(self.input_projection(x_t), states)
+
+    def zero_state(self, batch_size):
+        return [ops.zeros((batch_size, self.units), dtype=self.compute_dtype) for _ in self.cell.state_size]
+
+    def compute_output_spec(self, inputs, initial_state=None, mask=None, training=None):
+        batch, time = inputs.shape[0], inputs.shape[1]
+        outputs = keras.KerasTensor((batch, time, self.units), dtype=self.compute_dtype)
+        states = [keras.KerasTensor((batch, self.units), dtype=self.compute_dtype) for _ in self.cell.state_size]
+        return outputs, states
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind, "units": self.units, "go_backwards": self.go_backwards}
+
+
+@keras.saving.register_keras_serializable(package="seqtasks")
+class RecurrentStack(keras.layers.Layer):
+    """N recurrent layers, dropout between them: h^(l) = Cell^(l)(dropout(h^(l-1))).
+
+    With `bidirectional`, each layer runs a forward and a backward RecurrentLayer and concatenates
+    them, so outputs have 2 × units features (encoders only: a backward pass cannot decode).
+
+    Call arguments: inputs (batch, time, features); initial_state: optional list, one entry per layer,
+    each a list of state tensors (unidirectional only); mask (batch, time).
+    Returns (outputs (batch, time, units or 2 × units), states: one list per layer; for bidirectional
+    layers the forward and backward states concatenated on features).
+    """
+
+    def __init__(self, kind: str, units: int, num_layers: int = 1, dropout: float = 0.0,
+                 bidirectional: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        if kind not in CELL_KINDS:
+            raise ValueError(f"unknown cell kind {kind!r}; expected one of {CELL_KINDS}")
+        self.kind, self.units, self.num_layers = kind, units, num_layers
+        self.dropout_rate, self.bidirectional = dropout, bidirectional
+        self.forward_layers = [
+            RecurrentLayer(kind, units, name=f"forward_{i}", dtype=self.dtype_policy) for i in range(num_layers)
+        ]
+        self.backward_layers = [
+            RecurrentLayer(kind, units, go_backwards=True, name=f"backward_{i}", dtype=self.dtype_policy)
+            for i in range(num_layers)
+        ] if bidirectional else []
+        self.dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        width = 2 * self.units if self.bidirectional else self.units
+        for i in range(self.num_layers):
+            self.forward_layers[i].build(shape)
+            if self.bidirectional:
+                self.backward_layers[i].build(shape)
+            shape = (*shape[:-1], width)
+
+    def call(self, inputs, initial_state=None, mask=None, training=None):
+        x = inputs
+        states = []
+        for i, forward in enumerate(self.forward_layers):
+            if i > 0:
+                x = self.dropout(x, training=training)
+            layer_state = initial_state[i] if initial_state is not None else None
+            forward_out, forward_state = forward(x, initial_state=layer_state, mask=mask, training=training)
+            if self.bidirectional:
+                backward_out, backward_state = self.backward_layers[i](x, mask=mask, training=training)
+                x = ops.concatenate([forward_out, backward_out], axis=-1)
+                states.append([ops.concatenate([f, b], axis=-1) for f, b in zip(forward_state, backward_state)])
+            else:
+                x = forward_out
+                states.append(forward_state)
+        return x, states
+
+    def step(self, x_t, states):
+        """One decoding step through every layer (unidirectional): x_t (batch, features)."""
+        new_states = []
+        h = x_t
+        for layer, layer_state in zip(self.forward_layers, states):
+            h, layer_state = layer.step(h, layer_state)
+            new_states.append(layer_state)
+        return h, new_states
+
+    def zero_state(self, batch_size):
+        return [layer.zero_state(batch_size) for layer in self.forward_layers]
+
+    def compute_output_spec(self, inputs, initial_state=None, mask=None, training=None):
+        width = 2 * self.units if self.bidirectional else self.units
+        batch, time = inputs.shape[0], inputs.shape[1]
+        outputs = keras.KerasTensor((batch, time, width), dtype=self.compute_dtype)
+        n_states = 2 if self.kind == "lstm" else 1
+        states = [[keras.KerasTensor((batch, width), dtype=self.compute_dtype) for _ in range(n_states)]
+                  for _ in range(self.num_layers)]
+        return outputs, states
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind, "units": self.units, "num_layers": self.num_layers,
+                "dropout": self.dropout_rate, "bidirectional": self.bidirectional}

@@ -1,0 +1,1 @@
+"""Whole models composed from seqtasks.layers; each is a registered keras.Model."""

@@ -1,0 +1,255 @@
+"""The one training loop: AdamW, warmup + cosine, clipping, precision, strategy, checkpoints, resume.
+
+Training is `model.fit`, called once per epoch so that each epoch's data order depends only on
+(seed, epoch); that is what lets `resume` continue exactly, skipping the batches already seen. One
+callback, `RunKeeper`, owns everything that outlives a step:
+
+    learning rate  lr(p) = lr_max · min(1, step / warmup) · (r + (1 - r) · ½(1 + cos(π p)))
+                   with progress p = max(step / planned_steps, elapsed / budget), so the schedule
+                   fits itself to --max-time as well as to --epochs;
+    checkpoints    checkpoints/last.keras + train_state.json at each epoch end and every few minutes;
+                   model.keras whenever the monitored validation metric improves;
+    history.csv    one row per finished epoch (rewritten atomically);
+    stopping       the time budget, early stopping (patience), a non-finite loss.
+Ctrl-C saves the last checkpoint and prints how to resume.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import keras
+
+from seqtasks.errors import UserError
+from seqtasks.runs import RunDirectory, atomic_save_model
+
+MID_EPOCH_CHECKPOINT_SECONDS = 600.0
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU has bf16 matrix instructions (AMX or AVX512-BF16); elsewhere bf16 is emulated."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("amx_bf16", "avx512_bf16"))
+
+
+def resolve_precision(precision: str) -> str:
+    """auto -> bf16 where the hardware has fast bf16, else fp32. Returns fp32 | bf16 | fp16."""
+    if precision != "auto":
+        return precision
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
+        if capability >= (8, 0):
+            return "bf16"
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def dtype_policy(precision: str) -> str:
+    return {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[resolve_precision(precision)]
+
+
+def make_strategy(name: str):
+    """default: one device. mirrored: every GPU, or every logical CPU device when there is no GPU.
+    multiworker: many machines, described by the TF_CONFIG environment variable."""
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise UserError(f"unknown strategy {name!r}", fix="choose default, mirrored or multiworker")
+
+
+def make_optimizer(cfg) -> keras.optimizers.Optimizer:
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=cfg.lr, weight_decay=cfg.weight_decay, beta_1=0.9, beta_2=0.99,
+        global_clipnorm=cfg.clip_norm or None,
+    )
+    # decay matrices only: biases, norms and position tables are not pulled towards zero
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "norm", "position"])
+    return optimizer
+
+
+def learning_rate(step: int, progress: float, cfg) -> float:
+    warmup = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    return cfg.lr * warmup * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
+
+
+@dataclass
+class TrainState:
+    """What resume needs beyond the weights and optimizer: saved as checkpoints/train_state.json."""
+
+    epoch: int = 0                 # the epoch to run next (or the one interrupted)
+    step_in_epoch: int = 0         # batches of `epoch` already trained on
+    global_step: int = 0
+    elapsed_seconds: float = 0.0   # training time spent in earlier sessions
+    best_metric: float | None = None
+    epochs_without_improvement: int = 0
+    finished: bool = False
+    stop_reason: str = ""
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainState":
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class FitPlan:
+    """What a task hands the loop: batches per epoch, validation data and the metric to watch."""
+
+    train_batches: Callable[[int, int], Any]   # (epoch, skip_batches) -> tf.data.Dataset
+    steps_per_epoch: int
+    valid_data: Any = None
+    monitor: str = "val_loss"
+    mode: str = "min"
+    sample: Callable[[keras.Model], str] | None = None
+
+
+class _EpochProgress(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, told the run's total epochs (fit is called one epoch at a time)."""
+
+    def __init__(self, total_epochs: int):
+        super().__init__()
+        self.total_epochs = total_epochs
+
+    def set_params(self, params):
+        super().set_params({**params, "epochs": max(self.total_epochs, 2)})
+
+
+class RunKeeper(keras.callbacks.Callback):
+    def __init__(self, run: RunDirectory, plan: FitPlan, cfg, state: TrainState, budget_seconds: float,
+                 planned_steps: int):
+        super().__init__()
+        self.run, self.plan, self.cfg, self.state = run, plan, cfg, state
+        self.budget_seconds, self.planned_steps = budget_seconds, planned_steps
+        self.session_start = time.monotonic()
+        self.last_checkpoint = time.monotonic()
+        self.epoch_start_step = state.global_step
+        self.diverged_at: int | None = None
+        self.budget_spent = False
+        self.early_stopped = False
+
+    def elapsed(self) -> float:
+        return self.state.elapsed_seconds + (time.monotonic() - self.session_start)
+
+    def progress(self, step: int) -> float:
+        by_steps = step / max(self.planned_steps, 1)
+        by_time = self.elapsed() / self.budget_seconds if self.budget_seconds else 0.0
+        return max(by_steps, by_time)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start_step = self.state.global_step - self.state.step_in_epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self.state.global_step
+        self.model.optimizer.learning_rate = learning_rate(step, self.progress(step), self.cfg)
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged_at = self.state.global_step
+            self.model.stop_training = True
+            return
+        self.state.global_step += 1
+        self.state.step_in_epoch = self.state.global_step - self.epoch_start_step
+        if self.budget_seconds and self.elapsed() >= self.budget_seconds:
+            self.budget_spent = True
+            self.model.stop_training = True
+        elif time.monotonic() - self.last_checkpoint > MID_EPOCH_CHECKPOINT_SECONDS:
+            self.save_last()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.diverged_at is not None:
+            return
+        logs = dict(logs or {})
+        row = {"epoch": epoch + 1, "step": self.state.global_step,
+               "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+               "elapsed_s": round(self.elapsed(), 1)}
+        row.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
+        self.state.history = [r for r in self.state.history if r["epoch"] != epoch + 1] + [row]
+        self.run.write_history(self.state.history)
+        metric = logs.get(self.plan.monitor, logs.get("loss"))
+        improved = metric is not None and (
+            self.state.best_metric is None
+            or (metric < self.state.best_metric if self.plan.mode == "min" else metric > self.state.best_metric)
+        )
+        if improved:
+            self.state.best_metric = float(metric)
+            self.state.epochs_without_improvement = 0
+            atomic_save_model(self.model, self.run.best_model_path)
+        else:
+            self.state.epochs_without_improvement += 1
+            if self.cfg.patience and self.state.epochs_without_improvement >= self.cfg.patience:
+                self.early_stopped = True
+                self.model.stop_training = True
+        self.state.epoch, self.state.step_in_epoch = epoch + 1, 0
+        self.save_last()
+        if self.plan.sample is not None:
+            try:
+                print(f"sample after epoch {epoch + 1}:\n{self.plan.sample(self.model)}\n", flush=True)
+            except Exception as error:  # a failed sample must never cost the training run
+                print(f"(no sample: {error})", file=sys.stderr)
+
+    def save_last(self) -> None:
+        atomic_save_model(self.model, self.run.last_checkpoint_path)
+        snapshot = TrainState(**{**self.state.__dict__, "elapsed_seconds": self.elapsed()})
+        self.run.write_train_state(snapshot.__dict__)
+        self.last_checkpoint = time.monotonic()
+
+
+def compile_model(model: keras.Model, cfg, loss, metrics=()) -> None:
+    model.compile(optimizer=make_optimizer(cfg), loss=loss, metrics=list(metrics))
+
+
+def fit(model: keras.Model, run: RunDirectory, plan: FitPlan, cfg, state: TrainState | None = None,
+        verbose: int = 1) -> TrainState:
+    """Train `model` (compiled) for cfg.epochs or cfg.max_time minutes; return the final TrainState."""
+    state = state or TrainState()
+    budget = cfg.max_time * 60.0 if cfg.max_time else 0.0
+    planned = cfg.epochs * plan.steps_per_epoch
+    keeper = RunKeeper(run, plan, cfg, state, budget, planned)
+    callbacks = [keeper, keras.callbacks.TensorBoard(str(run.logs_dir), write_graph=False, profile_batch=0)]
+    if verbose:
+        callbacks.append(_EpochProgress(cfg.epochs))
+    try:
+        while state.epoch < cfg.epochs and not state.finished:
+            epoch = state.epoch
+            model.fit(plan.train_batches(epoch, state.step_in_epoch), validation_data=plan.valid_data,
+                      initial_epoch=epoch, epochs=epoch + 1, callbacks=callbacks, verbose=verbose,
+                      shuffle=False)
+            if keeper.diverged_at is not None:
+                state.stop_reason = "diverged"
+                run.write_train_state({**state.__dict__, "elapsed_seconds": keeper.elapsed()})
+                raise UserError(
+                    f"training diverged: the loss became NaN or infinite at step {keeper.diverged_at}",
+                    str(run.path),
+                    f"lower --lr (now {cfg.lr:g}), keep --clip-norm on, or use --precision fp32; "
+                    "the last good checkpoint is kept")
+            if keeper.budget_spent or keeper.early_stopped:
+                state.finished = True
+                state.stop_reason = "time budget spent" if keeper.budget_spent else "early stopping"
+        if not state.finished:
+            state.finished, state.stop_reason = True, "all epochs done"
+        keeper.save_last()
+    except KeyboardInterrupt:
+        keeper.save_last()
+        print(f"\ninterrupted: saved a checkpoint at step {state.global_step}; continue with\n"
+              f"  seqtasks resume {run.path}", file=sys.stderr, flush=True)
+        raise
+    return state

@@ -1,0 +1,66 @@
+"""The task contract: what every task module provides, so the CLI, runs and tests treat tasks alike.
+
+A task turns its data sources into examples, prepares what must be saved with the run (tokenizers,
+label vocabularies), builds a Keras model from seqtasks parts, hands the training loop a FitPlan, and
+later evaluates and predicts with a loaded run. The generic train / resume / finetune orchestration
+lives in seqtasks.api; a task never writes run files itself.
+"""
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any, Iterator
+
+import keras
+
+from seqtasks.training import FitPlan
+
+
+class Task(abc.ABC):
+    name: str = ""
+    description: str = ""
+    Config: type = object
+    architectures: tuple[str, ...] = ()
+
+    def default_overrides(self) -> dict[str, Any]:
+        """Settings used when the user gives no --data: the bundled demo."""
+        return {}
+
+    @abc.abstractmethod
+    def read(self, cfg) -> Any:
+        """Open the data sources named in cfg -> task data (train and validation), with clear errors."""
+
+    @abc.abstractmethod
+    def prepare(self, cfg, data) -> Any:
+        """Fit tokenizers / label vocabularies on the training data -> a preprocessor with save(dir)."""
+
+    @abc.abstractmethod
+    def load_preprocessor(self, directory: Path) -> Any:
+        """Load what prepare() saved in RUN/tokenizer."""
+
+    @abc.abstractmethod
+    def plan(self, cfg, prep, data) -> FitPlan:
+        """Encode the data (cached) and describe the batches of each epoch."""
+
+    @abc.abstractmethod
+    def build(self, cfg, prep) -> keras.Model:
+        """A built Keras model (weights created) from seqtasks parts, in cfg's precision."""
+
+    @abc.abstractmethod
+    def loss_and_metrics(self, cfg, prep) -> tuple[Any, list]:
+        """The training loss and the Keras metrics shown during fit."""
+
+    def describe_data(self, data) -> dict[str, Any]:
+        return {}
+
+    @abc.abstractmethod
+    def evaluate(self, run, source: str | None, **options) -> dict[str, Any]:
+        """Metrics of a loaded run on a data source."""
+
+    @abc.abstractmethod
+    def predict(self, run, inputs: list[str], **options) -> Iterator[Any]:
+        """Outputs (labels, tags, text) for raw inputs."""
+
+    def sample_during_training(self, cfg, prep):
+        """A function model -> str printed after each epoch (generative tasks), or None."""
+        return None

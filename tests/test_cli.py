@@ -1,0 +1,138 @@
+"""The CLI as a user meets it: click's CliRunner in-process, and a few real subprocess runs."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from seqtasks.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--units", "32", "--layers", "1", "--seq-len", "16", "--batch-size", "8", "--lr", "0.01",
+        "--warmup-steps", "5", "--dropout", "0", "--precision", "fp32"]
+
+
+def invoke(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "text.txt"
+    path.write_text("the cat sat on the mat.\n" * 120)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_path(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli-runs") / "lm"
+    result = invoke("train", "lm", "--data", corpus, "--epochs", "2", "--steps-per-epoch", "10",
+                    "--sample-tokens", "20", "--out", out, *TINY)
+    assert result.exit_code == 0, result.output
+    assert "settings:" in result.output and "seq_len" in result.output
+    assert "sample after epoch 1" in result.output
+    assert "training finished" in result.output
+    return out
+
+
+def test_evaluate_json_has_the_documented_keys(run_path, corpus):
+    result = invoke("evaluate", run_path, "--data", corpus, "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output)
+    assert set(metrics) == {"loss", "perplexity", "bpc", "tokens", "characters"}
+    assert metrics["characters"] == len("the cat sat on the mat.\n" * 120)
+
+
+def test_sample_is_reproducible_with_a_seed(run_path):
+    first = invoke("sample", run_path, "--prompt", "the ", "--max-new-tokens", "30", "--temperature", "1.0",
+                   "--seed", "7")
+    second = invoke("sample", run_path, "--prompt", "the ", "--max-new-tokens", "30", "--temperature", "1.0",
+                    "--seed", "7")
+    assert first.exit_code == 0, first.output
+    assert first.output == second.output and first.output.startswith("the ")
+    several = invoke("sample", run_path, "-n", "3", "--max-new-tokens", "10", "--seed", "1", "--json")
+    assert len(json.loads(several.output)["samples"]) == 3
+
+
+def test_info_and_tasks(run_path):
+    result = invoke("info", run_path)
+    assert result.exit_code == 0 and "task:      lm" in result.output and "finished" in result.output
+    details = json.loads(invoke("info", run_path, "--json").output)
+    assert details["training"]["global_step"] == 20
+    listing = invoke("tasks")
+    assert "lm:" in listing.output and "transformer" in listing.output and "seq_len=128" in listing.output
+
+
+def test_help_shows_defaults_and_an_example():
+    result = invoke("train", "lm", "--help")
+    assert "--seq-len" in result.output and "[default: 128]" in result.output and "Example" in result.output
+    for command in ("resume", "finetune", "evaluate", "predict", "sample", "info"):
+        assert "Example" in invoke(command, "--help").output or command == "info"
+
+
+@pytest.mark.parametrize("case", ["missing", "binary", "latin1", "empty", "not-a-run", "arch", "short"])
+def test_bad_input_is_one_line_exit_1_and_no_run(case, tmp_path, corpus):
+    out = tmp_path / "run"
+    data = tmp_path / "data.txt"
+    args = ["train", "lm", "--data", data, "--out", out, *TINY]
+    if case == "missing":
+        pass
+    elif case == "binary":
+        data.write_bytes(b"\x00\x01\x02binary" * 50)
+    elif case == "latin1":
+        data.write_bytes("caf\xe9 au lait\n".encode("latin-1") * 50)
+    elif case == "empty":
+        data.write_text("")
+    elif case == "short":
+        data.write_text("tiny\n")
+    elif case == "arch":
+        args = ["train", "lm", "--data", corpus, "--arch", "cnn", "--out", out]
+    if case == "not-a-run":
+        args = ["evaluate", tmp_path, "--data", corpus]
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    if case == "arch":  # click rejects an unknown choice itself, with its usage line
+        assert result.exit_code == 2 and "cnn" in result.output
+    else:
+        assert result.exit_code == 1, result.output
+        lines = result.stderr.strip().splitlines()  # stdout may already show the settings
+        assert len(lines) == 1 and lines[0].startswith("seqtasks: error: "), result.output
+        assert "Traceback" not in result.output
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".run")]
+
+
+def test_end_to_end_subprocess_with_the_installed_command_layout(tmp_path, corpus):
+    """`python cli.py` from the checkout: train, then predict, as separate processes."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = tmp_path / "e2e"
+    train = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", "lm", "--data", str(corpus),
+                            "--epochs", "1", "--steps-per-epoch", "5", "--sample-tokens", "0", "--out", str(out),
+                            "--quiet", *TINY], capture_output=True, text=True, env=env, timeout=300)
+    assert train.returncode == 0, train.stderr
+    predict = subprocess.run([sys.executable, str(ROOT / "cli.py"), "predict", str(out), "the cat",
+                              "--max-new-tokens", "5"], capture_output=True, text=True, env=env, timeout=300)
+    assert predict.returncode == 0, predict.stderr
+    assert len(predict.stdout.strip().splitlines()) == 1
+
+
+def test_mirrored_strategy_on_two_logical_cpu_devices(tmp_path, corpus):
+    script = f"""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import seqtasks
+from seqtasks.training import make_strategy
+assert make_strategy("mirrored").num_replicas_in_sync == 2
+run = seqtasks.train("lm", data={str(corpus)!r}, strategy="mirrored", epochs=1, steps_per_epoch=4,
+                     units=16, layers=1, seq_len=16, batch_size=8, sample_tokens=0, precision="fp32",
+                     out={str(tmp_path / 'mirrored')!r}, verbose=0)
+print("steps", run.directory.read_train_state()["global_step"])
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "steps 4" in result.stdout

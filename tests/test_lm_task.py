@@ -1,0 +1,132 @@
+"""The language-modeling task end to end through the Python API: learn, save, load, resume, finetune."""
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+
+import seqtasks
+from seqtasks.errors import UserError
+
+TINY = dict(units=32, layers=1, seq_len=16, batch_size=8, lr=1e-2, warmup_steps=5, dropout=0.0,
+            sample_tokens=0, precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def pattern_corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "pattern.txt"
+    path.write_text("abcdefgh\n" * 400)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_run(pattern_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "lstm"
+    return seqtasks.train("lm", data=str(pattern_corpus), arch="lstm", epochs=4, out=str(out), verbose=0, **TINY)
+
+
+def test_tiny_lm_learns_a_deterministic_pattern_to_near_zero_loss(trained_run, pattern_corpus):
+    metrics = trained_run.evaluate(str(pattern_corpus))
+    assert metrics["loss"] < 0.05
+    assert set(metrics) >= {"loss", "perplexity", "bpc", "tokens", "characters"}
+    assert metrics["characters"] == len("abcdefgh\n" * 400)
+    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
+    assert trained_run.sample("abc", max_new_tokens=12, temperature=0.0) == "defgh\nabcdef"
+
+
+def test_run_folder_is_complete_and_self_contained(trained_run):
+    path = trained_run.path
+    record = json.loads((path / "config.json").read_text())
+    assert record["task"] == "lm" and record["settings"]["arch"] == "lstm"
+    assert record["data"]["train"]["sha256"]
+    for name in ("model.keras", "checkpoints/last.keras", "checkpoints/train_state.json", "history.csv",
+                 "tokenizer/tokenizer.json"):
+        assert (path / name).is_file(), name
+    assert [row["epoch"] for row in trained_run.directory.read_history()] == ["1", "2", "3", "4"]
+    assert not list(path.parent.glob(".*creating*"))
+
+
+def test_saved_model_maps_ids_to_logits_and_reloads_identically(trained_run):
+    model = keras.saving.load_model(trained_run.path / "model.keras", safe_mode=True)
+    ids = np.array([[4, 5, 6, 7, 8]])
+    logits = keras.ops.convert_to_numpy(model(ids))
+    assert logits.shape == (1, 5, trained_run.preprocessor.vocab_size)
+    np.testing.assert_array_equal(logits, keras.ops.convert_to_numpy(seqtasks.load(trained_run.path).model(ids)))
+
+
+@pytest.mark.parametrize("arch", ["rnn", "gru", "transformer"])
+def test_every_architecture_trains_and_samples(arch, pattern_corpus, tmp_path):
+    run = seqtasks.train("lm", data=str(pattern_corpus), arch=arch, epochs=1, steps_per_epoch=5, heads=2,
+                         out=str(tmp_path / arch), verbose=0, **TINY)
+    text = run.sample("ab", max_new_tokens=5, temperature=1.0, seed=1)
+    assert isinstance(text, str) and len(text) <= 5 * 2
+    assert run.sample("ab", max_new_tokens=5, temperature=1.0, seed=1) == text
+
+
+def test_resume_continues_the_step_count_and_history(pattern_corpus, tmp_path):
+    out = tmp_path / "resumable"
+    settings = {**TINY, "steps_per_epoch": 5}
+    run = seqtasks.train("lm", data=str(pattern_corpus), epochs=2, out=str(out), verbose=0, **settings)
+    state = run.directory.read_train_state()
+    assert state["global_step"] == 10 and state["finished"]
+    resumed = seqtasks.resume(out, epochs=4, verbose=0)
+    state = resumed.directory.read_train_state()
+    assert state["global_step"] == 20 and state["epoch"] == 4
+    history = resumed.directory.read_history()
+    assert [row["epoch"] for row in history] == ["1", "2", "3", "4"]
+    assert [row["step"] for row in history] == ["5", "10", "15", "20"]
+    model = keras.saving.load_model(out / "checkpoints" / "last.keras", compile=True, safe_mode=True)
+    assert int(model.optimizer.iterations) == 20
+
+
+def test_interrupted_run_resumes_mid_epoch(pattern_corpus, tmp_path, monkeypatch):
+    from seqtasks import training
+
+    out = tmp_path / "interrupted"
+    original = training.RunKeeper.on_train_batch_end
+
+    def interrupt_at_step_7(self, batch, logs=None):
+        original(self, batch, logs)
+        if self.state.global_step == 7:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.RunKeeper, "on_train_batch_end", interrupt_at_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        seqtasks.train("lm", data=str(pattern_corpus), epochs=3, out=str(out), verbose=0,
+                       **{**TINY, "steps_per_epoch": 5})
+    monkeypatch.setattr(training.RunKeeper, "on_train_batch_end", original)
+    state = json.loads((out / "checkpoints" / "train_state.json").read_text())
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 2, 7)
+    seqtasks.load(out).evaluate(str(pattern_corpus))  # usable before it finished
+    resumed = seqtasks.resume(out, verbose=0)
+    state = resumed.directory.read_train_state()
+    assert state["global_step"] == 15 and state["finished"]
+    assert [row["epoch"] for row in resumed.directory.read_history()] == ["1", "2", "3"]
+
+
+def test_finetune_keeps_tokenizer_names_parent_and_freezes(trained_run, tmp_path):
+    new_text = tmp_path / "new.txt"
+    new_text.write_text("hgfedcba\n" * 200)
+    run = seqtasks.finetune(trained_run.path, data=str(new_text), out=tmp_path / "ft", freeze="embeddings",
+                            epochs=1, verbose=0)
+    record = json.loads((run.path / "config.json").read_text())
+    assert record["parent"]["path"] == str(trained_run.path.resolve())
+    assert record["parent"]["freeze"] == "embeddings"
+    assert (run.path / "tokenizer" / "chars.json").read_text() == (trained_run.path / "tokenizer" / "chars.json").read_text()
+    before = keras.ops.convert_to_numpy(trained_run.model.embedding.embeddings)
+    after = keras.ops.convert_to_numpy(run.model.embedding.embeddings)
+    np.testing.assert_array_equal(before, after)
+
+
+def test_bad_inputs_raise_user_errors_and_leave_no_run(tmp_path, pattern_corpus):
+    short = tmp_path / "short.txt"
+    short.write_text("abc\n")
+    with pytest.raises(UserError, match="shorter than one window"):
+        seqtasks.train("lm", data=str(short), out=str(tmp_path / "r1"), verbose=0, **TINY)
+    with pytest.raises(UserError, match="unknown arch"):
+        seqtasks.train("lm", data=str(pattern_corpus), arch="cnn", out=str(tmp_path / "r2"), verbose=0, **TINY)
+    with pytest.raises(UserError, match="not a seqtasks run"):
+        seqtasks.load(tmp_path)
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
