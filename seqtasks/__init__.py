@@ -13,6 +13,33 @@ __version__ = "0.1.0"
 # TensorFlow's C++ start-up chatter (CUDA probes, CPU feature notes) hides the output users need
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+
+def _import_tensorflow_quietly() -> None:
+    """Some of that chatter is written straight to stderr (fd 2) before any log setting applies, so
+    stderr is pointed at /dev/null while TensorFlow starts. SEQTASKS_TF_LOGS=1 or --debug shows it."""
+    import sys
+
+    if os.environ.get("SEQTASKS_TF_LOGS") or "--debug" in sys.argv or "tensorflow" in sys.modules:
+        return
+    try:
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    sys.stderr.flush()
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        tf.zeros(())
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_import_tensorflow_quietly()
+
 # In a source checkout, tasks/ and data/ sit beside this package (the repository's top level is the
 # design card); installed, setuptools maps them to seqtasks.tasks and seqtasks.data. Adding the
 # checkout root to the package path makes `python cli.py` work without installing.

@@ -226,12 +226,14 @@ class Run:
         return self._model
 
     def evaluate(self, source: str | None = None, **options) -> dict[str, Any]:
+        _check_options(self.task.evaluate, options, self.task.name)
         start = time.monotonic()
         metrics = self.task.evaluate(self, source, **options)
         self.directory.write_metrics({**metrics, "data": source, "seconds": round(time.monotonic() - start, 2)})
         return metrics
 
     def predict(self, inputs: list[str], **options):
+        _check_options(self.task.predict, options, self.task.name)
         return self.task.predict(self, inputs, **options)
 
     def sample(self, prompt: str = "", **options) -> str | list[str]:
@@ -258,6 +260,19 @@ class Run:
                                                                or self.directory.last_checkpoint_path.is_file()) else None,
             "last_evaluation": json.loads(metrics_path.read_text()) if metrics_path.is_file() else None,
         }
+
+
+def _check_options(method, options: dict[str, Any], task_name: str) -> None:
+    """An option the task's method does not take is a user mistake, not something to ignore."""
+    import inspect
+
+    accepted = inspect.signature(method).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        return
+    for name in options:
+        if name not in accepted:
+            raise UserError(f"--{name.replace('_', '-')} does not apply to the {task_name} task",
+                            fix=f"see `seqtasks {method.__name__} --help`")
 
 
 def load(path: str | Path) -> Run:

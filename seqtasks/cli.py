@@ -196,10 +196,16 @@ def finetune(run, data, out, valid, freeze, config_file, quiet, **settings) -> N
 # ---- evaluate / predict / sample / info ----------------------------------------------------------
 @cli.command(context_settings=CONTEXT)
 @click.argument("run", type=click.Path())
-@click.option("--data", required=True, help="The data to score (same formats as train).")
+@click.option("--data", default=None, help="The data to score (same formats as train).")
+@click.option("--src", default=None, help="translate: source sentences, one per line.")
+@click.option("--tgt", default=None, help="translate: reference translations, one per line.")
+@click.option("--images", default=None, help="caption: the image folder.")
+@click.option("--captions", default=None, help="caption: the caption table or COCO JSON.")
+@click.option("--beam", type=int, default=None, help="Generative tasks: beam width (default greedy).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def evaluate(run, data, as_json) -> None:
-    """Score RUN on data: lm prints loss, perplexity and bits per character.
+def evaluate(run, as_json, **options) -> None:
+    """Score RUN on data: lm prints loss, perplexity and bits per character; classify accuracy and F1;
+    tag accuracy and entity F1; translate BLEU and chrF; caption BLEU-1..4.
 
     \b
     Example:
@@ -207,11 +213,14 @@ def evaluate(run, data, as_json) -> None:
     """
     from seqtasks import api
 
-    metrics = api.load(run).evaluate(data)
+    given = {k: v for k, v in options.items() if v is not None}
+    metrics = api.load(run).evaluate(given.pop("data", None), **given)
     if as_json:
         click.echo(json.dumps(metrics))
         return
     for key, value in metrics.items():
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value)
         click.echo(f"{key:>12}: {value:.4f}" if isinstance(value, float) else f"{key:>12}: {value}")
 
 
@@ -237,11 +246,18 @@ def _open_input(path: str):
 @click.option("--input", "input_file", default=None, help="Read inputs from FILE, one per line (- for stdin).")
 @click.option("--output", "output_file", type=click.Path(), default=None, help="Write outputs to FILE.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-@click.option("--max-new-tokens", type=int, default=100, show_default=True, help="Generative tasks: tokens per output.")
-@click.option("--temperature", type=float, default=0.0, show_default=True, help="Generative tasks: 0 = greedy.")
+@click.option("--max-new-tokens", type=int, default=None, help="Generative tasks: tokens per output.")
+@click.option("--temperature", type=float, default=None, help="Generative tasks: sampling temperature (0 = greedy).")
 @click.option("--seed", type=int, default=None, help="Random seed for sampling.")
-def predict(run, texts, input_file, output_file, as_json, max_new_tokens, temperature, seed) -> None:
-    """Predict for each input: a continuation (lm), a label, tags or a translation.
+@click.option("--top-k", type=int, default=None, help="classify: show the k likeliest labels.")
+@click.option("--beam", type=int, default=None, help="translate, caption: beam width.")
+@click.option("--n-best", type=int, default=None, help="translate, caption: print the N best hypotheses.")
+@click.option("--pretokenized", is_flag=True, default=None, help="tag: the input is CoNLL (one token per line).")
+@click.option("--alignments", is_flag=True, default=None, help="translate: print attention alignments.")
+@click.option("--plot", type=click.Path(), default=None, help="translate, caption: draw attention to FILE.png.")
+def predict(run, texts, input_file, output_file, as_json, **options) -> None:
+    """Predict for each input: a continuation (lm, generate), a label (classify), tags (tag), a
+    translation (translate) or a caption (caption; inputs are image paths). Reads stdin with --input -.
 
     \b
     Example:
@@ -250,12 +266,15 @@ def predict(run, texts, input_file, output_file, as_json, max_new_tokens, temper
     from seqtasks import api
 
     loaded = api.load(run)
+    given = {k: v for k, v in options.items() if v is not None}
     inputs = _read_inputs(texts, input_file)
-    options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
     out = open(output_file, "w", encoding="utf-8") if output_file else sys.stdout
     try:
-        for text, result in zip(inputs, loaded.predict(inputs, **options)):
-            line = json.dumps({"input": text, "output": result}) if as_json else result
+        for text, result in zip(inputs, loaded.predict(inputs, **given)):
+            if as_json:
+                line = json.dumps({"input": text, "output": result})
+            else:
+                line = loaded.task.format_prediction(result)
             out.write(line + "\n")
             out.flush()
     finally:

@@ -301,11 +301,14 @@ class Generator:
             raise GenerationError("stream() yields one sequence",
                                   f"num_return_sequences={config.num_return_sequences}", "use generate()")
         prompt = _prompt_array(prompt_ids, 0)[None]
+        self._prepare(prompt)
+        plan = self._plan(prompt.shape[1], config.max_new_tokens)
+        return self._stream(prompt, config, plan)  # errors above are raised now, not at the first next()
+
+    def _stream(self, prompt: np.ndarray, config: GenerationConfig, plan: "_Plan") -> Iterator[int]:
         new_tokens = config.max_new_tokens
         if new_tokens == 0:
             return
-        self._prepare(prompt)
-        plan = self._plan(prompt.shape[1], new_tokens)
         static = _static(config)
         prefill = self._compiled(("prefill", plan.state_size), lambda: self._prefill_function(plan.state_size))
         choose = self._compiled(("choose", static), lambda: self._choose_function(static))

@@ -61,6 +61,12 @@ class Task(abc.ABC):
     def predict(self, run, inputs: list[str], **options) -> Iterator[Any]:
         """Outputs (labels, tags, text) for raw inputs."""
 
+    def format_prediction(self, result: Any) -> str:
+        """One prediction as the plain-text line `seqtasks predict` prints."""
+        import json
+
+        return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+
     def sample_during_training(self, cfg, prep):
         """A function model -> str printed after each epoch (generative tasks), or None."""
         return None

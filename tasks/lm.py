@@ -9,7 +9,6 @@ bpc = total nats over the text / number of characters / ln 2, so that char and s
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,6 +17,7 @@ import keras
 from seqtasks import decoding
 from seqtasks.config import TrainConfig, setting
 from seqtasks.errors import UserError
+from seqtasks.metrics import language_model_scores
 from seqtasks.models.language_model import RecurrentLanguageModel, TransformerLanguageModel
 from seqtasks.pipeline import count_windows, encode_corpus, language_model_windows
 from seqtasks.readers import open_text_source
@@ -160,10 +160,12 @@ class LanguageModelTask(Task):
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD_ID), []
 
     # ---- use ----------------------------------------------------------------------------------
-    def evaluate(self, run, source: str | None, **options) -> dict[str, Any]:
+    def evaluate(self, run, source: str | None) -> dict[str, Any]:
         import tensorflow as tf
 
         cfg, tokenizer, model = run.settings, run.preprocessor, run.model
+        if not source:
+            raise UserError("no evaluation data given", fix="pass --data FILE")
         text = self._source(source, cfg, "evaluation data")
         corpus = encode_corpus(text, tokenizer)
         dataset = language_model_windows(corpus, cfg.seq_len, cfg.batch_size, shuffle=False)
@@ -209,9 +211,11 @@ class LanguageModelTask(Task):
                 yield text[len(shown):]
                 shown = text
 
-    def predict(self, run, inputs: list[str], **options) -> Iterator[str]:
+    def predict(self, run, inputs: list[str], max_new_tokens: int = 100, temperature: float = 0.0,
+                seed: int | None = None) -> Iterator[str]:
+        """The continuation of each prompt (greedy unless a temperature is given)."""
         for prompt in inputs:
-            yield self.sample(run, prompt, **options)[0]
+            yield self.sample(run, prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)[0]
 
     def sample_during_training(self, cfg, tokenizer: Tokenizer):
         if not cfg.sample_tokens:
@@ -224,9 +228,3 @@ class LanguageModelTask(Task):
 
         return sample
 
-
-def language_model_scores(total_nats: float, tokens: int, characters: int) -> dict[str, Any]:
-    """loss = nats per token; perplexity = e^loss; bpc = total nats / characters / ln 2."""
-    loss = total_nats / max(tokens, 1)
-    return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)),
-            "bpc": total_nats / max(characters, 1) / math.log(2), "tokens": tokens, "characters": characters}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from seqtasks.errors import UserError
-from seqtasks.readers import HEAD_BYTES, TextSource, open_text_file, open_text_source
+from seqtasks.readers.text import HEAD_BYTES, TextSource, open_text_file, open_text_source
 
 
 def write(path: Path, data: bytes | str) -> Path:
