@@ -1,0 +1,280 @@
+"""What the shared encoder reads, for classification and tagging: settings, preprocessor, batches.
+
+    EncoderSettings   the settings both tasks share (architecture, tokenizer, character features)
+    InputEncoder      the preprocessor saved in RUN/tokenizer: the token tokenizer (SentencePiece or a
+                      word vocabulary), the character vocabulary, the label vocabulary, and a small
+                      inputs.json (tokenizer kind, lowercase, tag schemes)
+    padded_inputs     encoded examples -> the encoder's input dict of padded numpy arrays
+    accuracy_fit_plan batches of similar length (pipeline.length_bucketed_batches), padded per batch
+
+Words are what tags align with: CoNLL tokens as given, or raw text split by `split_words`. A word
+tokenizer looks words up whole; a SentencePiece tokenizer gives each word its pieces (tagging) or
+encodes the whole text (classification).
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from seqtasks.config import TrainConfig, setting
+from seqtasks.errors import UserError
+from seqtasks.layers.char_features import CHAR_FEATURE_KINDS
+from seqtasks.models.encoder import ARCHITECTURES
+from seqtasks.pipeline import length_bucketed_batches
+from seqtasks.training import FitPlan
+from seqtasks.tokenizers import (SPECIAL_TOKENS, UNK_ID, CharTokenizer, LabelVocabulary, Tokenizer, WordTokenizer,
+                                 load_tokenizer, train_tokenizer)
+
+MAX_WORD_CHARS = 24   # longer words keep their first characters for the character features
+MAX_WORD_PIECES = 8   # subword pieces kept per word (tagging with SentencePiece)
+INPUTS_FILE = "inputs.json"
+
+
+@dataclasses.dataclass
+class EncoderSettings(TrainConfig):
+    """Settings of classify and tag (each task adds its own and may change defaults)."""
+
+    data: str = setting("", "training data")
+    valid: str = setting("", "validation data; default: the last --valid-fraction of the training examples")
+    valid_fraction: float = setting(0.1, "share of the training examples held out when --valid is not given")
+    arch: str = setting("lstm", "encoder: bidirectional rnn/gru/lstm stack, or a Transformer encoder", ARCHITECTURES)
+    tokenizer: str = setting("spm", "tokens: SentencePiece subwords (spm) or whole words", ("spm", "word"))
+    vocab_size: int = setting(0, "token vocabulary size; 0 = the default (spm 8000, word 20000)")
+    lowercase: bool = setting(False, "lowercase tokens before the vocabulary lookup (characters keep their case)")
+    layers: int = setting(2, "recurrent layers or Transformer blocks")
+    units: int = setting(128, "hidden units per direction (recurrent) or d_model (Transformer)")
+    embedding_dim: int = setting(0, "token embedding width (recurrent; 0 = --units)")
+    heads: int = setting(4, "attention heads (Transformer)")
+    positions: str = setting("learned", "Transformer position encoding", ("learned", "sinusoidal"))
+    char_features: str = setting("none", "character features of each token", CHAR_FEATURE_KINDS)
+    char_dim: int = setting(32, "character embedding width")
+    char_units: int = setting(64, "character CNN filters, or BiLSTM units per direction")
+    word_dropout: float = setting(0.0, "training: replace a token by <unk> with this probability")
+    max_len: int = setting(256, "tokens per example (longer ones are cut: classify; split: tag)")
+
+
+def check_settings(cfg) -> None:
+    """Settings that cannot work together: fail before anything is made."""
+    if cfg.arch == "transformer" and cfg.units % cfg.heads:
+        raise UserError(f"--units {cfg.units} is not divisible by --heads {cfg.heads}",
+                        fix="choose units a multiple of heads")
+    if cfg.max_len < 1:
+        raise UserError(f"--max-len must be positive, got {cfg.max_len}", fix="give --max-len 1 or more")
+
+
+_CLITIC = re.compile(r"^(.+?)(n't|'s|'re|'ve|'ll|'m|'d)$", re.IGNORECASE)
+_EDGE_PUNCTUATION = re.compile(r"^([^\w\s]*)(.*?)([^\w\s]*)$", re.DOTALL)
+
+
+def split_words(text: str) -> list[str]:
+    """Raw text -> words, roughly as treebanks tokenize: split on spaces, then peel punctuation off
+    both ends one mark at a time and English clitics off the end ("don't" -> "do n't")."""
+    words: list[str] = []
+    for chunk in text.split():
+        leading, core, trailing = _EDGE_PUNCTUATION.match(chunk).groups()
+        words.extend(leading)
+        clitic = _CLITIC.match(core)
+        if clitic and clitic.group(1)[-1:].isalpha():
+            words.extend(part for part in clitic.groups())
+        elif core:
+            words.append(core)
+        words.extend(trailing)
+    return words
+
+
+class InputEncoder:
+    """Words or text -> token ids (and character ids); labels -> ids. Saved as RUN/tokenizer/."""
+
+    def __init__(self, tokenizer: Tokenizer, labels: LabelVocabulary, chars: CharTokenizer | None = None,
+                 info: dict[str, Any] | None = None):
+        self.tokenizer, self.labels, self.chars = tokenizer, labels, chars
+        self.info = dict(info or {})
+        self.lowercase = bool(self.info.get("lowercase", False))
+        self._word_ids = ({token: i for i, token in enumerate(tokenizer.tokens) if i >= len(SPECIAL_TOKENS)}
+                          if isinstance(tokenizer, WordTokenizer) else None)
+
+    @property
+    def uses_words(self) -> bool:
+        return self._word_ids is not None
+
+    # ---- encoding -------------------------------------------------------------------------
+    def word_token(self, word: str) -> int | list[int]:
+        """A word's id (word vocabulary) or its subword pieces (SentencePiece)."""
+        if self._word_ids is not None:
+            return self._word_ids.get(word.lower() if self.lowercase else word, UNK_ID)
+        return self.tokenizer.encode(" " + word)[:MAX_WORD_PIECES] or [UNK_ID]
+
+    def char_ids(self, tokens: Sequence[str]) -> list[list[int]] | None:
+        if self.chars is None:
+            return None
+        return [self.chars.encode(token.replace("\u2581", "")[:MAX_WORD_CHARS]) or [UNK_ID] for token in tokens]
+
+    def encode_words(self, words: Sequence[str]) -> tuple[list, list | None]:
+        """Pre-split words (tagging): one token entry per word."""
+        return [self.word_token(word) for word in words], self.char_ids(words)
+
+    def encode_text(self, text: str, max_len: int) -> tuple[list[int], list | None]:
+        """Raw text (classification): words looked up whole, or the text's SentencePiece pieces."""
+        if self._word_ids is not None:
+            words = split_words(text)[:max_len]
+            return [self.word_token(word) for word in words] or [UNK_ID], self.char_ids(words or ["?"])
+        ids = self.tokenizer.encode(text)[:max_len] or [UNK_ID]
+        return ids, self.char_ids([self.tokenizer.id_to_token(i) for i in ids])
+
+    # ---- saving ---------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        self.tokenizer.save(directory)
+        if self.chars is not None:
+            self.chars.save(directory / "chars")
+        self.labels.save(directory)
+        (directory / INPUTS_FILE).write_text(json.dumps(self.info, indent=1) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "InputEncoder":
+        directory = Path(directory)
+        chars = load_tokenizer(directory / "chars") if (directory / "chars").is_dir() else None
+        info = json.loads((directory / INPUTS_FILE).read_text(encoding="utf-8"))
+        return cls(load_tokenizer(directory), LabelVocabulary.load(directory), chars, info)
+
+    def with_labels(self, labels: LabelVocabulary) -> "InputEncoder":
+        return InputEncoder(self.tokenizer, labels, self.chars, self.info)
+
+
+def build_input_encoder(cfg, words: Iterable[str], texts: Iterable[str] | None, labels: LabelVocabulary,
+                        info: dict[str, Any] | None = None) -> InputEncoder:
+    """Fit the tokenizer on the training data: a word vocabulary from `words` (most frequent first),
+    or SentencePiece on `texts` (default: the words joined); characters from the words."""
+    words = list(words)
+    info = {**(info or {}), "tokenizer": cfg.tokenizer, "lowercase": cfg.lowercase}
+    if cfg.tokenizer == "word":
+        counts = collections.Counter(word.lower() if cfg.lowercase else word for word in words)
+        for special in SPECIAL_TOKENS:
+            counts.pop(special, None)
+        keep = (cfg.vocab_size or 20000) - len(SPECIAL_TOKENS)
+        ranked = sorted(counts, key=lambda word: (-counts[word], word))[:keep]
+        tokenizer: Tokenizer = WordTokenizer(list(SPECIAL_TOKENS) + ranked, lowercase=cfg.lowercase)
+    else:
+        corpus = list(texts) if texts is not None else [" ".join(words)]
+        tokenizer = train_tokenizer("spm", corpus, vocab_size=cfg.vocab_size or None, lowercase=cfg.lowercase)
+    chars = None
+    if cfg.char_features != "none":
+        char_counts = collections.Counter(char for word in words for char in word)
+        for special in SPECIAL_TOKENS:
+            char_counts.pop(special, None)
+        chars = CharTokenizer(list(SPECIAL_TOKENS) + sorted(char_counts, key=lambda c: (-char_counts[c], c)))
+    return InputEncoder(tokenizer, labels, chars, info)
+
+
+def encoder_arguments(cfg, prep: InputEncoder, token_pieces: bool = False) -> dict[str, Any]:
+    """The SequenceEncoder's arguments for these settings and this preprocessor."""
+    return {"vocab_size": prep.tokenizer.vocab_size, "arch": cfg.arch, "units": cfg.units, "num_layers": cfg.layers,
+            "embedding_dim": cfg.embedding_dim or None, "heads": cfg.heads, "positions": cfg.positions,
+            "max_length": cfg.max_len, "dropout": cfg.dropout, "word_dropout": cfg.word_dropout,
+            "token_pieces": token_pieces, "char_features": cfg.char_features,
+            "char_vocab_size": prep.chars.vocab_size if prep.chars else 0, "char_dim": cfg.char_dim,
+            "char_units": cfg.char_units, "seed": cfg.seed}
+
+
+def dummy_inputs(prep: InputEncoder, token_pieces: bool) -> dict[str, np.ndarray]:
+    """A one-example input dict, to build a model's weights."""
+    return padded_inputs([([[4]] if token_pieces else [4], [[4]] if prep.chars else None)])
+
+
+def padded_inputs(encoded: Sequence[tuple[list, list | None]]) -> dict[str, np.ndarray]:
+    """[(tokens, chars)] -> {"tokens": (batch, time[, pieces]), "chars": (batch, time, chars)}, 0-padded."""
+    time = max(len(tokens) for tokens, _ in encoded)
+    nested = isinstance(encoded[0][0][0], list)
+    if nested:
+        pieces = max(len(word) for tokens, _ in encoded for word in tokens)
+        token_array = np.zeros((len(encoded), time, pieces), np.int32)
+        for row, (tokens, _) in enumerate(encoded):
+            for position, word in enumerate(tokens):
+                token_array[row, position, :len(word)] = word
+    else:
+        token_array = np.zeros((len(encoded), time), np.int32)
+        for row, (tokens, _) in enumerate(encoded):
+            token_array[row, :len(tokens)] = tokens
+    inputs = {"tokens": token_array}
+    if encoded[0][1] is not None:
+        width = max(len(word) for _, chars in encoded for word in chars)
+        char_array = np.zeros((len(encoded), time, width), np.int32)
+        for row, (_, chars) in enumerate(encoded):
+            for position, word in enumerate(chars):
+                char_array[row, position, :len(word)] = word
+        inputs["chars"] = char_array
+    return inputs
+
+
+def input_signature(prep: InputEncoder, token_pieces: bool) -> dict[str, Any]:
+    import tensorflow as tf
+
+    signature = {"tokens": tf.TensorSpec((None, None, None) if token_pieces else (None, None), tf.int32)}
+    if prep.chars is not None:
+        signature["chars"] = tf.TensorSpec((None, None, None), tf.int32)
+    return signature
+
+
+def dataset_from_batches(make_batches, signature, batches: int) -> Any:
+    """A tf.data.Dataset of `batches` (inputs, targets) batches from a generator function, prefetched."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_generator(make_batches, output_signature=signature)
+    return dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(tf.data.AUTOTUNE)
+
+
+def run_batches(function, encoded: Sequence[tuple[list, list | None]], batch_size: int) -> list[np.ndarray]:
+    """function(inputs dict) -> per-example outputs, applied in length-sorted batches; returned in
+    the order of `encoded`."""
+    outputs: list[Any] = [None] * len(encoded)
+    for indices in length_bucketed_batches([len(tokens) for tokens, _ in encoded], batch_size, shuffle=False):
+        results = np.asarray(function(padded_inputs([encoded[i] for i in indices])))
+        for row, index in enumerate(indices):
+            outputs[index] = results[row]
+    return outputs
+
+
+def compiled_inference(function, prep: InputEncoder, token_pieces: bool):
+    """`function` as one tf.function for every batch shape (no retracing per length)."""
+    import tensorflow as tf
+
+    traced = tf.function(function, input_signature=[input_signature(prep, token_pieces)], reduce_retracing=True)
+    return lambda inputs: traced(inputs).numpy()
+
+
+def held_out_split(examples: list, fraction: float, seed: int) -> tuple[list, list]:
+    """A seeded random `fraction` of the examples for validation, the rest for training."""
+    order = np.random.default_rng(seed).permutation(len(examples))
+    cut = len(examples) - max(1, int(round(len(examples) * fraction)))
+    if cut < 1:
+        raise UserError(f"only {len(examples)} examples: too few to hold some out for validation", None,
+                        "give more data or a separate --valid file")
+    return [examples[i] for i in sorted(order[:cut])], [examples[i] for i in sorted(order[cut:])]
+
+
+def accuracy_fit_plan(cfg, train: tuple[list, list], valid: tuple[list, list], input_spec, target_spec,
+                      collate) -> FitPlan:
+    """The FitPlan of classify and tag: (encoded inputs, targets) batched by length, every batch padded
+    to its longest example, `collate(targets)` -> the batch's target array; validation accuracy watched."""
+    batch_size = min(cfg.batch_size, len(train[0]))
+    per_epoch = -(-len(train[0]) // batch_size)
+    steps = cfg.steps_per_epoch or per_epoch
+
+    def batches(examples, targets, shuffle, epoch):
+        lengths = [len(tokens) for tokens, _ in examples]
+        for indices in length_bucketed_batches(lengths, batch_size, shuffle=shuffle, seed=cfg.seed, epoch=epoch):
+            yield padded_inputs([examples[i] for i in indices]), collate([targets[i] for i in indices])
+
+    def train_batches(epoch: int, skip: int):
+        dataset = dataset_from_batches(lambda: batches(*train, True, epoch), (input_spec, target_spec), per_epoch)
+        return dataset.repeat().skip(skip).take(steps - skip) if cfg.steps_per_epoch else dataset.skip(skip)
+
+    valid_data = dataset_from_batches(lambda: batches(*valid, False, 0), (input_spec, target_spec),
+                                      -(-len(valid[0]) // batch_size))
+    return FitPlan(train_batches, steps, valid_data, monitor="val_accuracy", mode="max")
