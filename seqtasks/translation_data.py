@@ -1,0 +1,177 @@
+"""Sentence pairs -> token ids -> length-bucketed batches, for translation.
+
+A pair is encoded once: source = ids + [EOS]; target input = [BOS] + ids; target output = ids + [EOS]
+(teacher forcing: the decoder reads y_{<t} and predicts y_t). Encoded corpora are cached on disk,
+keyed by the corpus' and the tokenizers' fingerprints, as pipeline.encode_corpus does for plain text.
+Batches hold sentences of similar length (pipeline.length_bucketed_batches) and are padded with PAD = 0 to
+their own longest sentence only.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+import numpy as np
+
+from seqtasks.errors import UserError
+from seqtasks.pipeline import default_cache_dir, length_bucketed_batches
+from seqtasks.tokenizers import BOS_ID, EOS_ID, PAD_ID, Tokenizer, load_tokenizer, train_tokenizer
+
+ENCODE_BATCH = 4096
+
+
+class TranslationVocab:
+    """The tokenizers of a translation run: one joint tokenizer, or one per side (--separate-vocab).
+
+    Saved as RUN/tokenizer/ (joint) or RUN/tokenizer/source/ and RUN/tokenizer/target/ (separate).
+    """
+
+    def __init__(self, source: Tokenizer, target: Tokenizer):
+        self.source, self.target = source, target
+
+    @property
+    def joint(self) -> bool:
+        return self.source is self.target
+
+    @classmethod
+    def train(cls, source, cfg) -> "TranslationVocab":
+        """Fit cfg.tokenizer on a ParallelSource: both sides together, or each alone (cfg.separate_vocab)."""
+        options = dict(vocab_size=cfg.vocab_size or None, model_type=cfg.spm_model_type)
+        if not cfg.separate_vocab:
+            joint = train_tokenizer(cfg.tokenizer, (text for pair in source.pairs() for text in pair), **options)
+            return cls(joint, joint)
+        return cls(train_tokenizer(cfg.tokenizer, (s for s, _ in source.pairs()), **options),
+                   train_tokenizer(cfg.tokenizer, (t for _, t in source.pairs()), **options))
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        if self.joint:
+            self.source.save(directory)
+        else:
+            self.source.save(directory / "source")
+            self.target.save(directory / "target")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "TranslationVocab":
+        directory = Path(directory)
+        if (directory / "source").is_dir():
+            return cls(load_tokenizer(directory / "source"), load_tokenizer(directory / "target"))
+        joint = load_tokenizer(directory)
+        return cls(joint, joint)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(f"{self.source.fingerprint()}|{self.target.fingerprint()}".encode()).hexdigest()
+
+
+@dataclass
+class EncodedPairs:
+    """Ragged token ids of many pairs: side ids of pair i are flat[offsets[i]:offsets[i + 1]] (no specials)."""
+
+    source_flat: np.ndarray
+    source_offsets: np.ndarray
+    target_flat: np.ndarray
+    target_offsets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.source_offsets) - 1
+
+    def source_lengths(self) -> np.ndarray:
+        return np.diff(self.source_offsets) + 1  # + EOS
+
+    def target_lengths(self) -> np.ndarray:
+        return np.diff(self.target_offsets) + 1  # + BOS (input) or EOS (output)
+
+    def subset(self, indices: np.ndarray) -> "EncodedPairs":
+        def take(flat, offsets):
+            pieces = [flat[offsets[i]:offsets[i + 1]] for i in indices]
+            lengths = np.array([len(p) for p in pieces], np.int64)
+            return (np.concatenate(pieces) if pieces else flat[:0]), np.concatenate([[0], np.cumsum(lengths)])
+
+        return EncodedPairs(*take(self.source_flat, self.source_offsets), *take(self.target_flat, self.target_offsets))
+
+    def within(self, max_source: int, max_target: int) -> tuple["EncodedPairs", int]:
+        """The pairs whose source (with EOS) and target (with BOS) fit the limits, and how many were dropped."""
+        keep = np.flatnonzero((self.source_lengths() <= max_source) & (self.target_lengths() <= max_target))
+        return (self if len(keep) == len(self) else self.subset(keep)), len(self) - len(keep)
+
+    def split(self, fraction: float, seed: int) -> tuple["EncodedPairs", "EncodedPairs"]:
+        """(the rest, a random `fraction` of the pairs, at least one), chosen by `seed`."""
+        held = max(1, int(round(len(self) * fraction)))
+        order = np.random.default_rng(seed).permutation(len(self))
+        return self.subset(np.sort(order[held:])), self.subset(np.sort(order[:held]))
+
+    def batch(self, indices: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+        """((source (b, S), target input (b, T)), target output (b, T)) int32, padded with PAD."""
+        sources = [np.append(self.source_flat[self.source_offsets[i]:self.source_offsets[i + 1]], EOS_ID)
+                   for i in indices]
+        targets = [self.target_flat[self.target_offsets[i]:self.target_offsets[i + 1]] for i in indices]
+        source = pad(sources)
+        target_in = pad([np.insert(t, 0, BOS_ID) for t in targets])
+        target_out = pad([np.append(t, EOS_ID) for t in targets])
+        return (source, target_in), target_out
+
+
+def pad(rows: list[np.ndarray], length: int | None = None) -> np.ndarray:
+    """Rows of ids -> (len(rows), length or the longest) int32, right-padded with PAD."""
+    width = length or max((len(r) for r in rows), default=0)
+    out = np.full((len(rows), width), PAD_ID, np.int32)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = row[:width]
+    return out
+
+
+def encode_pairs(source, vocab: TranslationVocab, cache_dir: str | Path | None = None) -> EncodedPairs:
+    """Encode every pair of a ParallelSource (or reuse the cached ids of an identical earlier call)."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    key = hashlib.sha256(f"pairs|{source.fingerprint()}|{vocab.fingerprint()}".encode()).hexdigest()[:32]
+    path = cache_dir / f"{key}.pairs.npz"
+    if path.is_file():
+        with np.load(path) as stored:
+            return EncodedPairs(*(stored[name] for name in ("sf", "so", "tf", "to")))
+    sides: tuple[list, list] = ([], [])
+    batch: list[tuple[str, str]] = []
+
+    def flush():
+        sides[0].extend(vocab.source.encode_batch([s for s, _ in batch]))
+        sides[1].extend(vocab.target.encode_batch([t for _, t in batch]))
+        batch.clear()
+
+    for pair in source.pairs():
+        batch.append(pair)
+        if len(batch) >= ENCODE_BATCH:
+            flush()
+    flush()
+    dtype = np.uint16 if max(vocab.source.vocab_size, vocab.target.vocab_size) <= 65535 else np.uint32
+    arrays = []
+    for rows in sides:
+        lengths = np.array([len(r) for r in rows], np.int64)
+        if (lengths == 0).any():
+            first = int(np.flatnonzero(lengths == 0)[0])
+            raise UserError(f"pair {first + 1} encodes to no tokens", source.spec,
+                            "remove pairs whose text the tokenizer cannot represent")
+        arrays += [np.fromiter((i for r in rows for i in r), dtype, int(lengths.sum())),
+                   np.concatenate([[0], np.cumsum(lengths)])]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{key}.tmp{os.getpid()}.npz")
+    np.savez(temporary, sf=arrays[0], so=arrays[1], tf=arrays[2], to=arrays[3])
+    os.replace(temporary, path)
+    return EncodedPairs(*arrays)
+
+
+def pair_dataset(pairs: EncodedPairs, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
+                 skip_batches: int = 0):
+    """tf.data of ((source, target input), target output) batches bucketed by length (see module doc)."""
+    import tensorflow as tf
+
+    lengths = np.maximum(pairs.source_lengths(), pairs.target_lengths())
+    batches = length_bucketed_batches(lengths, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)[skip_batches:]
+
+    def generate():
+        for indices in batches:
+            yield pairs.batch(indices)
+
+    ids = tf.TensorSpec((None, None), tf.int32)
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=((ids, ids), ids))
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(batches)))
+    return dataset.prefetch(tf.data.AUTOTUNE)

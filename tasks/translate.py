@@ -1,0 +1,298 @@
+"""Translation: learn p(y | x) from sentence pairs; report sacreBLEU BLEU and chrF; translate text.
+
+Models: `--arch seq2seq`, a recurrent encoder-decoder (LSTM/GRU; the encoder's final state as the
+context vector with `--attention none`, or Bahdanau/Luong attention over all encoder outputs), and
+`--arch transformer`, the pre-LN Transformer encoder-decoder. Both are trained with teacher forcing and
+label smoothing, and decode through seqtasks.decoding (greedy or beam search with a length penalty).
+
+Data: `--src FILE --tgt FILE` (line-aligned), `--data FILE.tsv` (source<TAB>target) or
+`--data tfds:NAME[:SPLIT] --src-lang L --tgt-lang L`. Pairs longer than the length limits are dropped
+from training (and counted); batches hold sentences of similar length.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import keras
+
+from seqtasks.config import TrainConfig, setting
+from seqtasks.errors import UserError
+from seqtasks.losses import SmoothedCrossEntropy
+from seqtasks.metrics import bleu_and_chrf
+from seqtasks.models.seq2seq import ATTENTION_KINDS, RecurrentSeq2Seq
+from seqtasks.models.transformer_seq2seq import TransformerSeq2Seq
+from seqtasks.readers.parallel import ParallelSource, open_parallel_source
+from seqtasks.tasks.base import Task
+from seqtasks.training import FitPlan, dtype_policy
+from seqtasks.translation_data import EncodedPairs, TranslationVocab, encode_pairs, pair_dataset
+from seqtasks.translator import DECODE_BATCH, Hypothesis, Translator
+
+
+@dataclasses.dataclass
+class TranslationConfig(TrainConfig):
+    src: str = setting("", "training source sentences, one per line (.gz accepted)")
+    tgt: str = setting("", "training target sentences: line i translates line i of --src")
+    data: str = setting("", "training pairs instead of --src/--tgt: a TSV (source<TAB>target) or tfds:NAME[:SPLIT]")
+    valid_src: str = setting("", "validation source sentences")
+    valid_tgt: str = setting("", "validation target sentences")
+    valid: str = setting("", "validation pairs as a TSV or tfds:NAME:SPLIT; default: --valid-fraction of the "
+                             "training pairs")
+    valid_fraction: float = setting(0.02, "share of the training pairs held out when no validation data is given")
+    src_lang: str = setting("", "tfds sources: the source language (a feature of the dataset, e.g. de)")
+    tgt_lang: str = setting("", "tfds sources: the target language (e.g. en)")
+    tfds_dir: str = setting("", "tfds sources: the data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    arch: str = setting("transformer", "model family", ("transformer", "seq2seq"))
+    cell: str = setting("lstm", "seq2seq: recurrent cell", ("lstm", "gru", "rnn"))
+    attention: str = setting("bahdanau", "seq2seq: attention over encoder outputs; none = the encoder's final "
+                                         "state is the only context", ATTENTION_KINDS)
+    input_feeding: bool = setting(False, "seq2seq with luong attention: feed the last attentional state back in")
+    bidirectional: bool = setting(True, "seq2seq: bidirectional encoder")
+    layers: int = setting(3, "encoder and decoder layers each (recurrent layers or Transformer blocks)")
+    units: int = setting(256, "hidden units (seq2seq) or d_model (Transformer)")
+    heads: int = setting(4, "Transformer: attention heads")
+    ffn: int = setting(0, "Transformer: feed-forward width; 0 = 4 × units")
+    embedding_dim: int = setting(0, "seq2seq: embedding size; 0 = units")
+    attention_units: int = setting(0, "seq2seq with bahdanau attention: the score's hidden size; 0 = units")
+    positions: str = setting("sinusoidal", "Transformer position encoding", ("sinusoidal", "learned"))
+    shared_embeddings: bool = setting(True, "one embedding table for source and target (joint vocabulary only)")
+    tied_output: bool = setting(True, "Transformer: the output layer reuses the target embedding")
+    label_smoothing: float = setting(0.1, "label smoothing ε of the training loss")
+    tokenizer: str = setting("spm", "SentencePiece subwords (spm), characters or words", ("spm", "char", "word"))
+    vocab_size: int = setting(0, "vocabulary size (per side with --separate-vocab); 0 = the tokenizer's default "
+                                 "(spm 8000)")
+    separate_vocab: bool = setting(False, "one tokenizer per language instead of a joint one")
+    spm_model_type: str = setting("unigram", "SentencePiece algorithm", ("unigram", "bpe"))
+    max_source_length: int = setting(100, "source tokens: longer training pairs are dropped, longer inputs cut")
+    max_target_length: int = setting(100, "target tokens: longer training pairs are dropped; the longest output")
+    beam: int = setting(4, "beam width used by evaluate and predict (1 = greedy; their --beam overrides it)")
+    length_penalty: float = setting(1.0, "beam score = log p / length ** this")
+    sample_sentences: int = setting(2, "validation sentences translated after each epoch; 0 = none")
+
+
+@dataclasses.dataclass
+class TranslationData:
+    train: ParallelSource
+    valid: ParallelSource | None
+
+
+def bundled_pairs(split: str) -> Path:
+    from seqtasks.data import bundled_path
+
+    return bundled_path(f"toy_translation/{split}.tsv.gz")
+
+
+class TranslationTask(Task):
+    name = "translate"
+    description = "translation: sentence pairs -> BLEU and chrF; translate text"
+    Config = TranslationConfig
+    architectures = ("transformer", "seq2seq")
+    data_settings = ("src", "tgt", "data")
+    streams_predictions = True
+
+    def default_overrides(self) -> dict[str, Any]:
+        return {"data": str(bundled_pairs("train")), "valid": str(bundled_pairs("valid")), "max_time": 3.0,
+                "epochs": 12, "units": 128, "layers": 2, "heads": 4, "vocab_size": 500, "batch_size": 64,
+                "lr": 2e-3, "warmup_steps": 100, "dropout": 0.1, "beam": 1}
+
+    # ---- data ---------------------------------------------------------------------------------
+    def read(self, cfg) -> TranslationData:
+        self._check_settings(cfg)
+        if not (cfg.src or cfg.tgt or cfg.data):
+            raise UserError("no training data given", fix="pass --src FILE --tgt FILE, or --data FILE.tsv|tfds:NAME")
+        tfds = dict(source_lang=cfg.src_lang or None, target_lang=cfg.tgt_lang or None, tfds_dir=cfg.tfds_dir or None)
+        train = open_parallel_source(source=cfg.src or None, target=cfg.tgt or None, table=cfg.data or None, **tfds)
+        valid = None
+        if cfg.valid or cfg.valid_src or cfg.valid_tgt:
+            valid = open_parallel_source(source=cfg.valid_src or None, target=cfg.valid_tgt or None,
+                                         table=cfg.valid or None, role="validation data",
+                                         flags=("--valid-src", "--valid-tgt", "--valid"), **tfds)
+        return TranslationData(train, valid)
+
+    def _check_settings(self, cfg) -> None:
+        """Model settings that cannot work, found before any run folder is made."""
+        if cfg.arch == "transformer" and cfg.units % cfg.heads:
+            raise UserError(f"--units {cfg.units} is not divisible by --heads {cfg.heads}",
+                            fix="choose units a multiple of heads")
+        if cfg.max_source_length < 2 or cfg.max_target_length < 2:
+            raise UserError("--max-source-length and --max-target-length must be at least 2", fix="raise them")
+
+    def describe_data(self, data: TranslationData) -> dict[str, Any]:
+        described = {"train": data.train.describe()}
+        if data.valid is not None:
+            described["valid"] = data.valid.describe()
+        return described
+
+    def prepare(self, cfg, data: TranslationData) -> TranslationVocab:
+        return TranslationVocab.train(data.train, cfg)
+
+    def load_preprocessor(self, directory: Path) -> TranslationVocab:
+        return TranslationVocab.load(directory)
+
+    def encode(self, cfg, vocab: TranslationVocab, data: TranslationData) -> tuple[EncodedPairs, EncodedPairs]:
+        encoded = encode_pairs(data.train, vocab)
+        if data.valid is not None:
+            valid = encode_pairs(data.valid, vocab)
+        elif len(encoded) < 2:
+            raise UserError("one sentence pair is too few to train and validate on", data.train.spec,
+                            "give more pairs, or validation data with --valid-src/--valid-tgt or --valid")
+        else:
+            encoded, valid = encoded.split(cfg.valid_fraction, cfg.seed)
+        limits = (cfg.max_source_length, cfg.max_target_length)
+        train, dropped = encoded.within(*limits)
+        if dropped:
+            print(f"note: dropped {dropped:,} of {len(encoded):,} training pairs longer than "
+                  f"{limits[0]} source / {limits[1]} target tokens", flush=True)
+        if not len(train):
+            raise UserError("every training pair is longer than the length limits", data.train.spec,
+                            "raise --max-source-length / --max-target-length")
+        valid, _ = valid.within(*limits)
+        if not len(valid):
+            raise UserError("every validation pair is longer than the length limits",
+                            data.valid.spec if data.valid else data.train.spec,
+                            "raise --max-source-length / --max-target-length")
+        return train, valid
+
+    def plan(self, cfg, vocab: TranslationVocab, data: TranslationData) -> FitPlan:
+        train, valid = self.encode(cfg, vocab, data)
+        batch_size = min(cfg.batch_size, len(train))
+        steps = cfg.steps_per_epoch or -(-len(train) // batch_size)
+
+        def train_batches(epoch: int, skip: int):
+            if cfg.steps_per_epoch:
+                dataset = pair_dataset(train, batch_size, shuffle=True, seed=cfg.seed, epoch=epoch)
+                return dataset.repeat().skip(skip).take(steps - skip)
+            return pair_dataset(train, batch_size, shuffle=True, seed=cfg.seed, epoch=epoch, skip_batches=skip)
+
+        sources = [vocab.source.decode(valid.source_flat[valid.source_offsets[i]:valid.source_offsets[i + 1]])
+                   for i in range(min(cfg.sample_sentences, len(valid)))]
+        return FitPlan(train_batches, steps, pair_dataset(valid, cfg.batch_size, shuffle=False),
+                       monitor="val_loss", mode="min", sample=self._progress_sample(cfg, vocab, sources))
+
+    def _progress_sample(self, cfg, vocab: TranslationVocab, sources: list[str]):
+        if not sources:
+            return None
+
+        def sample(model) -> str:
+            translations = self.translator(cfg, model, vocab).translate(sources)
+            return "\n".join(f"  {source}\n  -> {hyps[0].text}" for source, hyps in zip(sources, translations))
+
+        return sample
+
+    # ---- model --------------------------------------------------------------------------------
+    def build(self, cfg, vocab: TranslationVocab) -> keras.Model:
+        keras.utils.set_random_seed(cfg.seed)
+        policy = dtype_policy(cfg.precision)
+        sizes = dict(source_vocab=vocab.source.vocab_size, target_vocab=vocab.target.vocab_size,
+                     shared_embeddings=cfg.shared_embeddings and vocab.joint, dropout=cfg.dropout, dtype=policy,
+                     name="translation_model")
+        if cfg.arch == "transformer":
+            model = TransformerSeq2Seq(d_model=cfg.units, heads=cfg.heads, encoder_layers=cfg.layers,
+                                       decoder_layers=cfg.layers, hidden=cfg.ffn or None, positions=cfg.positions,
+                                       max_length=max(cfg.max_source_length, cfg.max_target_length + 1),
+                                       tied_output=cfg.tied_output, **sizes)
+        else:
+            model = RecurrentSeq2Seq(cell=cfg.cell, units=cfg.units, num_layers=cfg.layers,
+                                     embedding_dim=cfg.embedding_dim or None, attention=cfg.attention,
+                                     attention_units=cfg.attention_units or None, bidirectional=cfg.bidirectional,
+                                     input_feeding=cfg.input_feeding, **sizes)
+        model.build(((None, None), (None, None)))
+        return model
+
+    def loss_and_metrics(self, cfg, vocab):
+        return SmoothedCrossEntropy(cfg.label_smoothing), []
+
+    # ---- use ----------------------------------------------------------------------------------
+    def translator(self, cfg, model, vocab: TranslationVocab) -> Translator:
+        learned = cfg.arch == "transformer" and cfg.positions == "learned"
+        return Translator(model, vocab, max_new_tokens=cfg.max_target_length,
+                          max_source_length=cfg.max_source_length if learned else None,
+                          length_penalty=cfg.length_penalty)
+
+    def evaluate(self, run, source: str | None, src: str | None = None, tgt: str | None = None,
+                 beam: int | None = None) -> dict[str, Any]:
+        """sacreBLEU BLEU and chrF of the run's translations of --src against --tgt (or a --data TSV)."""
+        import time
+
+        cfg = run.settings
+        if not (source or src or tgt):
+            raise UserError("no evaluation data given", fix="pass --src FILE --tgt FILE, or --data FILE.tsv")
+        pairs = list(open_parallel_source(source=src, target=tgt, table=source, role="evaluation data",
+                                          source_lang=cfg.src_lang or None, target_lang=cfg.tgt_lang or None,
+                                          tfds_dir=cfg.tfds_dir or None).pairs())
+        width = cfg.beam if beam is None else beam
+        start = time.monotonic()
+        translations = self.translator(cfg, run.model, run.preprocessor).translate([s for s, _ in pairs], width)
+        seconds = time.monotonic() - start
+        scores = bleu_and_chrf([hyps[0].text for hyps in translations], [[t for _, t in pairs]])
+        return {**scores, "sentences": len(pairs), "beam": width,
+                "sentences_per_second": round(len(pairs) / max(seconds, 1e-9), 2)}
+
+    def predict(self, run, inputs: Iterable[str], beam: int | None = None, n_best: int | None = None,
+                alignments: bool = False, plot: str | None = None,
+                max_new_tokens: int | None = None) -> Iterator[Any]:
+        """A translation per input (a list of n_best hypotheses with --n-best; with alignments a dict).
+
+        A list of inputs is translated in batches; any other iterable (stdin) one sentence at a time,
+        so each translation appears as soon as its line is read.
+        """
+        cfg = run.settings
+        translator = self.translator(cfg, run.model, run.preprocessor)
+        if max_new_tokens is not None:
+            translator.max_new_tokens = max_new_tokens
+        count = n_best or 1
+        width = beam if beam is not None else max(cfg.beam, count)
+        plotted = 0
+        for chunk in _chunks(inputs, DECODE_BATCH if isinstance(inputs, (list, tuple)) else 1):
+            real = [s for s in chunk if s.strip()]
+            translated = iter(translator.translate(real, width, count) if real else [])
+            for sentence in chunk:
+                if not sentence.strip():  # a blank line stays a blank line
+                    yield _result([Hypothesis("", [], 0.0)] * count, n_best is not None, alignments)
+                    continue
+                hypotheses = next(translated)
+                for hypothesis in hypotheses if alignments else ():
+                    translator.align(sentence, hypothesis)
+                if plot:
+                    plotted += 1
+                    path = Path(plot) if plotted == 1 else Path(plot).with_stem(f"{Path(plot).stem}-{plotted}")
+                    print(f"attention map: {translator.plot(sentence, hypotheses[0], path)}", file=sys.stderr)
+                yield _result(hypotheses, n_best is not None, alignments)
+
+    def format_prediction(self, result: Any) -> str:
+        """One line per translation; n-best: `translation<TAB>score`; alignments add `<TAB>i-j ...`."""
+        if isinstance(result, str):
+            return result
+        rows = result if isinstance(result, list) else [result]
+        lines = []
+        for row in rows:
+            columns = [row["translation"]] + ([f"{row['score']:.4f}"] if "score" in row else [])
+            lines.append("\t".join(columns + ([row["alignment"]] if "alignment" in row else [])))
+        return "\n".join(lines)
+
+
+def _result(hypotheses: list[Hypothesis], n_best: bool, alignments: bool) -> Any:
+    def row(h: Hypothesis, with_score: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"translation": h.text}
+        if with_score:
+            out["score"] = h.score
+        if alignments:
+            out["alignment"] = h.alignment or ""
+        return out
+
+    if n_best:
+        return [row(h, True) for h in hypotheses]
+    return row(hypotheses[0], False) if alignments else hypotheses[0].text
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
