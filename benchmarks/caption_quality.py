@@ -1,0 +1,111 @@
+"""Q-cap: Flickr8k subset (1,000 images), test BLEU-4 after a fixed training budget, beside the best
+single constant caption.
+
+    python benchmarks/caption_quality.py --arch lstm --minutes 30
+    python benchmarks/caption_quality.py --arch transformer --minutes 30
+
+Splits ../shared/data/captioning/flickr8k_1k/ by image file name: the first 800 images train, the
+next 100 validate, the last 100 test (five captions each). Trains with
+benchmarks/configs/caption-flickr8k-ARCH.toml, captions the test images with beam search (--beam,
+default 3) and scores BLEU-1..4 against all five references (seqtasks' normalization: lowercased
+words and punctuation, then sacreBLEU). The baseline captions every test image with one and the same
+training caption: the one with the best BLEU-4 on the test images (the "best single constant
+caption"), and, as an honest version of it, the one with the best BLEU-4 on the validation images.
+Writes benchmarks/results/caption-quality-ARCH.json.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+from pathlib import Path
+
+from common import ROOT, WORK, shared_file, write_result
+
+TARGET_BLEU4 = 15.0
+
+
+def flickr_splits() -> tuple[Path, dict[str, Path]]:
+    """The image folder and train/valid/test caption tables (800/100/100 images by file name)."""
+    folder = shared_file("captioning", "flickr8k_1k")
+    with open(folder / "captions.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    images = sorted({row["image"] for row in rows})
+    parts = {"train": set(images[:800]), "valid": set(images[800:900]), "test": set(images[900:])}
+    out = WORK / "data"
+    out.mkdir(parents=True, exist_ok=True)
+    tables = {}
+    for name, members in parts.items():
+        tables[name] = out / f"flickr8k-{name}.csv"
+        with open(tables[name], "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(["image", "caption"])
+            writer.writerows((row["image"], row["caption"]) for row in rows if row["image"] in members)
+    return folder / "images", tables
+
+
+def references(table: Path) -> list[list[str]]:
+    grouped: dict[str, list[str]] = {}
+    with open(table, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            grouped.setdefault(row["image"], []).append(row["caption"])
+    return list(grouped.values())
+
+
+def best_constant_caption(candidates: list[str], refs: list[list[str]]) -> tuple[str, float]:
+    """The candidate that, given as the caption of every image, scores the best BLEU-4."""
+    from seqtasks.captioning import caption_scores
+
+    best, best_score = "", -1.0
+    for candidate in dict.fromkeys(candidates):
+        score = caption_scores([candidate] * len(refs), refs, lowercase=True)["bleu4"]
+        if score > best_score:
+            best, best_score = candidate, score
+    return best, best_score
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", choices=["lstm", "transformer"], required=True)
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--beam", type=int, default=3)
+    parser.add_argument("--baseline-only", action="store_true", help="only score the constant-caption baseline")
+    args = parser.parse_args()
+
+    import seqtasks
+    from seqtasks.captioning import caption_scores
+
+    images, tables = flickr_splits()
+    train_captions = [c for caps in references(tables["train"]) for c in caps]
+    test_refs, valid_refs = references(tables["test"]), references(tables["valid"])
+    oracle, oracle_bleu4 = best_constant_caption(train_captions, test_refs)
+    chosen, _ = best_constant_caption(train_captions, valid_refs)
+    baseline = {"best_constant_caption": oracle, "best_constant_bleu4": round(oracle_bleu4, 2),
+                "valid_chosen_constant_caption": chosen,
+                "valid_chosen_constant_bleu4": round(caption_scores([chosen] * len(test_refs), test_refs, True)["bleu4"], 2)}
+    print(baseline, flush=True)
+    if args.baseline_only:
+        return
+
+    config = ROOT / "benchmarks" / "configs" / f"caption-flickr8k-{args.arch}.toml"
+    out = WORK / f"caption-{args.arch}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    run = seqtasks.train("caption", out=out, config_file=str(config), images=str(images),
+                         captions=str(tables["train"]), valid=str(tables["valid"]), max_time=args.minutes, verbose=1)
+    metrics = run.evaluate(images=str(images), captions=str(tables["test"]), beam=args.beam)
+    greedy = run.evaluate(images=str(images), captions=str(tables["test"]))
+    state = run.directory.read_train_state()
+    write_result(f"caption-quality-{args.arch}", {
+        "target_id": "Q-cap", "arch": args.arch, "config": str(config.relative_to(ROOT)),
+        "precision": run.record["resolved"]["precision"], "beam": args.beam,
+        **{k: round(metrics[k], 2) for k in ("bleu1", "bleu2", "bleu3", "bleu4")},
+        "bleu4_greedy": round(greedy["bleu4"], 2), "target_bleu4": TARGET_BLEU4,
+        "met": metrics["bleu4"] >= TARGET_BLEU4, **baseline,
+        "parameters": run.model.count_params(), "steps": state["global_step"],
+        "captions_seen": state["global_step"] * run.settings.batch_size,
+        "train_minutes": round(state["elapsed_seconds"] / 60, 2), "run": str(run.path),
+        "test_images": metrics["images"],
+    })
+
+
+if __name__ == "__main__":
+    main()

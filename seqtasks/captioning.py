@@ -1,0 +1,142 @@
+"""Caption images with a trained captioner: batching, decoding, scoring, attention plots.
+
+Images are encoded in batches into their grids, `model.encode(pixels)`, and captioned through the one
+engine, seqtasks.decoding: the prompt of every image is [BOS], its context is its grid, decoding stops
+at EOS. The attention map of a caption comes from a teacher-forced pass over it (the same numbers the
+decoder saw, since cached decoding equals full recomputation).
+
+Scores compare normalized text: lowercased when the tokenizer lowercases, words and punctuation marks
+separated by single spaces (what the word tokenizer's decode gives), so a reference's spacing or case
+never costs BLEU. BLEU-n is sacreBLEU's corpus BLEU against all references of each image; exact
+match is the share of images whose caption equals one of their references.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from seqtasks import decoding
+from seqtasks.errors import UserError
+from seqtasks.metrics import bleu_n
+from seqtasks.tokenizers import BOS_ID, EOS_ID, Tokenizer
+
+ENCODE_BATCH = 32
+DECODE_BATCH = 128
+_WORDS = re.compile(r"\w+|[^\w\s]")
+_ENCODER_ATTRIBUTE = "_seqtasks_image_encoder"
+
+
+@dataclass
+class Caption:
+    text: str
+    ids: list[int]
+    score: float
+    weights: np.ndarray | None = field(default=None, repr=False)  # (tokens + EOS, grid cells)
+
+
+def normalize(text: str, lowercase: bool) -> str:
+    return " ".join(_WORDS.findall(text.lower() if lowercase else text))
+
+
+def caption_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]], lowercase: bool) -> dict:
+    """BLEU-1..4 (sacreBLEU, every reference of an image) and exact match, on normalized text."""
+    hypotheses = [normalize(h, lowercase) for h in hypotheses]
+    references = [[normalize(r, lowercase) for r in refs] for refs in references]
+    most = max(len(refs) for refs in references)
+    # sacreBLEU takes reference streams: stream k holds every image's k-th reference (None if it has fewer)
+    streams = [[refs[k] if k < len(refs) else None for refs in references] for k in range(most)]
+    scores = {f"bleu{n}": bleu_n(hypotheses, streams, n) for n in range(1, 5)}
+    scores["exact_match"] = float(np.mean([h in refs for h, refs in zip(hypotheses, references)]))
+    scores["images"] = len(hypotheses)
+    return scores
+
+
+class Captioner:
+    """model + tokenizer -> captions of pixel arrays (N, size, size, 3) in [0, 255]."""
+
+    def __init__(self, model, tokenizer: Tokenizer, max_new_tokens: int):
+        self.model, self.tokenizer, self.max_new_tokens = model, tokenizer, max_new_tokens
+
+    def encode(self, pixels: np.ndarray):
+        """The grids (N, cells, d) of a batch of images, by one compiled function kept on the model."""
+        import tensorflow as tf
+
+        encoder = getattr(self.model, _ENCODER_ATTRIBUTE, None)
+        if encoder is None:
+            model = self.model
+            encoder = tf.function(lambda x: model.encode(x, training=False),
+                                  input_signature=(tf.TensorSpec((None, *pixels.shape[1:]), tf.float32),))
+            object.__setattr__(self.model, _ENCODER_ATTRIBUTE, encoder)  # not tracked, never saved
+        return tf.concat([encoder(tf.constant(pixels[i:i + ENCODE_BATCH], tf.float32))
+                          for i in range(0, len(pixels), ENCODE_BATCH)], axis=0)
+
+    def caption(self, pixels: np.ndarray, beam: int = 1, n_best: int = 1, temperature: float = 0.0,
+                seed: int | None = None) -> list[list[Caption]]:
+        """The n_best captions of each image (best first): greedy, beam search, or sampled (temperature > 0)."""
+        if n_best > 1 and temperature == 0 and n_best > beam:
+            raise UserError(f"--n-best {n_best} needs a beam at least that wide (--beam {beam})",
+                            fix=f"pass --beam {n_best} or more, or sample with --temperature")
+        config = decoding.GenerationConfig(
+            max_new_tokens=self.max_new_tokens, temperature=temperature, beam_width=max(beam, 1),
+            num_return_sequences=n_best, stop_ids=(EOS_ID,), seed=seed)
+        results: list[list[Caption]] = []
+        for first in range(0, len(pixels), DECODE_BATCH):
+            grids = self.encode(np.asarray(pixels[first:first + DECODE_BATCH], np.float32))
+            outputs, scores = decoding.generate_with_scores(self.model, [[BOS_ID]] * len(grids), config, (grids,))
+            results.extend([Caption(self.tokenizer.decode(ids), list(ids), score) for ids, score in zip(seqs, scs)]
+                           for seqs, scs in zip(outputs, scores))
+        return results
+
+    def attend(self, pixels: np.ndarray, caption: Caption) -> Caption:
+        """Fill in where the decoder looked for each word of the caption (and for its EOS)."""
+        grid = self.encode(np.asarray(pixels, np.float32)[None])
+        ids = np.array([[BOS_ID, *caption.ids]], np.int32)
+        _, weights = self.model.decode(grid, ids)
+        if weights is None:
+            raise UserError("this model has no attention to draw (an LSTM trained without --attention)",
+                            fix="train with --attention, or --arch transformer")
+        caption.weights = np.asarray(weights)[0].astype(np.float32)
+        return caption
+
+    def plot(self, pixels: np.ndarray, caption: Caption, grid_shape: tuple[int, int], path: str | Path) -> Path:
+        """Draw the image, then the image under each word's attention map, to a PNG (needs matplotlib)."""
+        try:
+            import matplotlib
+        except ModuleNotFoundError:
+            raise UserError("drawing attention needs matplotlib, which is not installed", str(path),
+                            "pip install seqtasks[plot]  (or pip install matplotlib)") from None
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        if caption.weights is None:
+            self.attend(pixels, caption)
+        words = [self.tokenizer.id_to_token(i) for i in caption.ids] + ["<end>"]
+        image = np.asarray(pixels, np.float32) / 255.0
+        columns = min(5, len(words) + 1)
+        rows = -(-(len(words) + 1) // columns)
+        figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.6 * rows), squeeze=False)
+        for axis in axes.flat:
+            axis.axis("off")
+        axes.flat[0].imshow(image)
+        axes.flat[0].set_title(caption.text, fontsize=7, wrap=True)
+        height, width = grid_shape
+        for axis, word, weights in zip(axes.flat[1:], words, caption.weights):
+            axis.imshow(image)
+            # each grid cell's weight stretched over the part of the image it covers
+            axis.imshow(weights.reshape(height, width), cmap="gray", alpha=0.6, interpolation="bilinear",
+                        extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5), vmin=0.0)
+            axis.set_title(word, fontsize=9)
+        figure.tight_layout()
+        path = Path(path)
+        try:
+            figure.savefig(path, dpi=100)
+        except OSError as error:
+            raise UserError(f"cannot write the plot ({error.strerror or error})", str(path),
+                            "choose a writable path ending in .png") from None
+        finally:
+            plt.close(figure)
+        return path

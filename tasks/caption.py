@@ -1,0 +1,280 @@
+"""Image captioning: a CNN encoder and an LSTM (optionally attending) or Transformer decoder.
+
+Data: `--images DIR --captions FILE` (CSV/TSV `image,caption`, several rows per image, or COCO JSON),
+`--valid FILE` likewise (images in the same folder); without it a random --valid-fraction of the
+images is held out. Splits are by image, never by caption. Images are decoded and resized once
+(cached on disk); a frozen backbone's features are cached too. Captions are tokenized (words by
+default), cut to --max-length tokens, and learned with teacher forcing.
+
+Evaluation captions every image through the decoding engine (greedy, or --beam W) and scores BLEU-1..4
+against all of its references, plus exact match. With no --images/--captions, `seqtasks train
+caption` learns the bundled synthetic shapes set (data/shapes, made by data/make_shapes.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Iterator
+
+import keras
+import numpy as np
+
+from seqtasks.captioning import Caption, Captioner, caption_scores
+from seqtasks.config import TrainConfig, setting
+from seqtasks.errors import UserError
+from seqtasks.image_pipeline import (DecodedImages, cached_features, cached_pixels, caption_batches,
+                                     caption_examples, decode_into, training_steps)
+from seqtasks.models.captioner import RecurrentCaptioner, TransformerCaptioner
+from seqtasks.models.image_encoder import BACKBONES, ImageEncoder
+from seqtasks.readers.images import CaptionedImages, read_captions
+from seqtasks.tokenizers import BOS_ID, EOS_ID, PAD_ID, Tokenizer, load_tokenizer, train_tokenizer
+from seqtasks.training import FitPlan, dtype_policy
+from seqtasks.tasks.base import Task
+
+DEFAULT_IMAGE_SIZE = {"cnn": 128, "efficientnetb0": 224, "mobilenetv2": 224, "resnet50": 224}
+
+
+@dataclasses.dataclass
+class CaptionConfig(TrainConfig):
+    images: str = setting("", "the folder of the images the caption tables name")
+    captions: str = setting("", "training captions: CSV/TSV with an image,caption header (a row per caption) "
+                                "or COCO-style JSON")
+    valid: str = setting("", "validation captions (same formats, images in --images); default: hold out "
+                             "--valid-fraction of the images")
+    valid_fraction: float = setting(0.1, "share of the images held out for validation when --valid is not given")
+    skip_bad_images: bool = setting(False, "leave out missing or unreadable training images (and their captions), "
+                                           "with a count, instead of stopping")
+    arch: str = setting("lstm", "decoder", ("lstm", "transformer"))
+    attention: bool = setting(False, "lstm: soft attention over the image grid at every word (Show, Attend and Tell)")
+    backbone: str = setting("cnn", "image encoder: a small CNN trained from scratch, or keras.applications", BACKBONES)
+    weights: str = setting("imagenet", "keras.applications backbones: imagenet (Keras downloads them once), a "
+                                       "weights file, or none; the cnn backbone always starts from scratch")
+    freeze_backbone: bool = setting(False, "keep the backbone fixed; its features are then computed once and cached")
+    image_size: int = setting(0, "image side in pixels; 0 = 128 for cnn, 224 for keras.applications backbones")
+    cnn_filters: int = setting(32, "cnn: channels of the first block (doubled in the next two)")
+    cnn_blocks: int = setting(4, "cnn: blocks of two 3x3 convolutions and a 2x2 max-pool")
+    flip: bool = setting(True, "training augmentation: mirror images left-right at random")
+    tokenizer: str = setting("word", "caption tokenizer", ("word", "spm"))
+    vocab_size: int = setting(0, "tokenizer vocabulary size; 0 = its default (word: up to 20000 words; spm 8000)")
+    lowercase: bool = setting(True, "lowercase captions")
+    max_length: int = setting(32, "caption tokens kept in training (longer ones are cut) and generated at most")
+    layers: int = setting(1, "LSTM layers or Transformer blocks")
+    units: int = setting(256, "LSTM units or the Transformer's d_model; also the size of the grid features")
+    heads: int = setting(4, "attention heads (Transformer)")
+    sample_images: int = setting(2, "validation images captioned after each epoch to show progress; 0 = none")
+
+
+@dataclasses.dataclass
+class ImageSet:
+    """Captioned images and their decoded pixels: image i of `images` is row rows[i] of `decoded`."""
+
+    images: CaptionedImages
+    decoded: DecodedImages
+    rows: np.ndarray
+
+    @property
+    def pixels(self) -> np.ndarray:
+        return self.decoded.pixels
+
+    def part(self, images: CaptionedImages) -> "ImageSet":
+        """The ImageSet of a subset of these images (as CaptionedImages.split makes)."""
+        position = {path: i for i, path in enumerate(self.images.paths)}
+        return ImageSet(images, self.decoded, self.rows[[position[p] for p in images.paths]])
+
+
+@dataclasses.dataclass
+class CaptionData:
+    train: ImageSet
+    valid: ImageSet
+
+
+def bundled_shapes() -> Path:
+    from seqtasks.data import bundled_path
+
+    return bundled_path("shapes")
+
+
+def image_size(cfg) -> int:
+    return cfg.image_size or DEFAULT_IMAGE_SIZE[cfg.backbone]
+
+
+class CaptioningTask(Task):
+    name = "caption"
+    description = "image captioning: images + captions -> a caption per image (BLEU-1..4)"
+    Config = CaptionConfig
+    architectures = ("lstm", "transformer")
+    data_settings = ("images", "captions")
+
+    def default_overrides(self) -> dict[str, Any]:
+        shapes = bundled_shapes()
+        # captions say "left of": mirroring would make them wrong
+        return {"images": str(shapes / "images"), "captions": str(shapes / "captions.csv"), "image_size": 64,
+                "cnn_blocks": 3, "cnn_filters": 8, "flip": False, "attention": True, "units": 64,
+                "batch_size": 16, "lr": 5e-3, "warmup_steps": 50, "dropout": 0.0, "epochs": 10, "max_time": 3.0}
+
+    def check_finetune(self, parent_settings: dict[str, Any], cfg) -> None:
+        shape = ("backbone", "image_size", "cnn_filters", "cnn_blocks", "attention", "max_length")
+        changed = [key for key in shape if key in parent_settings and parent_settings[key] != getattr(cfg, key)]
+        if changed:
+            raise UserError(f"finetune keeps the parent's model shape; cannot change {', '.join(changed)}",
+                            fix="train a new run with `seqtasks train caption` instead")
+        if cfg.freeze_backbone and not parent_settings.get("freeze_backbone"):
+            # cached features would come from the backbone's starting weights, not the parent's trained ones
+            raise UserError("cannot freeze a backbone the parent trained", fix="fine-tune it trainable, or train "
+                            "a new run with --freeze-backbone")
+
+    # ---- data ---------------------------------------------------------------------------------
+    def read(self, cfg) -> CaptionData:
+        if not cfg.captions:
+            raise UserError("no training captions given", fix="pass --images DIR --captions FILE")
+        if cfg.backbone == "cnn" and cfg.weights not in ("imagenet", "none"):
+            raise UserError("--weights applies to keras.applications backbones; the cnn starts from scratch",
+                            fix="drop --weights, or choose --backbone efficientnetb0|mobilenetv2|resnet50")
+        size = image_size(cfg)
+        train = read_captions(cfg.captions, cfg.images, "training data", skip_missing=cfg.skip_bad_images)
+        train_set = self.decode(train, size, training=True, skip_bad=cfg.skip_bad_images)
+        if train_set.images.skipped:
+            print(f"note: left out {train_set.images.skipped} missing or unreadable training image(s) "
+                  "and their captions (--skip-bad-images)")
+        if cfg.valid:
+            return CaptionData(train_set, self.decode(read_captions(cfg.valid, cfg.images, "validation data"), size))
+        rest, held = train_set.images.split(cfg.valid_fraction, cfg.seed)
+        return CaptionData(train_set.part(rest), train_set.part(held))
+
+    @staticmethod
+    def decode(images: CaptionedImages, size: int, training: bool = False, skip_bad: bool = False) -> ImageSet:
+        """Decode (or load from the cache) every image; an undecodable one is an error, or is skipped."""
+        decoded = cached_pixels(images.paths, size)
+        if decoded.failed and not skip_bad:
+            first = decoded.failed[0]
+            others = f" ({len(decoded.failed) - 1} more cannot be decoded either)" if len(decoded.failed) > 1 else ""
+            raise UserError(f"cannot decode the image {images.paths[first]} as JPEG, PNG, GIF or BMP{others}",
+                            images.where[first], "replace or remove the file" +
+                            (", or pass --skip-bad-images to leave such images out" if training else ""))
+        good = np.setdiff1d(np.arange(len(images)), decoded.failed)
+        if not len(good):
+            raise UserError("none of the images can be decoded", images.folder, "check the image files")
+        return ImageSet(images.subset(good, skipped=len(decoded.failed)), decoded, good)
+
+    def describe_data(self, data: CaptionData) -> dict[str, Any]:
+        return {"train": {**data.train.images.describe(), "images": len(data.train.images)},
+                "valid": {**data.valid.images.describe(), "images": len(data.valid.images)}}
+
+    def prepare(self, cfg, data: CaptionData) -> Tokenizer:
+        texts = (caption for captions in data.train.images.captions for caption in captions)
+        return train_tokenizer(cfg.tokenizer, texts, vocab_size=cfg.vocab_size or None, lowercase=cfg.lowercase)
+
+    def load_preprocessor(self, directory: Path) -> Tokenizer:
+        return load_tokenizer(directory)
+
+    def plan(self, cfg, tokenizer: Tokenizer, data: CaptionData) -> FitPlan:
+        def examples(part: ImageSet):
+            encoded = [tokenizer.encode_batch(list(captions)) for captions in part.images.captions]
+            return caption_examples(encoded, part.rows, cfg.max_length)
+
+        train, valid = examples(data.train), examples(data.valid)
+        train_inputs, valid_inputs = data.train.pixels, data.valid.pixels
+        if cfg.freeze_backbone:
+            encoder = self.make_encoder(cfg)  # seeded like build(): the same backbone weights
+            train_inputs = cached_features(encoder, data.train.decoded, mirrored=cfg.flip)
+            valid_inputs = train_inputs[:1] if data.valid.decoded is data.train.decoded else \
+                cached_features(encoder, data.valid.decoded, mirrored=False)
+        steps = cfg.steps_per_epoch or training_steps(train, cfg.batch_size)
+        batches = dict(bos_id=BOS_ID, eos_id=EOS_ID, seed=cfg.seed)
+
+        def train_batches(epoch: int, skip: int):
+            return caption_batches(train_inputs, train, cfg.batch_size, training=True, flip=cfg.flip,
+                                   first_batch=epoch * steps + skip, num_batches=steps - skip, **batches)
+
+        valid_batches = caption_batches(valid_inputs, valid, cfg.batch_size, training=False, **batches)
+        return FitPlan(train_batches, steps, valid_batches, monitor="val_loss", mode="min",
+                       sample=self.sample_during_training(cfg, tokenizer, data.valid))
+
+    # ---- model --------------------------------------------------------------------------------
+    def make_encoder(self, cfg) -> ImageEncoder:
+        keras.utils.set_random_seed(cfg.seed)
+        weights = None if cfg.backbone == "cnn" or cfg.weights == "none" else cfg.weights
+        return ImageEncoder(cfg.backbone, image_size(cfg), cfg.units, cnn_filters=cfg.cnn_filters,
+                            cnn_blocks=cfg.cnn_blocks, dropout=cfg.dropout, freeze_backbone=cfg.freeze_backbone,
+                            weights=weights, dtype=dtype_policy(cfg.precision), name="encoder")
+
+    def build(self, cfg, tokenizer: Tokenizer) -> keras.Model:
+        encoder = self.make_encoder(cfg)
+        policy = dtype_policy(cfg.precision)
+        if cfg.arch == "transformer":
+            if cfg.units % cfg.heads:
+                raise UserError(f"--units {cfg.units} is not divisible by --heads {cfg.heads}",
+                                fix="choose units a multiple of heads")
+            model = TransformerCaptioner(tokenizer.vocab_size, encoder, d_model=cfg.units, heads=cfg.heads,
+                                         num_layers=cfg.layers, max_length=cfg.max_length + 2, dropout=cfg.dropout,
+                                         dtype=policy, name="captioner")
+        else:
+            model = RecurrentCaptioner(tokenizer.vocab_size, encoder, units=cfg.units, num_layers=cfg.layers,
+                                       attention=cfg.attention, dropout=cfg.dropout, dtype=policy, name="captioner")
+        model.build()
+        return model
+
+    def loss_and_metrics(self, cfg, tokenizer):
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD_ID), []
+
+    # ---- use ----------------------------------------------------------------------------------
+    def captioner(self, run) -> Captioner:
+        return Captioner(run.model, run.preprocessor, max_new_tokens=run.settings.max_length + 1)
+
+    def evaluate(self, run, source: str | None, images: str | None = None, captions: str | None = None,
+                 beam: int | None = None) -> dict[str, Any]:
+        """BLEU-1..4 and exact match of the run's captions of the images of a caption table."""
+        table = captions or source
+        if not table:
+            raise UserError("no evaluation captions given", fix="pass --images DIR --captions FILE")
+        cfg = run.settings
+        data = self.decode(read_captions(table, images or cfg.images, "evaluation data"), image_size(cfg))
+        found = self.captioner(run).caption(data.pixels[data.rows], beam=beam or 1)
+        scores = caption_scores([c[0].text for c in found], data.images.captions, run.preprocessor.lowercase)
+        return {**scores, "beam": beam or 1}
+
+    def predict(self, run, inputs: list[str], beam: int | None = None, n_best: int | None = None,
+                plot: str | None = None, temperature: float | None = None, seed: int | None = None,
+                max_new_tokens: int | None = None) -> Iterator[Any]:
+        """A caption per image path (with --n-best N: the N best, with their scores)."""
+        cfg = run.settings
+        size = image_size(cfg)
+        pixels = np.zeros((len(inputs), size, size, 3), np.uint8)
+        for path in inputs:
+            if not Path(path).is_file():
+                raise UserError("no such image", path, "give the paths of JPEG or PNG files")
+        failed = decode_into([Path(p) for p in inputs], size, pixels)
+        if failed:
+            raise UserError("cannot decode the image as JPEG, PNG, GIF or BMP", inputs[failed[0]],
+                            "give an image file")
+        captioner = self.captioner(run)
+        if max_new_tokens:
+            captioner.max_new_tokens = max_new_tokens
+        found = captioner.caption(pixels, beam=beam or 1, n_best=n_best or 1, temperature=temperature or 0.0,
+                                  seed=seed)
+        for index, (path, captions) in enumerate(zip(inputs, found)):
+            if plot:
+                target = Path(plot) if len(inputs) == 1 else Path(plot).with_name(f"{Path(plot).stem}-{index + 1}.png")
+                captioner.plot(pixels[index], captions[0], run.model.grid_shape, target)
+            if n_best and n_best > 1:
+                yield [{"caption": c.text, "score": round(c.score, 4)} for c in captions]
+            else:
+                yield captions[0].text
+
+    def format_prediction(self, result: Any) -> str:
+        if isinstance(result, str):
+            return result
+        return "\n".join(f"{item['caption']}\t{item['score']:.4f}" for item in result)
+
+    def sample_during_training(self, cfg, tokenizer: Tokenizer, valid: ImageSet | None = None):
+        if not cfg.sample_images or valid is None:
+            return None
+        count = min(cfg.sample_images, len(valid.images))
+        pixels = np.asarray(valid.pixels[valid.rows[:count]])
+
+        def sample(model) -> str:
+            found = Captioner(model, tokenizer, cfg.max_length + 1).caption(pixels)
+            return "\n".join(f"{Path(path).name}: {c[0].text}  (reference: {captions[0]})"
+                             for path, captions, c in zip(valid.images.paths, valid.images.captions, found))
+
+        return sample
