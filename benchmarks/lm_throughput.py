@@ -66,9 +66,9 @@ def main() -> None:
         model.compile(optimizer="adam", loss=loss)
         return model
 
-    def ours(arch, dtype):
+    def ours(arch, dtype, unroll=False):
         if arch == "lstm":
-            return compiled(RecurrentLanguageModel(VOCAB, "lstm", 256, 2, dtype=dtype))
+            return compiled(RecurrentLanguageModel(VOCAB, "lstm", 256, 2, unroll=unroll, dtype=dtype))
         return compiled(TransformerLanguageModel(VOCAB, 256, 4, 4, max_length=SEQ_LEN, dtype=dtype))
 
     peaks = {"fp32": matmul_peak("fp32"), "bf16": matmul_peak("bf16")}
@@ -78,6 +78,8 @@ def main() -> None:
     for arch in archs:
         builders = {"keras_io_fp32": lambda: reference(arch), "seqtasks_fp32": lambda: ours(arch, "float32"),
                     "seqtasks_bf16": lambda: ours(arch, "mixed_bfloat16")}
+        if arch == "lstm":
+            builders["seqtasks_fp32_unrolled"] = lambda: ours(arch, "float32", unroll=True)
         speeds: dict[str, list[float]] = {name: [] for name in builders}
         flops_per_token = {}
         for round_index in range(args.rounds):

@@ -49,6 +49,10 @@ if (_checkout_root / "tasks" / "base.py").is_file() and (_checkout_root / "pypro
 
 from seqtasks import layers, models  # noqa: E402,F401  (registers Keras serializables)
 from seqtasks.models import language_model  # noqa: E402,F401
+from seqtasks.models import classifier, tagger  # noqa: E402,F401
+from seqtasks.models import seq2seq, transformer_seq2seq  # noqa: E402,F401
+from seqtasks.models import captioner, image_encoder  # noqa: E402,F401
+from seqtasks import losses  # noqa: E402,F401
 from seqtasks.api import Run, finetune, load, resume, train  # noqa: E402
 
 __all__ = ["Run", "finetune", "load", "resume", "train", "__version__"]

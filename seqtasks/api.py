@@ -36,7 +36,7 @@ def _version() -> str:
 def resolve_task_config(task, config_file: str | None, overrides: dict[str, Any]):
     toml = read_toml(config_file) if config_file else {}
     given = {k: v for k, v in overrides.items() if v is not None}
-    if not given.get("data") and not toml.get("data"):
+    if not any(given.get(key) or toml.get(key) for key in task.data_settings):
         # no data: the bundled demo, with the user's other settings on top
         given = {**task.default_overrides(), **given}
     return resolve_config(task.Config, toml, given, where=config_file or "settings")
@@ -76,7 +76,7 @@ def train(task: str, out: str | Path | None = None, config_file: str | None = No
     run_dir = RunDirectory.create(out, record, lambda tmp: prep.save(tmp / "tokenizer"))
     if verbose:
         print(f"run folder: {run_dir.path}", flush=True)
-    return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=None, verbose=verbose)
+    return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=task_obj.initial_model(cfg), verbose=verbose)
 
 
 def _run_record(task_obj, cfg, precision: str, data: dict[str, Any], parent: dict[str, Any] | None = None):
@@ -89,12 +89,12 @@ def _run_record(task_obj, cfg, precision: str, data: dict[str, Any], parent: dic
 
 
 def _fit_new(task_obj, run_dir: RunDirectory, cfg, prep, plan, initial_model, verbose: int,
-             freeze: str | None = None) -> "Run":
+             freeze: str | None = None, grow_outputs: bool = False) -> "Run":
     strategy = make_strategy(cfg.strategy)
     with strategy.scope():
         model = task_obj.build(cfg, prep)
         if initial_model is not None:
-            model.set_weights(initial_model.get_weights())
+            copy_weights(model, initial_model, grow=grow_outputs)
         if freeze:
             apply_freeze(model, freeze)
         loss, metrics = task_obj.loss_and_metrics(cfg, prep)
@@ -145,21 +145,29 @@ def resume(path: str | Path, verbose: int = 1, **overrides) -> "Run":
     return Run(run_dir.path)
 
 
-def finetune(path: str | Path, data: str, out: str | Path, freeze: str | None = None,
-             config_file: str | None = None, verbose: int = 1, **overrides) -> "Run":
-    """A new run from RUN's weights on new data: same tokenizer, fresh optimizer and schedule."""
+def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | None = None,
+             config_file: str | None = None, verbose: int = 1, extend_labels: bool = False, **overrides) -> "Run":
+    """A new run from RUN's weights on new data: same tokenizer, fresh optimizer and schedule.
+    extend_labels (classify, tag): labels the parent never saw are added; the output layer grows."""
     parent = Run(path)
     task_obj = parent.task
     toml = read_toml(config_file) if config_file else {}
-    given = {**toml, **{k: v for k, v in overrides.items() if v is not None}, "data": data}
-    shape_keys = {"arch", "layers", "units", "heads", "tokenizer", "vocab_size", "positions", "spm_model_type"}
+    given = {**toml, **{k: v for k, v in overrides.items() if v is not None}}
+    if data is not None:  # tasks whose data flags are not --data (caption: --images/--captions) leave it out
+        given["data"] = data
+    shape_keys = {"arch", "layers", "units", "heads", "tokenizer", "vocab_size", "positions", "spm_model_type",
+                  "embedding_dim", "char_features", "char_dim", "char_units", "crf", "pooling", "max_len"}
     changed = {k for k in given if k in shape_keys and given[k] != parent.record["settings"].get(k)}
     if changed:
         raise UserError(f"finetune keeps the parent's model shape; cannot change {', '.join(sorted(changed))}",
                         str(parent.directory.path), "train a new run with `seqtasks train` instead")
-    settings = {**parent.record["settings"], "max_time": 0.0, "valid": ""}
+    # the parent's data and validation sources do not carry over: the new run reads only what is given
+    sources = {key: "" for key, value in parent.record["settings"].items()
+               if key in task_obj.data_settings or (key == "valid" or key.startswith("valid_")) and isinstance(value, str)}
+    settings = {**parent.record["settings"], "max_time": 0.0, **sources}
     settings.update(given)
     cfg = resolve_config(task_obj.Config, {}, settings, where=config_file or "settings")
+    task_obj.check_finetune(parent.record["settings"], cfg)
     out = Path(out)
     if out.exists():
         raise UserError("the run folder already exists", str(out), "choose another --out")
@@ -168,13 +176,45 @@ def finetune(path: str | Path, data: str, out: str | Path, freeze: str | None = 
     if verbose:
         _print_settings(cfg, {"parent": str(parent.directory.path), "freeze": freeze, "out": str(out)})
     prep = parent.preprocessor
+    if hasattr(task_obj, "new_labels"):
+        prep = _labels_for_finetuning(task_obj, prep, task_data, extend_labels)
     plan = task_obj.plan(cfg, prep, task_data)
     parent_info = {"path": str(parent.directory.path.resolve()), "model": parent.directory.model_file().name,
                    "freeze": freeze}
     record = _run_record(task_obj, cfg, precision, task_obj.describe_data(task_data), parent_info)
     run_dir = RunDirectory.create(out, record, lambda tmp: prep.save(tmp / "tokenizer"))
     return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=parent.model, verbose=verbose,
-                    freeze=freeze)
+                    freeze=freeze, grow_outputs=extend_labels)
+
+
+def _labels_for_finetuning(task_obj, prep, data, extend: bool):
+    """Labels in the fine-tuning data that the parent never saw: an error, or, with `extend`, appended
+    to the label vocabulary (old labels keep their ids, so the old output rows stay valid)."""
+    from seqtasks.tokenizers import LabelVocabulary
+
+    new = sorted(task_obj.new_labels(prep, data))
+    if not new:
+        return prep
+    if not extend:
+        shown = ", ".join(repr(label) for label, _ in new[:10]) + (f", ... ({len(new)} in all)" if len(new) > 10 else "")
+        raise UserError(f"the fine-tuning data has labels the parent run never saw: {shown}", new[0][1],
+                        "pass --extend-labels to add them (the output layer grows), or leave those examples out")
+    return prep.with_labels(LabelVocabulary(prep.labels.names + [label for label, _ in new]))
+
+
+def copy_weights(model: keras.Model, source: keras.Model, grow: bool = False) -> None:
+    """model's weights := source's. With `grow`, a weight that became larger (an output layer with
+    new labels: kernel columns, bias, CRF transitions) takes source's values in its leading slice
+    and keeps its fresh initialization in the new rows and columns."""
+    weights = model.get_weights()
+    for index, (new, old) in enumerate(zip(weights, source.get_weights(), strict=True)):
+        if new.shape == old.shape:
+            weights[index] = old
+        elif grow and new.ndim == old.ndim and all(n >= o for n, o in zip(new.shape, old.shape)):
+            new[tuple(slice(0, size) for size in old.shape)] = old
+        else:
+            raise ValueError(f"weight {index}: shape {new.shape} cannot take the parent's {old.shape}")
+    model.set_weights(weights)
 
 
 def apply_freeze(model: keras.Model, freeze: str) -> None:
@@ -237,12 +277,20 @@ class Run:
         return self.task.predict(self, inputs, **options)
 
     def sample(self, prompt: str = "", **options) -> str | list[str]:
-        """Generated text; a list when num_return_sequences > 1."""
-        if not hasattr(self.task, "sample"):
+        """Generated text (lm: the continuation; generate: the completion); a list when
+        num_return_sequences > 1. Options: decoding.GenerationConfig's fields (max_new_tokens,
+        temperature, top_k, top_p, repetition_penalty, no_repeat_ngram_size, beam_width, length_penalty,
+        num_return_sequences, min_new_tokens, seed) and stop=[strings] (the text is cut before the first)."""
+        return self.generate_batch([prompt], **options)[0]
+
+    def generate_batch(self, prompts: list[str], **options) -> list[str] | list[list[str]]:
+        """sample() for many prompts, decoded together: one text per prompt (a list of
+        num_return_sequences texts per prompt when that is > 1)."""
+        if not hasattr(self.task, "generate_batch"):
             raise UserError(f"the {self.task.name} task does not sample text", str(self.path),
                             "use `seqtasks predict`")
-        texts = self.task.sample(self, prompt, **options)
-        return texts if options.get("num_return_sequences", 1) > 1 else texts[0]
+        texts = self.task.generate_batch(self, list(prompts), **options)
+        return texts if options.get("num_return_sequences", 1) > 1 else [t[0] for t in texts]
 
     def info(self) -> dict[str, Any]:
         state = self.directory.read_train_state() or {}

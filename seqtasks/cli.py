@@ -5,7 +5,9 @@ so `seqtasks train lm --help` lists them all with their defaults.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -81,7 +83,7 @@ def _options_from_config(config_class: type):
                                       help=f"{help_text}  [default: {'on' if f.default else 'off'}]")
             else:
                 click_type = click.Choice(choices) if choices else kind
-                option = click.option(flag, f.name, type=click_type, default=None,
+                option = click.option(flag, *f.metadata.get("aliases", ()), f.name, type=click_type, default=None,
                                       help=f"{help_text}  [default: {f.default!r}]")
             command = option(command)
         return command
@@ -94,7 +96,7 @@ def _make_train_command(task_cls) -> click.Command:
         task_cls.name, f"seqtasks train {task_cls.name} --data DATA --out runs/{task_cls.name}")
 
     @click.command(name=task_cls.name, context_settings=CONTEXT,
-                   help=f"Train a {task_cls.description}.\n\nWith no --data, trains on the bundled demo "
+                   help=f"Train the {task_cls.name} task ({task_cls.description}).\n\nWith no --data, trains on the bundled demo "
                         f"data.\n\n\b\nExample:\n  {example}")
     @click.option("--out", type=click.Path(), default=None, help="Run folder to create  [default: runs/TASK-TIME]")
     @click.option("--config", "config_file", type=click.Path(), default=None,
@@ -112,12 +114,16 @@ def _make_train_command(task_cls) -> click.Command:
 
 def _after_training(run, quiet: bool) -> None:
     state = run.directory.read_train_state() or {}
-    click.echo(f"\ntraining finished ({state.get('stop_reason', '')}): best {state.get('best_metric')}; "
-               f"run saved in {run.path}")
+    best = state.get("best_metric")
+    best_text = f"best validation {run.task.monitor_name} {best:.4f}" if isinstance(best, float) else "no validation yet"
+    click.echo(f"\ntraining finished ({state.get('stop_reason', '')}): {best_text}; run saved in {run.path}")
     if run.task.name == "lm" and not quiet:
         click.echo("\nsample from the best model:\n")
         click.echo(run.sample("", max_new_tokens=300, temperature=0.8, seed=0))
         click.echo(f"\nnext: seqtasks sample {run.path} --prompt \"ROMEO:\" --temperature 0.8")
+    if run.task.name == "generate" and not quiet:
+        click.echo(f"\nnext: seqtasks predict {run.path} \"PROMPT\"   (the bundled example: \"sort: owl moon tea\"); "
+                   f"seqtasks evaluate {run.path} --data PAIRS")
 
 
 class TrainGroup(click.Group):
@@ -163,10 +169,14 @@ def resume(run, epochs, max_time, quiet) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("run", type=click.Path())
-@click.option("--data", required=True, help="The new training data (same formats as train).")
+@click.option("--data", default=None, help="The new training data (same formats as train).")
+@click.option("--images", default=None, help="caption: the image folder of the new data.")
+@click.option("--captions", default=None, help="caption: the new caption table or COCO JSON (instead of --data).")
 @click.option("--out", required=True, type=click.Path(), help="The new run folder.")
 @click.option("--valid", default=None, help="Validation data; default: held out from --data.")
 @click.option("--freeze", default=None, help="Freeze parts: embeddings, layers:N, or both comma-separated.")
+@click.option("--extend-labels", is_flag=True, default=False,
+              help="classify, tag: add labels the parent never saw (the output layer grows).")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file of settings.")
 @click.option("--epochs", type=int, default=None, help="Epochs of fine-tuning.")
 @click.option("--lr", type=float, default=None, help="Peak learning rate (fresh optimizer and schedule).")
@@ -179,7 +189,7 @@ def resume(run, epochs, max_time, quiet) -> None:
 @click.option("--seed", type=int, default=None, help="Random seed.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None, help="Precision.")
 @click.option("--quiet", is_flag=True, help="No progress bars or samples.")
-def finetune(run, data, out, valid, freeze, config_file, quiet, **settings) -> None:
+def finetune(run, data, out, valid, freeze, extend_labels, config_file, quiet, **settings) -> None:
     """Start a new run from RUN's weights on new data: same tokenizer, fresh optimizer.
 
     \b
@@ -189,7 +199,7 @@ def finetune(run, data, out, valid, freeze, config_file, quiet, **settings) -> N
     from seqtasks import api
 
     result = api.finetune(run, data=data, out=out, freeze=freeze, config_file=config_file,
-                          verbose=0 if quiet else 1, valid=valid, **settings)
+                          verbose=0 if quiet else 1, valid=valid, extend_labels=extend_labels, **settings)
     _after_training(result, quiet=True)
 
 
@@ -234,6 +244,24 @@ def _read_inputs(texts: tuple[str, ...], input_file: str | None) -> list[str]:
     return inputs
 
 
+def _streamed_predictions(loaded, texts: tuple[str, ...], options: dict):
+    """(input, prediction) pairs for TEXT arguments then stdin, read lazily: the task gets an iterator."""
+    seen: collections.deque[str] = collections.deque()
+    count = 0
+
+    def inputs():
+        nonlocal count
+        for text in itertools.chain(texts, (line.rstrip("\n") for line in sys.stdin)):
+            seen.append(text)
+            count += 1
+            yield text
+
+    for result in loaded.predict(inputs(), **options):
+        yield seen.popleft(), result
+    if not count:
+        raise UserError("nothing to predict: stdin was empty", fix="give TEXT arguments or lines on stdin")
+
+
 def _open_input(path: str):
     if not Path(path).is_file():
         raise UserError("no such input file", path, "check the path given to --input")
@@ -267,10 +295,14 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
 
     loaded = api.load(run)
     given = {k: v for k, v in options.items() if v is not None}
-    inputs = _read_inputs(texts, input_file)
+    if input_file == "-" and loaded.task.streams_predictions:
+        pairs = _streamed_predictions(loaded, texts, given)  # each line is answered as soon as it is read
+    else:
+        inputs = _read_inputs(texts, input_file)
+        pairs = zip(inputs, loaded.predict(inputs, **given))
     out = open(output_file, "w", encoding="utf-8") if output_file else sys.stdout
     try:
-        for text, result in zip(inputs, loaded.predict(inputs, **given)):
+        for text, result in pairs:
             if as_json:
                 line = json.dumps({"input": text, "output": result})
             else:
@@ -284,41 +316,91 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("run", type=click.Path())
-@click.option("--prompt", default="", help="Text to continue (default: start a new document).")
-@click.option("-n", "num_samples", type=int, default=1, show_default=True, help="Number of samples.")
+@click.option("--prompt", default=None, help="Text to continue (lm; default: start a new document) or the "
+                                             "prompt to complete (generate).")
+@click.option("--input", "input_file", default=None, help="Prompts from FILE, one per line (- for stdin).")
+@click.option("-n", "num_samples", type=int, default=1, show_default=True,
+              help="Samples per prompt (with --beam: the n best hypotheses).")
 @click.option("--max-new-tokens", type=int, default=200, show_default=True, help="Tokens to generate.")
-@click.option("--temperature", type=float, default=1.0, show_default=True, help="Softmax temperature; 0 = greedy.")
+@click.option("--min-new-tokens", type=int, default=0, show_default=True, help="No stop before this many tokens.")
+@click.option("--temperature", type=float, multiple=True,
+              help="Softmax temperature; 0 = greedy. Repeat it for a block of samples per temperature.  "
+                   "[default: 1.0]")
 @click.option("--top-k", type=int, default=0, show_default=True, help="Sample among the k likeliest tokens (0 = all).")
 @click.option("--top-p", type=float, default=1.0, show_default=True, help="Nucleus sampling mass (1 = off).")
+@click.option("--repetition-penalty", type=float, default=1.0, show_default=True,
+              help="Divide the logits of tokens already present by this (1 = off).")
+@click.option("--no-repeat-ngram", type=int, default=0, show_default=True,
+              help="Never repeat an n-gram of this size (0 = off).")
+@click.option("--beam", type=int, default=None, help="Beam search of this width (deterministic; 1 = greedy).")
+@click.option("--length-penalty", type=float, default=1.0, show_default=True,
+              help="Beam score = log p / length ** this.")
+@click.option("--stop", multiple=True, help="End a sample where its text contains STR, cut before it; "
+                                            "repeatable; \\n and \\t mean newline and tab.")
 @click.option("--seed", type=int, default=None, help="Random seed: the same seed gives the same text.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object with the samples.")
-def sample(run, prompt, num_samples, max_new_tokens, temperature, top_k, top_p, seed, as_json) -> None:
-    """Generate text from a language-model RUN.
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per prompt and temperature: {prompt, temperature, samples}.")
+@click.option("--output", "output_file", type=click.Path(), default=None, help="Write the samples to FILE.")
+def sample(run, prompt, input_file, num_samples, temperature, beam, stop, as_json, output_file, **options) -> None:
+    """Generate text from a language-model (lm) or conditional-generation (generate) RUN. Text streams to
+    the terminal as it is generated (one sample per prompt, no --beam, no --json, no --output).
 
     \b
     Example:
       seqtasks sample runs/lm --prompt "ROMEO:" --max-new-tokens 300 --temperature 0.8 --seed 1
+      seqtasks sample runs/lm --prompt "ROMEO:" -n 3 --temperature 0.5 --temperature 1.0 --stop "\\n\\n"
     """
     from seqtasks import api
+    from seqtasks.readers.pairs import unescape
 
     loaded = api.load(run)
-    if loaded.task.name != "lm":
-        raise UserError(f"`sample` works on language-model runs; this run is a {loaded.task.name} run",
+    if not hasattr(loaded.task, "generate_batch"):
+        raise UserError(f"`sample` works on lm and generate runs; this run is a {loaded.task.name} run",
                         str(loaded.path), "use `seqtasks predict`")
-    options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-               "seed": seed}
-    if as_json or num_samples > 1:
-        texts = loaded.task.sample(loaded, prompt, num_return_sequences=num_samples, **options)
-        if as_json:
-            click.echo(json.dumps({"prompt": prompt, "samples": texts}))
-        else:
-            for i, text in enumerate(texts):
-                click.echo(f"--- sample {i + 1} ---\n{prompt}{text}")
-        return
-    click.echo(prompt, nl=False)
-    for piece in loaded.task.stream(loaded, prompt, **options):
-        click.echo(piece, nl=False)
-    click.echo()
+    if prompt is not None and input_file:
+        raise UserError("--prompt and --input both given", fix="give one of them")
+    prompts = _read_inputs((), input_file) if input_file else [prompt or ""]
+    temperatures = temperature or (1.0,)
+    options["no_repeat_ngram_size"] = options.pop("no_repeat_ngram")
+    options.update(num_return_sequences=num_samples, stop=tuple(unescape(s) for s in stop))
+    if beam is not None:
+        if len(temperatures) > 1:
+            raise UserError("--beam is deterministic: several --temperature values give the same text",
+                            fix="drop --beam, or give one --temperature")
+        options["beam_width"] = beam
+    streaming = not (as_json or output_file or num_samples > 1 or beam is not None)
+    out = open(output_file, "w", encoding="utf-8") if output_file else None
+    echo = (lambda text, nl=True: out.write(text + ("\n" if nl else ""))) if out else click.echo
+    try:
+        for t in temperatures:
+            if len(temperatures) > 1 and not as_json:
+                echo(f"=== temperature {t:g} ===")
+            if streaming:
+                for i, text in enumerate(prompts):
+                    _sample_header(echo, i, 0, len(prompts), 1)
+                    echo(text if loaded.task.continues_prompt else "", nl=False)
+                    for piece in loaded.task.stream(loaded, text, temperature=t, **options):
+                        echo(piece, nl=False)
+                    echo("")
+                continue
+            results = loaded.task.generate_batch(loaded, prompts, temperature=t, **options)
+            for i, (text, samples) in enumerate(zip(prompts, results)):
+                if as_json:
+                    echo(json.dumps({"prompt": text, "temperature": t, "beam": beam, "samples": samples},
+                                    ensure_ascii=False))
+                    continue
+                for j, generated in enumerate(samples):
+                    _sample_header(echo, i, j, len(prompts), len(samples))
+                    echo((text if loaded.task.continues_prompt else "") + generated)
+    finally:
+        if out:
+            out.close()
+
+
+def _sample_header(echo, prompt_index: int, sample_index: int, prompts: int, samples: int) -> None:
+    parts = ([f"prompt {prompt_index + 1}"] if prompts > 1 else []) + ([f"sample {sample_index + 1}"] if samples > 1 else [])
+    if parts:
+        echo(f"--- {', '.join(parts)} ---")
 
 
 @cli.command(context_settings=CONTEXT)

@@ -10,6 +10,23 @@ captioning decoders implement the same three methods):
 `state` is a flat tuple of tensors whose shapes never change from step to step. Beam search also
 assumes that axis 0 of every state tensor is the batch axis (it reorders beams with tf.gather).
 
+Conditional decoders (translation, captioning) also read a per-prompt `context`: every entry point takes
+`context=None` or a tuple of tensors/arrays whose axis 0 is aligned with the prompts (row i belongs to
+prompt i), for example (encoder memory (batch, src_time, d_model), source mask (batch, src_time)).
+With a context the engine calls
+
+    prefill(token_ids, max_length, context)   # context: the tuple, its rows matching token_ids' rows
+
+and without one exactly `prefill(token_ids, max_length)`, so language models need no third argument.
+`step` never receives the context: whatever it needs (encoder memory, precomputed cross-attention keys
+and values, masks) the decoder returns from prefill inside its state, batch axis 0 like the rest (beam
+search reorders it with the beams). The engine hands each equal-length group of prompts its own context
+rows, repeated like the prompts (row i -> rows i*n .. i*n+n-1 for n samples); beam search prefills once
+per prompt and repeats the state for the beams. A sliding window prefills again with the same rows.
+The context is an input of the compiled functions, never a captured constant: new values with the same
+dtypes, ranks and feature sizes reuse the trace (every axis is dynamic except the last axis of a tensor
+of rank >= 3, which a decoder's projection layers need static).
+
 Choosing the next token, in this order (sampling and greedy):
     1. constraints on the raw logits: repetition penalty (CTRL: a logit of a token already in the prompt
        or the output is divided by the penalty when positive, multiplied when negative), no-repeat
@@ -32,7 +49,9 @@ Scores: `generate_with_scores` returns, per sequence, the sum of log p of its to
 the stop id included) for greedy and sampling, and the normalized beam score for beam search.
 
 Outputs hold the new token ids only; generation of a sequence ends at its first stop id, which is
-stripped from the output.
+stripped from the output. Stop strings are text: callers cut the decoded text with `cut_at_stop` (and
+hold back a possible start of one while streaming, `held_back`); `stop_string_ids` finds the
+one-character stop strings the engine can stop at as ids, exactly.
 
 Long outputs: when prompt + max_new_tokens exceeds decoder.capacity(...), greedy and sampling decode
 in windows: when the state is full (or the prompt alone does not fit) the decoder is prefilled again on
@@ -60,11 +79,14 @@ from seqtasks.errors import UserError
 __all__ = [
     "GenerationConfig", "GenerationError", "Generator", "generate", "generate_with_scores", "stream",
     "apply_repetition_penalty", "no_repeat_ngram_mask", "seen_token_mask", "top_k_filter", "top_p_filter",
+    "stop_string_ids", "cut_at_stop", "held_back",
 ]
 
 _STATE_ROUNDING = 64  # state sizes are rounded up to a multiple of this: fewer distinct traces
 _TOP_P_TOLERANCE = 1e-6  # float32 cumulative sums: a mass within this of p counts as reaching p
 _GENERATOR_ATTRIBUTE = "_seqtasks_generator"
+
+Context = Sequence[Any]  # a tuple of tensors/arrays, axis 0 aligned with the prompts
 
 
 class GenerationError(UserError, ValueError):
@@ -266,15 +288,16 @@ class Generator:
 
     # -- public API ---------------------------------------------------------------------------------
 
-    def generate(self, prompt_ids: Sequence[Sequence[int]], config: GenerationConfig | None = None
-                 ) -> list[list[list[int]]]:
-        return self.generate_with_scores(prompt_ids, config)[0]
+    def generate(self, prompt_ids: Sequence[Sequence[int]], config: GenerationConfig | None = None,
+                 context: Context | None = None) -> list[list[list[int]]]:
+        return self.generate_with_scores(prompt_ids, config, context)[0]
 
-    def generate_with_scores(self, prompt_ids: Sequence[Sequence[int]], config: GenerationConfig | None = None
-                             ) -> tuple[list[list[list[int]]], list[list[float]]]:
+    def generate_with_scores(self, prompt_ids: Sequence[Sequence[int]], config: GenerationConfig | None = None,
+                             context: Context | None = None) -> tuple[list[list[list[int]]], list[list[float]]]:
         """Per prompt, num_return_sequences continuations and their scores (see the module docstring)."""
         config = config or GenerationConfig()
         prompts = [_prompt_array(p, i) for i, p in enumerate(prompt_ids)]
+        context = _context_tensors(context, len(prompts))
         sequences: list[list[list[int]]] = [[] for _ in prompts]
         scores: list[list[float]] = [[] for _ in prompts]
         groups: dict[int, list[int]] = {}
@@ -283,16 +306,21 @@ class Generator:
         seed = _resolve_seed(config)
         for members in groups.values():
             batch = np.stack([prompts[i] for i in members])
+            rows = _context_rows(context, members)
             if config.beam:
-                group_sequences, group_scores = self.beam_search(batch, config)
+                group_sequences, group_scores = self.beam_search(batch, config, rows)
             else:
-                group_sequences, group_scores = self.sample(batch, config, seed)
+                group_sequences, group_scores = self.sample(batch, config, seed, rows)
             for i, seqs, scs in zip(members, group_sequences, group_scores):
                 sequences[i], scores[i] = seqs, scs
         return sequences, scores
 
-    def stream(self, prompt_ids: Sequence[int], config: GenerationConfig | None = None) -> Iterator[int]:
-        """Yield the new token ids of one greedy or sampled continuation as they are produced."""
+    def stream(self, prompt_ids: Sequence[int], config: GenerationConfig | None = None,
+               context: Context | None = None) -> Iterator[int]:
+        """Yield the new token ids of one greedy or sampled continuation as they are produced.
+
+        `context`, when given, holds one row (axis 0 of size 1) for the one prompt.
+        """
         config = config or GenerationConfig()
         if config.beam:
             raise GenerationError("stream() cannot beam search", f"beam_width={config.beam_width}",
@@ -301,16 +329,20 @@ class Generator:
             raise GenerationError("stream() yields one sequence",
                                   f"num_return_sequences={config.num_return_sequences}", "use generate()")
         prompt = _prompt_array(prompt_ids, 0)[None]
+        context = _context_tensors(context, 1)
         self._prepare(prompt)
         plan = self._plan(prompt.shape[1], config.max_new_tokens)
-        return self._stream(prompt, config, plan)  # errors above are raised now, not at the first next()
+        return self._stream(prompt, config, plan, context)  # errors above are raised now, not at the first next()
 
-    def _stream(self, prompt: np.ndarray, config: GenerationConfig, plan: "_Plan") -> Iterator[int]:
+    def _stream(self, prompt: np.ndarray, config: GenerationConfig, plan: "_Plan", context: Context | None
+                ) -> Iterator[int]:
         new_tokens = config.max_new_tokens
         if new_tokens == 0:
             return
         static = _static(config)
-        prefill = self._compiled(("prefill", plan.state_size), lambda: self._prefill_function(plan.state_size))
+        specs = _context_specs(context)
+        prefill = self._compiled(("prefill", plan.state_size, specs),
+                                 lambda: self._prefill_function(plan.state_size, specs))
         choose = self._compiled(("choose", static), lambda: self._choose_function(static))
         step = self._compiled(("step",), self._step_function)
         seed = tf.constant(_resolve_seed(config), tf.int64)
@@ -318,7 +350,7 @@ class Generator:
         length, generated = prompt.shape[1], 0
         window = prompt[:, -plan.window:] if plan.sliding and prompt.shape[1] > plan.state_size else prompt
         while True:
-            logits, state = prefill(tf.constant(window))
+            logits, state = prefill(tf.constant(window), *(context or ()))
             position = window.shape[1]  # where the next fed token goes
             while True:
                 tokens, history = choose(logits, history, tf.constant(length), tf.constant(generated), seed)
@@ -337,11 +369,14 @@ class Generator:
 
     # -- greedy and sampling ------------------------------------------------------------------------
 
-    def sample(self, prompts: np.ndarray, config: GenerationConfig, seed: int
+    def sample(self, prompts: np.ndarray, config: GenerationConfig, seed: int, context: Context | None = None
                ) -> tuple[list[list[list[int]]], list[list[float]]]:
-        """Greedy or sampled continuations of equal-length prompts (batch, time)."""
+        """Greedy or sampled continuations of equal-length prompts (batch, time) with their context rows."""
         count = 1 if config.greedy else config.num_return_sequences  # greedy samples are all the same
         batch = np.repeat(prompts, count, axis=0)
+        context = _context_tensors(context, len(prompts))
+        if context is not None:
+            context = tuple(tf.repeat(c, count, axis=0) for c in context)  # aligned with the repeated prompts
         rows, prompt_length = batch.shape
         new_tokens = config.max_new_tokens
         if new_tokens == 0:
@@ -349,8 +384,9 @@ class Generator:
         self._prepare(batch)
         plan = self._plan(prompt_length, new_tokens)
         static = _static(config)
-        segment = self._compiled(("segment", static, plan.state_size),
-                                 lambda: self._segment_function(static, plan.state_size))
+        specs = _context_specs(context)
+        segment = self._compiled(("segment", static, plan.state_size, specs),
+                                 lambda: self._segment_function(static, plan.state_size, specs))
         history = tf.constant(np.concatenate([batch, np.zeros((rows, new_tokens), np.int32)], axis=1))
         length, generated = prompt_length, 0
         finished = tf.zeros((rows,), tf.bool)
@@ -361,7 +397,7 @@ class Generator:
             steps = min(plan.state_size - window.shape[1] + 1, new_tokens - generated)
             history, length_t, finished, scores = segment(
                 tf.constant(window), history, tf.constant(length), tf.constant(generated), finished, scores,
-                seed_tensor, tf.constant(steps))
+                seed_tensor, tf.constant(steps), *(context or ()))
             length = int(length_t)
             generated = length - prompt_length
             if generated >= new_tokens or bool(tf.reduce_all(finished)):
@@ -374,13 +410,13 @@ class Generator:
         grouped = [row_scores[i * count:(i + 1) * count] for i in range(len(prompts))]
         return _replicate(sequences, grouped, config)
 
-    def _segment_function(self, config: GenerationConfig, state_size: int):
+    def _segment_function(self, config: GenerationConfig, state_size: int, specs: tuple | None):
         decoder = self.decoder
 
-        def segment(window, history, length, generated, finished, scores, seed, steps):
+        def segment(window, history, length, generated, finished, scores, seed, steps, *context):
             """Prefill on `window`, then produce up to `steps` tokens; all rows advance together."""
             start = tf.shape(window)[1]
-            logits, state = decoder.prefill(window, state_size)
+            logits, state = _prefill(decoder, window, state_size, context, specs)
 
             def advance(logits, history, length, generated, finished, scores):
                 tokens, log_p = _choose(logits, history, length, generated, seed, config)
@@ -408,12 +444,14 @@ class Generator:
 
         ids, scalar = tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((), tf.int32)
         signature = (ids, ids, scalar, scalar, tf.TensorSpec((None,), tf.bool), tf.TensorSpec((None,), tf.float32),
-                     tf.TensorSpec((), tf.int64), scalar)
+                     tf.TensorSpec((), tf.int64), scalar, *(specs or ()))
         return tf.function(segment, input_signature=signature)  # one trace for any batch and lengths
 
-    def _prefill_function(self, state_size: int):
+    def _prefill_function(self, state_size: int, specs: tuple | None):
         decoder = self.decoder
-        return tf.function(lambda window: decoder.prefill(window, state_size), reduce_retracing=True)
+        signature = (tf.TensorSpec((None, None), tf.int32), *(specs or ()))
+        return tf.function(lambda window, *context: _prefill(decoder, window, state_size, context, specs),
+                           input_signature=signature)
 
     def _choose_function(self, config: GenerationConfig):
         def choose(logits, history, length, generated, seed):
@@ -428,13 +466,14 @@ class Generator:
 
     # -- beam search --------------------------------------------------------------------------------
 
-    def beam_search(self, prompts: np.ndarray, config: GenerationConfig
+    def beam_search(self, prompts: np.ndarray, config: GenerationConfig, context: Context | None = None
                     ) -> tuple[list[list[list[int]]], list[list[float]]]:
         """The num_return_sequences best beams (best first) for equal-length prompts (batch, time).
 
-        Runs with any beam_width, 1 included (which is greedy decoding).
+        Runs with any beam_width, 1 included (which is greedy decoding). `context` has one row per prompt.
         """
         prompts = np.asarray(prompts, np.int32)
+        context = _context_tensors(context, len(prompts))
         batch, prompt_length = prompts.shape
         new_tokens, width = config.max_new_tokens, config.beam_width
         count = config.num_return_sequences if config.beam else 1
@@ -448,15 +487,16 @@ class Generator:
                 f"beam search needs prompt + max_new_tokens = {needed} positions but the model holds {capacity}",
                 "beam search", "shorten the prompt or max_new_tokens, or use sampling/greedy (they slide a window)")
         static = _static(config)
-        search = self._compiled(("beam", static, capacity), lambda: self._beam_function(static, capacity))
-        sequences, lengths, scores = (t.numpy() for t in search(tf.constant(prompts)))
+        specs = _context_specs(context)
+        search = self._compiled(("beam", static, capacity, specs), lambda: self._beam_function(static, capacity, specs))
+        sequences, lengths, scores = (t.numpy() for t in search(tf.constant(prompts), *(context or ())))
         outputs, output_scores = [], []
         for b in range(batch):
             outputs.append([_strip(sequences[b, j, :lengths[b, j]], config.stop_ids) for j in range(count)])
             output_scores.append([float(scores[b, j]) for j in range(count)])
         return outputs, output_scores
 
-    def _beam_function(self, config: GenerationConfig, state_size: int):
+    def _beam_function(self, config: GenerationConfig, state_size: int, specs: tuple | None):
         decoder = self.decoder
         width, new_tokens = config.beam_width, config.max_new_tokens
         stop_ids, penalty = config.stop_ids, config.length_penalty
@@ -464,10 +504,11 @@ class Generator:
         def normalize(log_p, length):
             return log_p / tf.pow(tf.cast(length, tf.float32), penalty)
 
-        def search(prompts):
+        def search(prompts, *context):
             batch, prompt_length = tf.shape(prompts)[0], tf.shape(prompts)[1]
             rows = batch * width
-            logits, state = decoder.prefill(prompts, state_size)
+            # prefill once per prompt; repeating the state (context included) gives row i -> rows i*W..i*W+W-1
+            logits, state = _prefill(decoder, prompts, state_size, context, specs)
             vocab = logits.shape[-1]
             if vocab is None:
                 raise ValueError("beam search needs the decoder's vocabulary size to be static")
@@ -533,7 +574,7 @@ class Generator:
             f_lengths = tf.gather(tf.concat([f_lengths, tf.fill((batch, width), steps)], axis=1), keep, batch_dims=1)
             return f_tokens, f_lengths, f_scores
 
-        return tf.function(search, input_signature=(tf.TensorSpec((None, None), tf.int32),))
+        return tf.function(search, input_signature=(tf.TensorSpec((None, None), tf.int32), *(specs or ())))
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -586,24 +627,66 @@ def generator_for(decoder) -> Generator:
     return generator
 
 
-def generate(decoder, prompt_ids: Sequence[Sequence[int]], config: GenerationConfig | None = None
-             ) -> list[list[list[int]]]:
+def generate(decoder, prompt_ids: Sequence[Sequence[int]], config: GenerationConfig | None = None,
+             context: Context | None = None) -> list[list[list[int]]]:
     """For each prompt, num_return_sequences continuations: new token ids only, stop id stripped.
 
     Prompts may have different lengths (equal lengths are decoded as one batch); each needs >= 1 token.
+    `context`: None, or a tuple of tensors with one row per prompt, handed to decoder.prefill.
     """
-    return generator_for(decoder).generate(prompt_ids, config)
+    return generator_for(decoder).generate(prompt_ids, config, context)
 
 
-def generate_with_scores(decoder, prompt_ids: Sequence[Sequence[int]], config: GenerationConfig | None = None
-                         ) -> tuple[list[list[list[int]]], list[list[float]]]:
+def generate_with_scores(decoder, prompt_ids: Sequence[Sequence[int]], config: GenerationConfig | None = None,
+                         context: Context | None = None) -> tuple[list[list[list[int]]], list[list[float]]]:
     """As generate, plus per sequence its score: sum of log p (greedy/sampling) or the beam score."""
-    return generator_for(decoder).generate_with_scores(prompt_ids, config)
+    return generator_for(decoder).generate_with_scores(prompt_ids, config, context)
 
 
-def stream(decoder, prompt_ids: Sequence[int], config: GenerationConfig | None = None) -> Iterator[int]:
+def stream(decoder, prompt_ids: Sequence[int], config: GenerationConfig | None = None,
+           context: Context | None = None) -> Iterator[int]:
     """Yield the new token ids of one greedy or sampled continuation as they are produced."""
-    return generator_for(decoder).stream(prompt_ids, config)
+    return generator_for(decoder).stream(prompt_ids, config, context)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stop strings: the engine stops at ids; text-level stops are checked on the decoded text
+# ---------------------------------------------------------------------------------------------------
+
+def stop_string_ids(tokenizer, stops: Sequence[str]) -> tuple[int, ...]:
+    """Ids at which the engine may stop for a stop string, saving the tokens past it.
+
+    Only exact cases: a one-character stop string s whose every containing token decodes to exactly
+    s (a char tokenizer's newline, a word tokenizer's "."). Stopping there and cutting the text at s
+    give the same result; every stop string is still checked on the text (`cut_at_stop`).
+    """
+    single = {s for s in stops if len(s) == 1}
+    if not single:
+        return ()
+    texts = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
+    ids: list[int] = []
+    for stop in sorted(single):
+        containing = [i for i, text in enumerate(texts) if stop in text]
+        if containing and all(texts[i] == stop for i in containing):
+            ids.extend(containing)
+    return tuple(ids)
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """The text before the earliest occurrence of any stop string, and whether one occurred."""
+    positions = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return (text[:min(positions)], True) if positions else (text, False)
+
+
+def held_back(text: str, stops: Sequence[str]) -> int:
+    """How many final characters of `text` could begin a stop string (a stream must not show them yet)."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:size]):
+                longest = size
+                break
+    return longest
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -619,6 +702,47 @@ def _prompt_array(prompt: Sequence[int], index: int) -> np.ndarray:
         raise GenerationError(f"prompt {index} holds something other than token ids", "generation",
                               "pass non-negative integer ids")
     return array.astype(np.int32)
+
+
+def _context_tensors(context, rows: int) -> tuple[tf.Tensor, ...] | None:
+    """The context as a tuple of tensors with `rows` rows each (None stays None)."""
+    if context is None:
+        return None
+    if isinstance(context, (tf.Tensor, np.ndarray)):
+        context = (context,)
+    context = tuple(tf.convert_to_tensor(c) for c in context)
+    if not context:
+        raise GenerationError("the context is an empty tuple", "generation", "pass context=None, or its tensors")
+    for i, tensor in enumerate(context):
+        if tensor.shape.rank == 0 or tensor.shape[0] != rows:
+            raise GenerationError(f"context tensor {i} has shape {tensor.shape.as_list()}", "generation",
+                                  f"give every context tensor one row per prompt (axis 0 of size {rows})")
+    return context
+
+
+def _context_rows(context, members: Sequence[int]):
+    return None if context is None else tuple(tf.gather(c, members) for c in context)
+
+
+def _context_specs(context) -> tuple[tf.TensorSpec, ...] | None:
+    """Input signatures for the context: every axis dynamic but the last axis of a rank >= 3 tensor."""
+    if context is None:
+        return None
+    specs = []
+    for tensor in context:
+        rank = tensor.shape.rank
+        shape = [None] * rank
+        if rank >= 3:
+            shape[-1] = tensor.shape[-1]
+        specs.append(tf.TensorSpec(shape, tensor.dtype))
+    return tuple(specs)
+
+
+def _prefill(decoder, token_ids, max_length: int, context: tuple, specs: tuple | None):
+    """decoder.prefill, with the context as third argument only for conditional decoders."""
+    if specs is None:
+        return decoder.prefill(token_ids, max_length)
+    return decoder.prefill(token_ids, max_length, tuple(context))
 
 
 def _static(config: GenerationConfig) -> GenerationConfig:

@@ -2,7 +2,8 @@
 
 Language modeling: loss (nats/token), perplexity, bits per character.
 Generation, translation, captioning: sacreBLEU's BLEU and chrF on detokenized text.
-Classification and tagging metrics are added beside these.
+Classification: accuracy, macro-F1, per-class P/R/F1, confusion. Tagging: token accuracy, entity
+(chunk) P/R/F1 with conlleval semantics.
 """
 from __future__ import annotations
 
@@ -36,3 +37,63 @@ def bleu_n(hypotheses: Sequence[str], references: Sequence[Sequence[str]], max_o
 
     return sacrebleu.metrics.BLEU(max_ngram_order=max_order).corpus_score(
         list(hypotheses), [list(r) for r in references]).score
+
+
+# ---- classification and tagging ------------------------------------------------------------------
+
+def _precision_recall_f1(correct: int, predicted: int, actual: int) -> dict[str, float]:
+    """P = correct / predicted, R = correct / actual, F1 = 2PR / (P + R); 0 where undefined."""
+    precision = correct / predicted if predicted else 0.0
+    recall = correct / actual if actual else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def classification_scores(gold: Sequence[int], predicted: Sequence[int], names: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1 (the unweighted mean of per-class F1 over the classes present in gold or
+    predictions), per-class precision/recall/F1/support, and the confusion matrix
+    (rows = gold, columns = predicted, both in `names` order)."""
+    if len(gold) != len(predicted):
+        raise ValueError(f"{len(gold)} gold labels but {len(predicted)} predictions")
+    confusion = [[0] * len(names) for _ in names]
+    for g, p in zip(gold, predicted):
+        confusion[g][p] += 1
+    per_class: dict[str, dict[str, float]] = {}
+    for i, name in enumerate(names):
+        actual = sum(confusion[i])
+        guessed = sum(row[i] for row in confusion)
+        if actual or guessed:
+            per_class[name] = {**_precision_recall_f1(confusion[i][i], guessed, actual), "support": actual}
+    correct = sum(confusion[i][i] for i in range(len(names)))
+    macro_f1 = sum(c["f1"] for c in per_class.values()) / len(per_class) if per_class else 0.0
+    return {"accuracy": correct / len(gold) if gold else 0.0, "macro_f1": macro_f1, "per_class": per_class,
+            "confusion": {"labels": list(names), "matrix": confusion}, "examples": len(gold)}
+
+
+def token_accuracy(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> float:
+    """Share of tokens whose predicted tag equals the gold tag."""
+    total = correct = 0
+    for gold_tags, predicted_tags in zip(gold, predicted, strict=True):
+        if len(gold_tags) != len(predicted_tags):
+            raise ValueError("a sentence has a different number of gold and predicted tags")
+        total += len(gold_tags)
+        correct += sum(g == p for g, p in zip(gold_tags, predicted_tags))
+    return correct / total if total else 0.0
+
+
+def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """Chunk (entity) precision, recall and F1, overall and per type, with conlleval's semantics:
+    chunks are read from each sentence's tags with conlleval's start/end rules (any of IOB1, BIO,
+    IOBES), and a predicted chunk is correct when a gold chunk has the same start, end and type."""
+    from seqtasks.schemes import spans
+
+    counts: dict[str, list[int]] = {}  # type -> [correct, predicted, gold]
+    for gold_tags, predicted_tags in zip(gold, predicted, strict=True):
+        gold_chunks, predicted_chunks = set(spans(gold_tags)), set(spans(predicted_tags))
+        for chunks, column in ((gold_chunks & predicted_chunks, 0), (predicted_chunks, 1), (gold_chunks, 2)):
+            for _, _, kind in chunks:
+                counts.setdefault(kind, [0, 0, 0])[column] += 1
+    totals = [sum(c[i] for c in counts.values()) for i in range(3)]
+    per_type = {kind: {**_precision_recall_f1(*c), "support": c[2]} for kind, c in sorted(counts.items())}
+    return {**_precision_recall_f1(*totals), "per_type": per_type, "gold_chunks": totals[2],
+            "predicted_chunks": totals[1]}

@@ -140,40 +140,92 @@ def count_windows(num_tokens: int, seq_len: int) -> int:
     return max((num_tokens - 1) // seq_len, 0)
 
 
-def language_model_windows(corpus: EncodedCorpus, seq_len: int, batch_size: int, *, shuffle: bool,
-                           seed: int = 0, epoch: int = 0, skip_batches: int = 0, pad_id: int = 0):
-    """tf.data of (inputs, targets), each (batch, seq_len) int32, targets = inputs shifted by one.
+def batches_per_pass(corpus: EncodedCorpus, seq_len: int, batch_size: int) -> int:
+    """Full training batches in one pass over the corpus."""
+    return count_windows(len(corpus.ids), seq_len) // batch_size
 
-    Training (shuffle=True): windows start at a random offset in [0, seq_len) chosen per epoch, then
-    every seq_len tokens, in an order shuffled per epoch. Both depend only on (seed, epoch), so a
-    resumed run sees the same batches; `skip_batches` skips the ones already trained on. Incomplete
-    batches are dropped. Evaluation (shuffle=False): windows tile the ids from the start; the last
-    window is padded with pad_id, which the loss ignores, so every token is scored exactly once.
+
+def _pass_window_starts(num_tokens: int, seq_len: int, seed: int, pass_index: int) -> np.ndarray:
+    """Window starts of one pass: a random offset in [0, seq_len), then every seq_len tokens, shuffled.
+    Both depend only on (seed, pass_index)."""
+    rng = np.random.default_rng([seed, pass_index])
+    offset = int(rng.integers(0, seq_len)) if num_tokens > 2 * seq_len + 1 else 0
+    starts = np.arange(offset, num_tokens - seq_len, seq_len, dtype=np.int64)
+    rng.shuffle(starts)
+    return starts
+
+
+def language_model_batches(corpus: EncodedCorpus, seq_len: int, batch_size: int, *, seed: int,
+                           first_batch: int, num_batches: int, pad_id: int = 0):
+    """Training batches `first_batch .. first_batch + num_batches - 1` of an endless stream of passes.
+
+    Pass p visits every window once in an order set by (seed, p), so any slice of the stream can be
+    rebuilt exactly: an epoch is a slice, and a resumed run starts its slice at the next batch.
+    Yields (inputs, targets), each (batch, seq_len) int32, targets = inputs shifted by one.
     """
     import tensorflow as tf
 
     ids = corpus.ids
-    if shuffle:
-        rng = np.random.default_rng([seed, epoch])
-        offset = int(rng.integers(0, seq_len)) if len(ids) > 2 * seq_len + 1 else 0
-        starts = np.arange(offset, len(ids) - seq_len, seq_len, dtype=np.int64)
-        rng.shuffle(starts)
-        num_batches = len(starts) // batch_size
-        starts = starts[skip_batches * batch_size: num_batches * batch_size]
-    else:
-        starts = np.arange(0, max(len(ids) - 1, 0), seq_len, dtype=np.int64)
+    per_pass = batches_per_pass(corpus, seq_len, batch_size)
+    window = np.arange(seq_len + 1, dtype=np.int64)
+
+    def batches():
+        pass_index, starts = -1, None
+        for global_batch in range(first_batch, first_batch + num_batches):
+            if global_batch // per_pass != pass_index:
+                pass_index = global_batch // per_pass
+                starts = _pass_window_starts(len(ids), seq_len, seed, pass_index)
+            first = (global_batch % per_pass) * batch_size
+            tokens = ids[starts[first:first + batch_size, None] + window[None, :]].astype(np.int32)
+            yield tokens[:, :-1], tokens[:, 1:]
+
+    spec = tf.TensorSpec((batch_size, seq_len), tf.int32)
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=(spec, spec))
+    return dataset.apply(tf.data.experimental.assert_cardinality(num_batches)).prefetch(tf.data.AUTOTUNE)
+
+
+def language_model_windows(corpus: EncodedCorpus, seq_len: int, batch_size: int, pad_id: int = 0):
+    """Evaluation batches: windows tile the ids from the start; the last window is padded with pad_id,
+    which the loss ignores, so every token is scored exactly once. (inputs, targets) int32."""
+    import tensorflow as tf
+
+    ids = corpus.ids
+    starts = np.arange(0, max(len(ids) - 1, 0), seq_len, dtype=np.int64)
     window = np.arange(seq_len + 1, dtype=np.int64)
 
     def batches():
         for first in range(0, len(starts), batch_size):
-            chunk = starts[first:first + batch_size]
-            positions = chunk[:, None] + window[None, :]
+            positions = starts[first:first + batch_size, None] + window[None, :]
             valid = positions < len(ids)
             tokens = np.where(valid, ids[np.minimum(positions, len(ids) - 1)], pad_id).astype(np.int32)
             yield tokens[:, :-1], tokens[:, 1:]
 
     spec = tf.TensorSpec((None, seq_len), tf.int32)
     dataset = tf.data.Dataset.from_generator(batches, output_signature=(spec, spec))
-    num_batches = len(starts) // batch_size if shuffle else -(-len(starts) // batch_size)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    num_batches = -(-len(starts) // batch_size)
+    return dataset.apply(tf.data.experimental.assert_cardinality(num_batches)).prefetch(tf.data.AUTOTUNE)
+
+
+def length_bucketed_batches(lengths, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
+                            window_batches: int = 100) -> list[np.ndarray]:
+    """Example indices grouped into batches of similar length, so padding stays small.
+
+    Training (shuffle=True): the examples are shuffled, sorted by length within windows of
+    window_batches × batch_size consecutive examples, cut into batches, and the batches shuffled; all
+    of it depends only on (seed, epoch), so a resumed run rebuilds the same batches and skips the ones
+    it has seen. Evaluation: sorted by length, shortest first. Either way every example appears once,
+    in ceil(n / batch_size) batches (the last may be smaller).
+    """
+    lengths = np.asarray(lengths)
+    if not shuffle:
+        order = np.argsort(lengths, kind="stable")
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    window = batch_size * window_batches
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = order[start:start + window]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]

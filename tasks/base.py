@@ -21,6 +21,12 @@ class Task(abc.ABC):
     description: str = ""
     Config: type = object
     architectures: tuple[str, ...] = ()
+    monitor_name: str = "loss"   # what the best checkpoint is chosen by, as shown to users
+    # the settings that name training data; when none of them is given, train uses the bundled demo
+    data_settings: tuple[str, ...] = ("data",)
+    # predict() accepts any iterable of inputs and yields each result before reading further, so
+    # `seqtasks predict RUN --input -` answers every stdin line as soon as it is read
+    streams_predictions: bool = False
 
     def default_overrides(self) -> dict[str, Any]:
         """Settings used when the user gives no --data: the bundled demo."""
@@ -52,6 +58,13 @@ class Task(abc.ABC):
 
     def describe_data(self, data) -> dict[str, Any]:
         return {}
+
+    def initial_model(self, cfg) -> keras.Model | None:
+        """A model whose weights a new run starts from (generate --from RUN), or None: fresh weights."""
+        return None
+
+    def check_finetune(self, parent_settings: dict[str, Any], cfg) -> None:
+        """Raise a UserError for a fine-tuning setting that cannot start from the parent's weights."""
 
     @abc.abstractmethod
     def evaluate(self, run, source: str | None, **options) -> dict[str, Any]:

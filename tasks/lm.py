@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import keras
 
@@ -19,11 +19,14 @@ from seqtasks.config import TrainConfig, setting
 from seqtasks.errors import UserError
 from seqtasks.metrics import language_model_scores
 from seqtasks.models.language_model import RecurrentLanguageModel, TransformerLanguageModel
-from seqtasks.pipeline import count_windows, encode_corpus, language_model_windows
+from seqtasks.pipeline import count_windows, encode_corpus, language_model_batches, language_model_windows
 from seqtasks.readers import open_text_source
 from seqtasks.tokenizers import PAD_ID, Tokenizer, load_tokenizer, train_tokenizer
 from seqtasks.training import FitPlan, dtype_policy
 from seqtasks.tasks.base import Task
+
+
+PREDICT_BATCH = 64  # prompts decoded together (bounded memory)
 
 
 @dataclasses.dataclass
@@ -43,6 +46,7 @@ class LanguageModelConfig(TrainConfig):
     heads: int = setting(4, "attention heads (Transformer)")
     positions: str = setting("learned", "Transformer position encoding", ("learned", "sinusoidal"))
     seq_len: int = setting(128, "tokens per training window (the Transformer's context)")
+    unroll: bool = setting(False, "rnn/gru/lstm: unroll the time loop (faster CPU steps, slower first compile)")
     sample_tokens: int = setting(200, "tokens sampled after each epoch to show progress; 0 = none")
 
 
@@ -64,6 +68,24 @@ def bundled_corpus() -> Path:
     return bundled_path("tinyshakespeare.txt")
 
 
+def scored_nats(model: keras.Model, dataset) -> tuple[float, float]:
+    """Sum of -log p(target) over the non-PAD targets of a dataset of (inputs, targets), and their count."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def batch_nats(inputs, targets):
+        logits = model(inputs, training=False)
+        nats = keras.ops.sparse_categorical_crossentropy(targets, logits, from_logits=True)
+        scored = keras.ops.cast(targets != PAD_ID, "float32")
+        return keras.ops.sum(nats * scored), keras.ops.sum(scored)
+
+    total = count = 0.0
+    for inputs, targets in dataset:
+        nats, scored = batch_nats(inputs, targets)
+        total, count = total + float(nats), count + float(scored)
+    return total, count
+
+
 class LanguageModelTask(Task):
     name = "lm"
     description = "language modeling: raw text -> perplexity and bits per character; sample text"
@@ -71,8 +93,9 @@ class LanguageModelTask(Task):
     architectures = ("rnn", "gru", "lstm", "transformer")
 
     def default_overrides(self) -> dict[str, Any]:
+        # a few minutes on 2 CPU cores: short warmup, a high learning rate, a sample every 100 steps
         return {"data": str(bundled_corpus()), "max_time": 3.0, "epochs": 30, "steps_per_epoch": 100,
-                "units": 256, "layers": 2, "sample_tokens": 150}
+                "units": 256, "layers": 2, "lr": 4e-3, "warmup_steps": 20, "sample_tokens": 150}
 
     # ---- data ---------------------------------------------------------------------------------
     def _source(self, spec: str, cfg, role: str):
@@ -123,16 +146,14 @@ class LanguageModelTask(Task):
             batch_size = windows
             print(f"note: the training text has only {windows} windows of {cfg.seq_len} tokens; "
                   f"using batches of {batch_size}")
-        steps = windows // batch_size
-        if cfg.steps_per_epoch:
-            steps = cfg.steps_per_epoch
+        per_pass = windows // batch_size
+        steps = cfg.steps_per_epoch or per_pass
 
         def train_batches(epoch: int, skip: int):
-            dataset = language_model_windows(encoded.train, cfg.seq_len, batch_size, shuffle=True,
-                                             seed=cfg.seed, epoch=epoch)
-            return dataset.repeat().skip(skip).take(steps - skip) if cfg.steps_per_epoch else dataset.skip(skip)
+            return language_model_batches(encoded.train, cfg.seq_len, batch_size, seed=cfg.seed,
+                                          first_batch=epoch * steps + skip, num_batches=steps - skip)
 
-        valid = language_model_windows(encoded.valid, cfg.seq_len, cfg.batch_size, shuffle=False)
+        valid = language_model_windows(encoded.valid, cfg.seq_len, cfg.batch_size)
         return FitPlan(train_batches, steps, valid, monitor="val_loss", mode="min",
                        sample=self.sample_during_training(cfg, tokenizer))
 
@@ -149,8 +170,8 @@ class LanguageModelTask(Task):
                                              positions=cfg.positions, dtype=policy, name="language_model")
         elif cfg.arch in ("rnn", "gru", "lstm"):
             model = RecurrentLanguageModel(tokenizer.vocab_size, cell=cfg.arch, units=cfg.units,
-                                           num_layers=cfg.layers, dropout=cfg.dropout, dtype=policy,
-                                           name="language_model")
+                                           num_layers=cfg.layers, dropout=cfg.dropout, unroll=cfg.unroll,
+                                           dtype=policy, name="language_model")
         else:
             raise UserError(f"unknown architecture {cfg.arch!r}", fix=f"choose one of: {', '.join(self.architectures)}")
         model.build((None, cfg.seq_len))
@@ -161,61 +182,83 @@ class LanguageModelTask(Task):
 
     # ---- use ----------------------------------------------------------------------------------
     def evaluate(self, run, source: str | None) -> dict[str, Any]:
-        import tensorflow as tf
-
         cfg, tokenizer, model = run.settings, run.preprocessor, run.model
         if not source:
             raise UserError("no evaluation data given", fix="pass --data FILE")
         text = self._source(source, cfg, "evaluation data")
         corpus = encode_corpus(text, tokenizer)
-        dataset = language_model_windows(corpus, cfg.seq_len, cfg.batch_size, shuffle=False)
-
-        @tf.function
-        def batch_nats(inputs, targets):
-            logits = model(inputs, training=False)
-            nats = keras.ops.sparse_categorical_crossentropy(targets, logits, from_logits=True)
-            scored = keras.ops.cast(targets != PAD_ID, "float32")
-            return keras.ops.sum(nats * scored), keras.ops.sum(scored)
-
-        total_nats = tokens = 0.0
-        for inputs, targets in dataset:
-            nats, count = batch_nats(inputs, targets)
-            total_nats += float(nats)
-            tokens += float(count)
+        dataset = language_model_windows(corpus, cfg.seq_len, cfg.batch_size)
+        total_nats, tokens = scored_nats(model, dataset)
         return language_model_scores(total_nats, int(tokens), corpus.characters)
+
+    # ---- generation: sample / generate_batch / stream take the same options ---------------------
+    # GenerationConfig's fields (max_new_tokens, temperature, top_k, top_p, beam_width, ...) and
+    # `stop`: strings that end a text (it is cut before the first one). An explicit beam_width of 1 is
+    # greedy decoding, as top_k=1 is.
+    continues_prompt = True  # the output continues the prompt's text (`seqtasks sample` prints both)
 
     def prompt_ids(self, tokenizer: Tokenizer, prompt: str) -> list[int]:
         # an empty prompt starts a new document, as after an end-of-document in training
         return tokenizer.encode(prompt) if prompt else [tokenizer.eos_id]
 
-    def generation_config(self, tokenizer: Tokenizer, **options) -> decoding.GenerationConfig:
-        options.setdefault("stop_ids", ())
-        return decoding.GenerationConfig(**options)
+    def stop_ids(self, tokenizer: Tokenizer) -> tuple[int, ...]:
+        return ()  # a language model runs on across documents
+
+    def generation_config(self, tokenizer: Tokenizer, stop: Sequence[str] = (), **options
+                          ) -> decoding.GenerationConfig:
+        if options.get("beam_width") == 1:
+            options["temperature"] = 0.0
+        stop_ids = tuple(options.pop("stop_ids", ())) + self.stop_ids(tokenizer)
+        stop_ids += decoding.stop_string_ids(tokenizer, stop)
+        try:
+            return decoding.GenerationConfig(stop_ids=tuple(dict.fromkeys(stop_ids)), **options)
+        except TypeError as error:  # an option name GenerationConfig does not know
+            raise UserError(f"unknown generation option ({error})", self.name,
+                            f"use: stop, {', '.join(f.name for f in dataclasses.fields(decoding.GenerationConfig))}")
+
+    def generate_batch(self, run, prompts: Sequence[str], stop: Sequence[str] = (), **options) -> list[list[str]]:
+        """For each prompt, num_return_sequences generated texts (the prompt not included)."""
+        tokenizer = run.preprocessor
+        config = self.generation_config(tokenizer, stop, **options)
+        texts = []
+        for first in range(0, len(prompts), PREDICT_BATCH):  # bounded memory for many prompts
+            ids = [self.prompt_ids(tokenizer, p) for p in prompts[first:first + PREDICT_BATCH]]
+            texts += [[decoding.cut_at_stop(tokenizer.decode(s), stop)[0] for s in sequences]
+                      for sequences in decoding.generate(run.model, ids, config)]
+        return texts
 
     def sample(self, run, prompt: str = "", **options) -> list[str]:
-        tokenizer = run.preprocessor
-        config = self.generation_config(tokenizer, **options)
-        outputs = decoding.generate(run.model, [self.prompt_ids(tokenizer, prompt)], config)[0]
-        return [tokenizer.decode(ids) for ids in outputs]
+        return self.generate_batch(run, [prompt], **options)[0]
 
-    def stream(self, run, prompt: str = "", **options) -> Iterator[str]:
-        """Yield text pieces as tokens are generated (one sample, no beam)."""
+    def stream(self, run, prompt: str = "", stop: Sequence[str] = (), **options) -> Iterator[str]:
+        """Yield text pieces as tokens are generated (one sample, no beam); ends at a stop string."""
         tokenizer = run.preprocessor
-        config = self.generation_config(tokenizer, **options)
+        config = self.generation_config(tokenizer, stop, **options)
         generated: list[int] = []
-        shown = ""
+        shown = 0
+        text = ""
         for token in decoding.stream(run.model, self.prompt_ids(tokenizer, prompt), config):
             generated.append(token)
-            text = tokenizer.decode(generated)
-            if len(text) > len(shown) and not text.endswith("\ufffd"):
-                yield text[len(shown):]
-                shown = text
+            text, stopped = decoding.cut_at_stop(tokenizer.decode(generated), stop)
+            if stopped:
+                break
+            # hold back a character still being assembled from bytes, and a possible start of a stop string
+            ready = len(text) - (1 if text.endswith("\ufffd") else 0) - decoding.held_back(text, stop)
+            if ready > shown:
+                yield text[shown:ready]
+                shown = ready
+        if len(text) > shown:
+            yield text[shown:]
 
     def predict(self, run, inputs: list[str], max_new_tokens: int = 100, temperature: float = 0.0,
-                seed: int | None = None) -> Iterator[str]:
-        """The continuation of each prompt (greedy unless a temperature is given)."""
-        for prompt in inputs:
-            yield self.sample(run, prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)[0]
+                seed: int | None = None, beam: int | None = None) -> Iterator[str]:
+        """The continuation of each prompt (greedy unless a temperature or a beam is given)."""
+        options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
+        if beam is not None:
+            options["beam_width"] = beam
+        for first in range(0, len(inputs), PREDICT_BATCH):
+            for texts in self.generate_batch(run, inputs[first:first + PREDICT_BATCH], **options):
+                yield texts[0]  # batch by batch: the first outputs print before the last are decoded
 
     def sample_during_training(self, cfg, tokenizer: Tokenizer):
         if not cfg.sample_tokens:

@@ -278,11 +278,12 @@ def test_repetition_penalty_lowers_seen_tokens():
     assert (after[0, :2] < before[0, :2]).all() and (after[0, 2:] > before[0, 2:]).all()
 
 
-def test_repetition_penalty_in_generation(models):
-    model = models["transformer-learned"]
-    plain = decoding.generate(model, [[1, 2]], greedy(max_new_tokens=20))[0][0]
-    penalized = decoding.generate(model, [[1, 2]], greedy(max_new_tokens=20, repetition_penalty=1e6))[0][0]
-    assert len(set(plain)) < 20  # the random model repeats itself...
+def test_repetition_penalty_in_generation():
+    # logits are log-probabilities (all negative), so the penalty multiplies a seen token's logit by 1e6
+    decoder = TableDecoder(np.random.default_rng(2).random((VOCAB, VOCAB)) ** 4)
+    plain = decoding.generate(decoder, [[1, 2]], greedy(max_new_tokens=20))[0][0]
+    penalized = decoding.generate(decoder, [[1, 2]], greedy(max_new_tokens=20, repetition_penalty=1e6))[0][0]
+    assert len(set(plain)) < 20  # greedy decoding of a fixed table cycles...
     assert len(set(penalized + [1, 2])) == 22  # ...and a huge penalty forbids any repeat
 
 
@@ -411,3 +412,111 @@ def test_generator_can_be_held_by_the_caller(models):
     config = greedy(max_new_tokens=5)
     assert generator.generate([[1, 2]], config) == decoding.generate(models["rnn"], [[1, 2]], config)
     assert decoding.generate(generator, [[1, 2]], config) == generator.generate([[1, 2]], config)
+
+
+# --- conditional decoders: a per-prompt context --------------------------------------------------
+
+class ContextDecoder:
+    """A toy encoder-decoder: logits = transitions[b, previous token] + bias[b], both from the context.
+
+    The context is (transitions (batch, vocab, vocab), bias (batch, vocab)); prefill keeps it in the
+    state, as a translation decoder keeps its encoder memory, so step never sees the context itself.
+    """
+
+    def __init__(self, capacity: int = 1000):
+        self.limit = capacity
+        self.prefill_context_rows = []
+
+    def prefill(self, token_ids, max_length, context):
+        transitions, bias = context
+        self.prefill_context_rows.append(transitions.shape[0])  # recorded at trace time
+        return self._logits(token_ids[:, -1], (transitions, bias)), (transitions, bias)
+
+    def step(self, token_ids, state, index):
+        return self._logits(token_ids, state), state
+
+    @staticmethod
+    def _logits(previous, state):
+        transitions, bias = state
+        return tf.gather(transitions, previous, batch_dims=1) + bias
+
+    def capacity(self, max_length):
+        return min(max_length, self.limit)
+
+
+def walking_context(shifts, vocab=VOCAB):
+    """Row b walks t -> (t + shifts[b]) % vocab with probability ~1."""
+    transitions = np.stack([40.0 * np.eye(vocab)[(np.arange(vocab) + s) % vocab] for s in shifts]).astype("float32")
+    return transitions, np.zeros((len(shifts), vocab), "float32")
+
+
+def walk(start, shift, steps, vocab=VOCAB):
+    return [(start + shift * k) % vocab for k in range(1, steps + 1)]
+
+
+PROMPTS = [[1], [2, 3, 4], [5], [6, 7, 8], [9, 10]]  # mixed lengths: groups are not contiguous
+SHIFTS = [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("config", [
+    greedy(max_new_tokens=6),
+    GenerationConfig(max_new_tokens=6, seed=4, num_return_sequences=2),
+    GenerationConfig(max_new_tokens=6, beam_width=3, num_return_sequences=2),
+], ids=["greedy", "sampling-n2", "beam3"])
+def test_context_rows_follow_their_prompts(config):
+    decoder = ContextDecoder()
+    out = decoding.generate(decoder, PROMPTS, config, context=walking_context(SHIFTS))
+    for prompt, shift, sequences in zip(PROMPTS, SHIFTS, out):
+        assert len(sequences) == config.num_return_sequences
+        assert sequences[0] == walk(prompt[-1], shift, 6)
+        if not config.beam:  # samples all follow the walk; beam's second best deviates by design
+            assert all(s == sequences[0] for s in sequences)
+
+
+def test_context_with_a_sliding_window_and_stream():
+    decoder = ContextDecoder(capacity=6)  # prompt + 10 new tokens do not fit: prefilled again, same rows
+    context = walking_context(SHIFTS)
+    for config in (greedy(max_new_tokens=10), GenerationConfig(max_new_tokens=10, seed=1, num_return_sequences=2)):
+        out = decoding.generate(decoder, PROMPTS, config, context=context)
+        assert [seqs[0] for seqs in out] == [walk(p[-1], s, 10) for p, s in zip(PROMPTS, SHIFTS)]
+    one_row = tuple(c[3:4] for c in context)
+    assert list(decoding.stream(decoder, PROMPTS[3], greedy(max_new_tokens=10), context=one_row)) == walk(8, 4, 10)
+
+
+def test_context_is_an_input_so_new_values_do_not_retrace():
+    decoder = ContextDecoder()
+    configs = [greedy(max_new_tokens=5), GenerationConfig(max_new_tokens=5, beam_width=3)]
+    for config in configs:
+        decoding.generate(decoder, [[1, 2], [3, 4]], config, context=walking_context([1, 2]))
+    generator = decoding.generator_for(decoder)
+    functions = dict(generator._functions)
+    traces = {key: f.experimental_get_tracing_count() for key, f in functions.items()}
+    for config in configs:
+        out = decoding.generate(decoder, [[1, 2], [3, 4]], config, context=walking_context([7, 3]))
+        assert out == [[walk(2, 7, 5)], [walk(4, 3, 5)]]  # the new values are used, not baked-in ones
+    assert generator._functions == functions
+    assert {key: f.experimental_get_tracing_count() for key, f in functions.items()} == traces
+
+
+def test_context_errors():
+    decoder = ContextDecoder()
+    with pytest.raises(ValueError, match="one row per prompt"):
+        decoding.generate(decoder, [[1], [2]], greedy(max_new_tokens=2), context=walking_context([1]))
+    with pytest.raises(ValueError, match="empty"):
+        decoding.generate(decoder, [[1]], greedy(max_new_tokens=2), context=())
+
+
+# --- stop strings (text level) --------------------------------------------------------------------
+
+def test_stop_string_helpers():
+    from seqtasks.tokenizers import train_tokenizer
+
+    assert decoding.cut_at_stop("abc\n\nd.ef", ["\n\n", "."]) == ("abc", True)
+    assert decoding.cut_at_stop("abc", ["x", ""]) == ("abc", False)
+    assert decoding.held_back("the en", ["end", "n"]) == 2  # "en" may begin "end"
+    assert decoding.held_back("ab\n", ["\n\n"]) == 1 and decoding.held_back("abc", ["x"]) == 0
+    chars = train_tokenizer("char", ["ab c\n"])
+    assert decoding.stop_string_ids(chars, ["\n", "ab"]) == tuple(chars.encode("\n"))  # "ab" spans tokens: text only
+    words = train_tokenizer("word", ["a cat sat . a"])
+    assert decoding.stop_string_ids(words, ["."]) == tuple(words.encode("."))
+    assert decoding.stop_string_ids(words, ["a"]) == ()  # "a" also occurs inside "cat"

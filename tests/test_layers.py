@@ -113,3 +113,21 @@ def test_sinusoidal_positions_follow_the_formula():
     position, i = 5, 1  # row 2 is absolute position 5; features 2i and 2i+1
     angle = position / 10000 ** (2 * i / 6)
     np.testing.assert_allclose(encoded[2, 2:4], [np.sin(angle), np.cos(angle)], atol=1e-5)
+
+
+def test_unrolled_recurrent_model_equals_the_looped_one_and_decodes(tmp_path):
+    looped = RecurrentLanguageModel(VOCAB, "lstm", 16, 2)
+    unrolled = RecurrentLanguageModel(VOCAB, "lstm", 16, 2, unroll=True)
+    ids = np.random.default_rng(6).integers(4, VOCAB, (2, 10))
+    looped.build((None, 10))
+    unrolled.build((None, 10))
+    unrolled.set_weights(looped.get_weights())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(unrolled(ids)), keras.ops.convert_to_numpy(looped(ids)),
+                               atol=1e-5)
+    from seqtasks import decoding
+
+    config = decoding.GenerationConfig(max_new_tokens=5, temperature=0.0)
+    assert decoding.generate(unrolled, [[4, 5, 6]], config) == decoding.generate(looped, [[4, 5, 6]], config)
+    unrolled.save(tmp_path / "unrolled.keras")
+    reloaded = keras.saving.load_model(tmp_path / "unrolled.keras", safe_mode=True)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(reloaded(ids)), keras.ops.convert_to_numpy(unrolled(ids)))

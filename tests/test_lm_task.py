@@ -130,3 +130,78 @@ def test_bad_inputs_raise_user_errors_and_leave_no_run(tmp_path, pattern_corpus)
         seqtasks.load(tmp_path)
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_subword_tokenizer_and_bits_per_character(pattern_corpus, tmp_path):
+    text = tmp_path / "words.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog\n" * 150)
+    run = seqtasks.train("lm", data=str(text), tokenizer="spm", vocab_size=40, epochs=1, steps_per_epoch=3,
+                         out=str(tmp_path / "spm"), verbose=0, **TINY)
+    assert (run.path / "tokenizer" / "spm.model").is_file()
+    metrics = run.evaluate(str(text))
+    assert metrics["tokens"] < metrics["characters"]  # subwords: fewer tokens than characters
+    assert metrics["bpc"] == pytest.approx(metrics["loss"] * metrics["tokens"] / metrics["characters"] / math.log(2))
+
+
+def test_tfds_source_trains_from_a_locally_built_dataset(tmp_path):
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    class TinyText(tfds.dataset_builders.TfDataBuilder):
+        code_path = None  # built in a test: no module file to look up
+
+    texts = ["to be or not to be, that is the question\n" * 5] * 20
+    builder = TinyText(name="seqtasks_lm_tiny", version="1.0.0", data_dir=str(tmp_path),
+                       split_datasets={"train": tf.data.Dataset.from_tensor_slices({"text": texts})},
+                       features=tfds.features.FeaturesDict({"text": tfds.features.Text()}))
+    builder.download_and_prepare()
+    run = seqtasks.train("lm", data="tfds:seqtasks_lm_tiny:train", tfds_dir=str(tmp_path), epochs=1,
+                         steps_per_epoch=3, out=str(tmp_path / "tfds-run"), verbose=0, **TINY)
+    assert run.record["data"]["train"]["num_examples"] == 20
+
+
+def test_time_budget_stops_training_and_bends_the_schedule(pattern_corpus, tmp_path):
+    from seqtasks.training import learning_rate
+    from seqtasks.config import TrainConfig
+
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert learning_rate(0, 0.0, cfg) == pytest.approx(0.1)          # warming up
+    assert learning_rate(50, 0.0, cfg) == pytest.approx(1.0)         # peak
+    assert learning_rate(50, 0.5, cfg) == pytest.approx(0.55)        # half way: midpoint of the cosine
+    assert learning_rate(50, 1.0, cfg) == pytest.approx(0.1)         # budget spent: the floor
+    run = seqtasks.train("lm", data=str(pattern_corpus), epochs=1000, steps_per_epoch=5, max_time=0.05,
+                         out=str(tmp_path / "budget"), verbose=0, **TINY)
+    state = run.directory.read_train_state()
+    assert state["finished"] and state["stop_reason"] == "time budget spent"
+    assert state["epoch"] < 1000 and run.directory.best_model_path.is_file()
+    last_lr = float(run.directory.read_history()[-1]["lr"])
+    assert last_lr < 0.5 * TINY["lr"]  # the cosine followed the clock down
+
+
+def test_non_finite_loss_stops_with_a_clear_error(pattern_corpus, tmp_path, monkeypatch):
+    from seqtasks import training
+
+    original = training.RunKeeper.on_train_batch_end
+
+    def nan_at_step_3(self, batch, logs=None):
+        logs = dict(logs or {})
+        if self.state.global_step == 3:
+            logs["loss"] = float("nan")
+        original(self, batch, logs)
+
+    monkeypatch.setattr(training.RunKeeper, "on_train_batch_end", nan_at_step_3)
+    with pytest.raises(UserError, match="diverged.*step 3"):
+        seqtasks.train("lm", data=str(pattern_corpus), epochs=2, steps_per_epoch=5, out=str(tmp_path / "nan"),
+                       verbose=0, **TINY)
+    state = json.loads((tmp_path / "nan" / "checkpoints" / "train_state.json").read_text())
+    assert state["stop_reason"] == "diverged"
+
+
+def test_bf16_mixed_precision_trains_saves_and_loads(pattern_corpus, tmp_path):
+    run = seqtasks.train("lm", data=str(pattern_corpus), arch="transformer", heads=2, epochs=1, steps_per_epoch=4,
+                         out=str(tmp_path / "bf16"), verbose=0, **{**TINY, "precision": "bf16"})
+    assert run.record["resolved"]["precision"] == "bf16"
+    model = run.model
+    assert model.dtype_policy.name == "mixed_bfloat16"
+    logits = model(np.array([[4, 5, 6]]))
+    assert logits.dtype == "float32" and np.isfinite(keras.ops.convert_to_numpy(logits)).all()

@@ -1,7 +1,7 @@
 """Encoding once with a cache, and windows whose targets are the inputs shifted by one."""
 import numpy as np
 
-from seqtasks.pipeline import EncodedCorpus, encode_corpus, language_model_windows
+from seqtasks.pipeline import EncodedCorpus, batches_per_pass, encode_corpus, language_model_batches, language_model_windows
 from seqtasks.readers import open_text_source
 from seqtasks.tokenizers import train_tokenizer
 
@@ -10,11 +10,16 @@ def corpus(n=200, seq=np.arange(4, 50)):
     return EncodedCorpus(np.resize(seq, n).astype(np.uint16), n)
 
 
+def batches(data, first, count, seed=1):
+    stream = language_model_batches(data, 8, 4, seed=seed, first_batch=first, num_batches=count)
+    return np.stack([inputs for inputs, _ in stream.as_numpy_iterator()])
+
+
 def test_training_windows_line_up_inputs_and_targets():
     data = corpus(1000)
-    batches = list(language_model_windows(data, 16, 4, shuffle=True, seed=1, epoch=0).as_numpy_iterator())
-    assert len(batches) >= (1000 - 16) // 16 // 4
-    for inputs, targets in batches:
+    stream = list(language_model_batches(data, 16, 4, seed=1, first_batch=0, num_batches=20).as_numpy_iterator())
+    assert len(stream) == 20  # more than one pass: the stream continues into the next pass
+    for inputs, targets in stream:
         assert inputs.shape == targets.shape == (4, 16)
         np.testing.assert_array_equal(inputs[:, 1:], targets[:, :-1])
         # every window is a contiguous slice of the corpus (ids 4..49 repeating)
@@ -22,21 +27,22 @@ def test_training_windows_line_up_inputs_and_targets():
         assert np.isin(steps, [1, -45]).all()
 
 
-def test_epoch_order_depends_only_on_seed_and_epoch_and_skip_resumes():
+def test_any_slice_of_the_stream_is_rebuilt_exactly():
     data = corpus(2000)
-    first = [b[0] for b in language_model_windows(data, 8, 4, shuffle=True, seed=3, epoch=2).as_numpy_iterator()]
-    again = [b[0] for b in language_model_windows(data, 8, 4, shuffle=True, seed=3, epoch=2).as_numpy_iterator()]
-    other = [b[0] for b in language_model_windows(data, 8, 4, shuffle=True, seed=3, epoch=3).as_numpy_iterator()]
-    skipped = [b[0] for b in language_model_windows(data, 8, 4, shuffle=True, seed=3, epoch=2,
-                                                     skip_batches=5).as_numpy_iterator()]
-    np.testing.assert_array_equal(np.stack(first), np.stack(again))
-    assert not np.array_equal(np.stack(first), np.stack(other))
-    np.testing.assert_array_equal(np.stack(first[5:]), np.stack(skipped))
+    per_pass = batches_per_pass(data, 8, 4)
+    whole = batches(data, 0, 3 * per_pass)
+    np.testing.assert_array_equal(batches(data, 5, 17), whole[5:22])        # a resumed epoch
+    np.testing.assert_array_equal(batches(data, per_pass - 2, 4), whole[per_pass - 2:per_pass + 2])
+    assert not np.array_equal(whole[:per_pass], whole[per_pass:2 * per_pass])  # each pass reshuffled
+    # one pass visits every window exactly once
+    firsts = sorted(int(w[0]) for batch in whole[:per_pass] for w in batch)
+    assert len(firsts) == per_pass * 4
+    assert not np.array_equal(batches(data, 0, 4, seed=2), whole[:4])
 
 
 def test_evaluation_windows_score_every_token_once():
     data = corpus(103)
-    targets = [t for _, t in language_model_windows(data, 10, 4, shuffle=False).as_numpy_iterator()]
+    targets = [t for _, t in language_model_windows(data, 10, 4).as_numpy_iterator()]
     flat = np.concatenate([t.reshape(-1) for t in targets])
     assert (flat != 0).sum() == 102
     np.testing.assert_array_equal(flat[flat != 0], data.ids[1:])

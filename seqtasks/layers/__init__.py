@@ -2,8 +2,14 @@
 from seqtasks.layers.attention import FeedForward, MultiHeadAttention, TransformerBlock, causal_attention_mask
 from seqtasks.layers.position import LearnedPosition, SinusoidalPosition, make_position_layer
 from seqtasks.layers.recurrent import CELL_KINDS, RecurrentCell, RecurrentLayer, RecurrentStack
+from seqtasks.layers.seq2seq_attention import AdditiveAttention, MultiplicativeAttention
+from seqtasks.layers.char_features import CharFeatures
+from seqtasks.layers.crf import CRF
+from seqtasks.layers.pooling import SequencePooling
 
 __all__ = [
+    "AdditiveAttention", "MultiplicativeAttention",
+    "CRF", "CharFeatures", "SequencePooling",
     "CELL_KINDS", "FeedForward", "LearnedPosition", "MultiHeadAttention", "RecurrentCell", "RecurrentLayer",
     "RecurrentStack", "SinusoidalPosition", "TransformerBlock", "causal_attention_mask", "make_position_layer",
 ]

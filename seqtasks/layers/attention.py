@@ -34,6 +34,8 @@ class MultiHeadAttention(keras.layers.Layer):
         attention_mask: boolean, broadcastable to (batch, q_time, k_time); True = may attend.
         cache: (batch, 2, max_length, heads, d_head) self-attention KV cache, or None.
         cache_index: where the new keys and values go in the cache (a scalar).
+        memory_keys_values: (batch, 2, k_time, heads, d_head) from `project_memory(memory)`: the
+            cross-attention keys and values computed once per source instead of at every call.
     Returns (output (batch, q_time, d_model), updated cache or None). With `return_weights=True` the
     attention weights (batch, heads, q_time, k_time) come third.
     """
@@ -62,12 +64,20 @@ class MultiHeadAttention(keras.layers.Layer):
         batch, time = ops.shape(x)[0], ops.shape(x)[1]
         return ops.reshape(x, (batch, time, self.heads, self.d_head))
 
+    def project_memory(self, memory):
+        """K and V of a memory that stays fixed while decoding: (batch, 2, k_time, heads, d_head)."""
+        return ops.stack([self.split_heads(self.key_projection(memory)),
+                          self.split_heads(self.value_projection(memory))], axis=1)
+
     def call(self, query, memory=None, attention_mask=None, cache=None, cache_index=None,
-             training=None, return_weights=False):
-        source = query if memory is None else memory
+             training=None, return_weights=False, memory_keys_values=None):
         q = self.split_heads(self.query_projection(query))
-        k = self.split_heads(self.key_projection(source))
-        v = self.split_heads(self.value_projection(source))
+        if memory_keys_values is not None:
+            k, v = memory_keys_values[:, 0], memory_keys_values[:, 1]
+        else:
+            source = query if memory is None else memory
+            k = self.split_heads(self.key_projection(source))
+            v = self.split_heads(self.value_projection(source))
         if cache is not None:
             # write this step's keys and values at cache_index, then attend over the whole cache
             zero = ops.zeros((), "int32")
@@ -125,7 +135,9 @@ class TransformerBlock(keras.layers.Layer):
 
     Call arguments: x (batch, time, d_model); self_mask (broadcastable to (batch, time, k_time), True =
     may attend); memory and memory_mask for cross-attention; cache / cache_index as in
-    MultiHeadAttention. Returns (x, cache).
+    MultiHeadAttention; memory_keys_values = `project_memory(memory)`, to reuse the cross-attention
+    keys and values of one source at every decoding step. Returns (x, cache); with
+    `return_weights=True` also the cross-attention weights (batch, heads, time, k_time).
     """
 
     def __init__(self, d_model: int, heads: int, hidden: int | None = None, dropout: float = 0.0,
@@ -153,18 +165,27 @@ class TransformerBlock(keras.layers.Layer):
         self.feed_forward_norm.build(input_shape)
         self.feed_forward.build(input_shape)
 
-    def call(self, x, self_mask=None, memory=None, memory_mask=None, cache=None, cache_index=None, training=None):
+    def project_memory(self, memory):
+        """The cross-attention keys and values of `memory` (batch, 2, k_time, heads, d_head)."""
+        return self.cross_attention_layer.project_memory(memory)
+
+    def call(self, x, self_mask=None, memory=None, memory_mask=None, cache=None, cache_index=None, training=None,
+             memory_keys_values=None, return_weights=False):
         attended, cache = self.self_attention(
             self.self_attention_norm(x), attention_mask=self_mask, cache=cache, cache_index=cache_index,
             training=training,
         )
         x = x + self.dropout(attended, training=training)
+        weights = None
         if self.cross_attention:
-            attended, _ = self.cross_attention_layer(
-                self.cross_attention_norm(x), memory=memory, attention_mask=memory_mask, training=training
+            attended, _, weights = self.cross_attention_layer(
+                self.cross_attention_norm(x), memory=memory, attention_mask=memory_mask, training=training,
+                memory_keys_values=memory_keys_values, return_weights=True,
             )
             x = x + self.dropout(attended, training=training)
         x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x), training=training), training=training)
+        if return_weights:
+            return x, cache, weights
         return x, cache
 
     def get_config(self):

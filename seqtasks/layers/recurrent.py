@@ -90,31 +90,44 @@ class RecurrentLayer(keras.layers.Layer):
         mask: optional (batch, time) boolean, True for real steps.
         go_backwards: read the sequence right to left (for the backward half of a BiRNN).
     Returns (outputs (batch, time, units), final states list).
+
+    `unroll=True` writes the time loop out as straight-line code (inputs must have a fixed time
+    length): a longer first compile, then faster steps on CPU, where the per-step cost of a
+    tf.while_loop is a large share of a small LSTM's step.
     """
 
-    def __init__(self, kind: str, units: int, go_backwards: bool = False, **kwargs):
+    def __init__(self, kind: str, units: int, go_backwards: bool = False, unroll: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.kind = kind
         self.units = units
         self.go_backwards = go_backwards
+        self.unroll = unroll
         self.input_projection = keras.layers.Dense(
             _GATES[kind] * units, name="input_projection", dtype=self.dtype_policy
         )
         self.cell = RecurrentCell(kind, units, name="cell", dtype=self.dtype_policy)
         self.rnn = keras.layers.RNN(
             self.cell, return_sequences=True, return_state=True,
-            go_backwards=go_backwards, name="rnn", dtype=self.dtype_policy,
+            go_backwards=go_backwards, unroll=unroll, name="rnn", dtype=self.dtype_policy,
         )
+        # the same cell in a loop, for inputs whose length is only known at run time (prompts)
+        self.looped_rnn = keras.layers.RNN(
+            self.cell, return_sequences=True, return_state=True, go_backwards=go_backwards,
+            name="looped_rnn", dtype=self.dtype_policy,
+        ) if unroll else self.rnn
         self.supports_masking = True
 
     def build(self, input_shape):
         self.input_projection.build(input_shape)
         projected_shape = (*input_shape[:-1], _GATES[self.kind] * self.units)
         self.rnn.build(projected_shape)
+        if self.looped_rnn is not self.rnn:
+            self.looped_rnn.build(projected_shape)
 
     def call(self, inputs, initial_state=None, mask=None, training=None):
         projected = self.input_projection(inputs)
-        outputs, *states = self.rnn(projected, initial_state=initial_state, mask=mask, training=training)
+        rnn = self.rnn if inputs.shape[1] is not None else self.looped_rnn
+        outputs, *states = rnn(projected, initial_state=initial_state, mask=mask, training=training)
         if self.go_backwards:
             # keras returns the backward pass in reversed time order; put it back in input order
             outputs = ops.flip(outputs, axis=1)
@@ -134,7 +147,8 @@ class RecurrentLayer(keras.layers.Layer):
         return outputs, states
 
     def get_config(self):
-        return {**super().get_config(), "kind": self.kind, "units": self.units, "go_backwards": self.go_backwards}
+        return {**super().get_config(), "kind": self.kind, "units": self.units, "go_backwards": self.go_backwards,
+                "unroll": self.unroll}
 
 
 @keras.saving.register_keras_serializable(package="seqtasks")
@@ -151,17 +165,19 @@ class RecurrentStack(keras.layers.Layer):
     """
 
     def __init__(self, kind: str, units: int, num_layers: int = 1, dropout: float = 0.0,
-                 bidirectional: bool = False, **kwargs):
+                 bidirectional: bool = False, unroll: bool = False, **kwargs):
         super().__init__(**kwargs)
+        self.unroll = unroll
         if kind not in CELL_KINDS:
             raise ValueError(f"unknown cell kind {kind!r}; expected one of {CELL_KINDS}")
         self.kind, self.units, self.num_layers = kind, units, num_layers
         self.dropout_rate, self.bidirectional = dropout, bidirectional
         self.forward_layers = [
-            RecurrentLayer(kind, units, name=f"forward_{i}", dtype=self.dtype_policy) for i in range(num_layers)
+            RecurrentLayer(kind, units, unroll=unroll, name=f"forward_{i}", dtype=self.dtype_policy)
+            for i in range(num_layers)
         ]
         self.backward_layers = [
-            RecurrentLayer(kind, units, go_backwards=True, name=f"backward_{i}", dtype=self.dtype_policy)
+            RecurrentLayer(kind, units, go_backwards=True, unroll=unroll, name=f"backward_{i}", dtype=self.dtype_policy)
             for i in range(num_layers)
         ] if bidirectional else []
         self.dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
@@ -216,4 +232,4 @@ class RecurrentStack(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "kind": self.kind, "units": self.units, "num_layers": self.num_layers,
-                "dropout": self.dropout_rate, "bidirectional": self.bidirectional}
+                "dropout": self.dropout_rate, "bidirectional": self.bidirectional, "unroll": self.unroll}

@@ -26,18 +26,20 @@ class RecurrentLanguageModel(keras.Model):
     """e_t = E[x_t];  h_t = RecurrentStack(e_t, h_{t-1});  logits_t = h_t W_out + b.
 
     Args: vocab_size; cell ("rnn" | "gru" | "lstm"); units; num_layers; embedding_dim (defaults to
-    units); dropout (on embeddings, between layers and before the output).
+    units); dropout (on embeddings, between layers and before the output); unroll (write the time loop
+    out for fixed-length training windows; see RecurrentLayer).
     """
 
     def __init__(self, vocab_size: int, cell: str = "lstm", units: int = 256, num_layers: int = 2,
-                 embedding_dim: int | None = None, dropout: float = 0.0, **kwargs):
+                 embedding_dim: int | None = None, dropout: float = 0.0, unroll: bool = False, **kwargs):
         super().__init__(**kwargs)
+        self.unroll = unroll
         self.vocab_size, self.cell, self.units, self.num_layers = vocab_size, cell, units, num_layers
         self.embedding_dim = embedding_dim or units
         self.dropout_rate = dropout
         p = self.dtype_policy
         self.embedding = keras.layers.Embedding(vocab_size, self.embedding_dim, name="embedding", dtype=p)
-        self.recurrent = RecurrentStack(cell, units, num_layers, dropout, name="recurrent", dtype=p)
+        self.recurrent = RecurrentStack(cell, units, num_layers, dropout, unroll=unroll, name="recurrent", dtype=p)
         self.dropout = keras.layers.Dropout(dropout, dtype=p)
         self.output_layer = keras.layers.Dense(vocab_size, name="output", dtype=p)
 
@@ -69,7 +71,8 @@ class RecurrentLanguageModel(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "cell": self.cell, "units": self.units,
-                "num_layers": self.num_layers, "embedding_dim": self.embedding_dim, "dropout": self.dropout_rate}
+                "num_layers": self.num_layers, "embedding_dim": self.embedding_dim, "dropout": self.dropout_rate,
+                "unroll": self.unroll}
 
 
 def _flatten(states):
