@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from seqtasks import decoding
+from seqtasks import plotting
 from seqtasks.errors import UserError
 from seqtasks.metrics import bleu_n
 from seqtasks.tokenizers import BOS_ID, EOS_ID, Tokenizer
@@ -104,14 +105,7 @@ class Captioner:
 
     def plot(self, pixels: np.ndarray, caption: Caption, grid_shape: tuple[int, int], path: str | Path) -> Path:
         """Draw the image, then the image under each word's attention map, to a PNG (needs matplotlib)."""
-        try:
-            import matplotlib
-        except ModuleNotFoundError:
-            raise UserError("drawing attention needs matplotlib, which is not installed", str(path),
-                            "pip install seqtasks[plot]  (or pip install matplotlib)") from None
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = plotting.pyplot(path)
         if caption.weights is None:
             self.attend(pixels, caption)
         words = [self.tokenizer.id_to_token(i) for i in caption.ids] + ["<end>"]
@@ -131,12 +125,4 @@ class Captioner:
                         extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5), vmin=0.0)
             axis.set_title(word, fontsize=9)
         figure.tight_layout()
-        path = Path(path)
-        try:
-            figure.savefig(path, dpi=100)
-        except OSError as error:
-            raise UserError(f"cannot write the plot ({error.strerror or error})", str(path),
-                            "choose a writable path ending in .png") from None
-        finally:
-            plt.close(figure)
-        return path
+        return plotting.save(figure, path)
