@@ -50,7 +50,7 @@ def caption_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]
     most = max(len(refs) for refs in references)
     # sacreBLEU takes reference streams: stream k holds every image's k-th reference (None if it has fewer)
     streams = [[refs[k] if k < len(refs) else None for refs in references] for k in range(most)]
-    scores = {f"bleu{n}": bleu_n(hypotheses, streams, n) for n in range(1, 5)}
+    scores = {f"bleu{n}": bleu_n(hypotheses, streams, n, tokenized=True) for n in range(1, 5)}
     scores["exact_match"] = float(np.mean([h in refs for h, refs in zip(hypotheses, references)]))
     scores["images"] = len(hypotheses)
     return scores

@@ -92,7 +92,9 @@ def _options_from_config(config_class: type):
 
 
 def _make_train_command(task_cls) -> click.Command:
-    example = {"lm": "seqtasks train lm --data corpus.txt --arch transformer --max-time 20 --out runs/lm"}.get(
+    example = {"lm": "seqtasks train lm --data corpus.txt --arch transformer --max-time 20 --out runs/lm",
+               "caption": "seqtasks train caption --images photos/ --captions captions.csv --attention --out runs/cap",
+               }.get(
         task_cls.name, f"seqtasks train {task_cls.name} --data DATA --out runs/{task_cls.name}")
 
     @click.command(name=task_cls.name, context_settings=CONTEXT,

@@ -31,11 +31,13 @@ def bleu_and_chrf(hypotheses: Sequence[str], references: Sequence[Sequence[str]]
             "bleu_signature": str(bleu.get_signature()), "chrf_signature": str(chrf.get_signature())}
 
 
-def bleu_n(hypotheses: Sequence[str], references: Sequence[Sequence[str]], max_order: int) -> float:
-    """sacreBLEU corpus BLEU with n-grams up to `max_order` (BLEU-1 ... BLEU-4 for captioning)."""
+def bleu_n(hypotheses: Sequence[str], references: Sequence[Sequence[str]], max_order: int,
+           tokenized: bool = False) -> float:
+    """sacreBLEU corpus BLEU with n-grams up to `max_order` (BLEU-1 ... BLEU-4 for captioning).
+    `tokenized`: the text is already split into words and punctuation (silences sacreBLEU's warning)."""
     import sacrebleu
 
-    return sacrebleu.metrics.BLEU(max_ngram_order=max_order).corpus_score(
+    return sacrebleu.metrics.BLEU(max_ngram_order=max_order, force=tokenized).corpus_score(
         list(hypotheses), [list(r) for r in references]).score
 
 
