@@ -32,6 +32,7 @@ from seqtasks.training import FitPlan, dtype_policy
 from seqtasks.tasks.base import Task
 
 DEFAULT_IMAGE_SIZE = {"cnn": 128, "efficientnetb0": 224, "mobilenetv2": 224, "resnet50": 224}
+EVALUATE_CHUNK = 1024
 
 
 @dataclasses.dataclass
@@ -229,7 +230,9 @@ class CaptioningTask(Task):
             raise UserError("no evaluation captions given", fix="pass --images DIR --captions FILE")
         cfg = run.settings
         data = self.decode(read_captions(table, images or cfg.images, "evaluation data"), image_size(cfg))
-        found = self.captioner(run).caption(data.pixels[data.rows], beam=beam or 1)
+        captioner, found = self.captioner(run), []
+        for first in range(0, len(data.rows), EVALUATE_CHUNK):  # a chunk of images in memory at a time
+            found += captioner.caption(data.pixels[data.rows[first:first + EVALUATE_CHUNK]], beam=beam or 1)
         scores = caption_scores([c[0].text for c in found], data.images.captions, run.preprocessor.lowercase)
         return {**scores, "beam": beam or 1}
 
