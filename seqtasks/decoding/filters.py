@@ -99,6 +99,10 @@ def _scatter_rows(base, columns, values, max_merge: bool = False):
 def _constrain(logits, history, length, generated, config: GenerationConfig):
     """Step 1: repetition penalty, no-repeat n-grams and min_new_tokens, on the raw logits."""
     logits = tf.cast(logits, tf.float32)
+    constrained = (config.repetition_penalty != 1.0 or config.no_repeat_ngram_size > 0
+                   or (config.min_new_tokens > 0 and bool(config.stop_ids)))
+    if not constrained:
+        return logits  # the common case: no extra ops in the compiled step
     vocab = logits.shape[-1]
     x = logits
     if config.repetition_penalty != 1.0:
