@@ -58,6 +58,13 @@ def test_sample_is_reproducible_with_a_seed(run_path):
     assert len(json.loads(several.output)["samples"]) == 3
 
 
+def test_sample_with_xla_prints_the_greedy_text_of_the_default_loop(run_path):
+    args = ("sample", run_path, "--prompt", "the ", "--max-new-tokens", "20", "--temperature", "0")
+    default, xla = invoke(*args), invoke(*args, "--xla")
+    assert xla.exit_code == 0, xla.output
+    assert xla.output == default.output and xla.output.startswith("the ")
+
+
 def test_info_and_tasks(run_path):
     result = invoke("info", run_path)
     assert result.exit_code == 0 and "task:      lm" in result.output and "finished" in result.output

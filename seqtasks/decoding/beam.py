@@ -122,4 +122,5 @@ class _BeamSearch(_GeneratorBase):
             f_lengths = tf.gather(tf.concat([f_lengths, tf.fill((batch, width), steps)], axis=1), keep, batch_dims=1)
             return f_tokens, f_lengths, f_scores
 
-        return tf.function(search, input_signature=(tf.TensorSpec((None, None), tf.int32), *(specs or ())))
+        return tf.function(search, input_signature=(tf.TensorSpec((None, None), tf.int32), *(specs or ())),
+                           jit_compile=config.xla)

@@ -23,8 +23,11 @@ def _choose(logits, history, length, generated, seed, config: GenerationConfig):
         x = x / config.temperature
         x = top_k_filter(x, config.top_k)
         x = top_p_filter(x, config.top_p)
+        # Gumbel-max: argmax(x + g), g = -log(-log u), u ~ U(0, 1), is a draw from softmax(x); unlike
+        # TF's categorical sampler it has an XLA kernel, so both compiled loops draw the same tokens
         step_seed = tf.stack([seed, tf.cast(generated, tf.int64)])
-        tokens = tf.random.stateless_categorical(x, 1, seed=step_seed, dtype=tf.int32)[:, 0]
+        uniform = tf.random.stateless_uniform(tf.shape(x), seed=step_seed, minval=1e-20, maxval=1.0, alg="philox")
+        tokens = tf.argmax(x - tf.math.log(-tf.math.log(uniform)), axis=-1, output_type=tf.int32)
     return tokens, tf.gather(log_probs, tokens, batch_dims=1)
 
 
@@ -169,7 +172,8 @@ class _Sampling(_GeneratorBase):
         ids, scalar = tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((), tf.int32)
         signature = (ids, ids, scalar, scalar, tf.TensorSpec((None,), tf.bool), tf.TensorSpec((None,), tf.float32),
                      tf.TensorSpec((), tf.int64), scalar, *(specs or ()))
-        return tf.function(segment, input_signature=signature)  # one trace for any batch and lengths
+        # one trace for any batch and lengths; XLA, when asked for, compiles once per concrete shape
+        return tf.function(segment, input_signature=signature, jit_compile=config.xla)
 
     def _prefill_function(self, state_size: int, specs: tuple | None):
         decoder = self.decoder
