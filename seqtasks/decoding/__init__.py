@@ -64,9 +64,10 @@ decoder, static settings and state size; the state size is prompt + max_new_toke
 multiple of 64 (capped by the capacity) so calls with similar lengths share a trace. A `Generator(decoder)`
 holds these functions; the module functions reuse one Generator kept on the decoder object itself.
 With `GenerationConfig(xla=True)` the loop is compiled by XLA instead: the ops of a step fuse into a
-few kernels and the state is updated in place, about 1.6x less time per token on CPU, but XLA
-compiles once per concrete shape (batch, prompt length, state size), a few seconds each: worth it for
-long outputs and for many calls of one shape, not for one short sample.
+few kernels and the state is updated in place, 2-4x less time per token on CPU (see
+benchmarks/generation_speed.py), but XLA compiles once per concrete shape (batch, prompt length,
+state size), one to a few seconds each: worth it for long outputs and for many calls of one shape,
+not for one short sample.
 """
 from __future__ import annotations
 

