@@ -190,15 +190,13 @@ def main() -> None:
     for arch in ("rnn", "gru", "lstm", "transformer"):
         model = transformer() if arch == "transformer" else recurrent(arch)
         functions = {}
-        for batch in (1, 8):
-            for xla in (False, True):
-                name = f"batch {batch}{' xla' if xla else ''}"
-                functions[name] = engine(model, args.rate_tokens, batch, xla)
-                functions[name]()  # trace (and compile)
+        batches = {f"batch_{b}{'_xla' if xla else ''}": (b, xla) for b in (1, 8) for xla in (False, True)}
+        for name, (batch, xla) in batches.items():
+            functions[name] = engine(model, args.rate_tokens, batch, xla)
+            functions[name]()  # trace (and compile)
         print(f"{arch} tokens/s:", flush=True)
         medians = median_times(functions, args.rounds)
-        rates[arch] = {f"batch_{b}{'_xla' if x else ''}": round(b * args.rate_tokens / medians[f"batch {b}{' xla' if x else ''}"])
-                       for b in (1, 8) for x in (False, True)}
+        rates[arch] = {name: round(batch * args.rate_tokens / medians[name]) for name, (batch, _) in batches.items()}
     result["tokens_per_s"] = {"new_tokens": args.rate_tokens, "units": args.units, **rates}
     result["targets_met"] = {
         "transformer_speedup": result["transformer"]["speedup"] >= 10,

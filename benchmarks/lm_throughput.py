@@ -5,7 +5,8 @@
 Side by side in one process, alternating (reference, seqtasks fp32, seqtasks bf16, ...) for `rounds`.
 Each figure comes from the median time of one training step over `steps` steps (fit's start-up and
 end-of-epoch work left out), and the median over rounds is reported. Model FLOPs utilization is
-measured against the fp32 and bf16 matmul peaks, measured in the same run. FLOPs per token = 6 × non-embedding parameters + 12 × layers × seq_len × d_model (attention).
+measured against the fp32 and bf16 matmul peaks, measured in the same run. FLOPs per token =
+6 × non-embedding parameters + 12 × layers × seq_len × d_model (attention).
 """
 from __future__ import annotations
 
@@ -18,37 +19,33 @@ from common import matmul_peak, write_result
 VOCAB, SEQ_LEN, BATCH = 65, 128, 64
 
 
-class _StepTimer:
-    """Wall time of each training batch, from one batch end to the next (fit's own start-up and
-    end-of-epoch work left out: on this VM a fit call can idle seconds after its last step)."""
-
-    def __init__(self):
-        import keras
-
-        timer = self
-
-        class Callback(keras.callbacks.Callback):
-            def on_train_batch_end(self, batch, logs=None):
-                now = time.perf_counter()
-                if timer.last is not None:
-                    timer.durations.append(now - timer.last)
-                timer.last = now
-
-        self.callback, self.durations, self.last = Callback(), [], None
-
-
 def train_tokens_per_second(model, steps: int, batch: int) -> float:
     """Tokens per second of the median training step (after a warm-up fit that traces the step)."""
+    import keras
     import numpy as np
     import tensorflow as tf
+
+    class StepTimer(keras.callbacks.Callback):
+        """Seconds from one batch end to the next: fit's own start-up and end-of-epoch work are left
+        out (on this VM a fit call can idle seconds after its last step)."""
+
+        def __init__(self):
+            super().__init__()
+            self.durations, self.last = [], None
+
+        def on_train_batch_end(self, batch, logs=None):
+            now = time.perf_counter()
+            if self.last is not None:
+                self.durations.append(now - self.last)
+            self.last = now
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, VOCAB, (batch * steps, SEQ_LEN)).astype("int32")
     y = rng.integers(0, VOCAB, (batch * steps, SEQ_LEN)).astype("int32")
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
     model.fit(dataset.take(2), verbose=0)  # trace and warm up
-    timer = _StepTimer()
-    model.fit(dataset, verbose=0, callbacks=[timer.callback])
+    timer = StepTimer()
+    model.fit(dataset, verbose=0, callbacks=[timer])
     return batch * SEQ_LEN / statistics.median(timer.durations)
 
 

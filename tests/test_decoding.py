@@ -115,7 +115,7 @@ def test_xla_compiled_loop_gives_the_same_tokens_and_scores(models, kind):
         xla = decoding.generate_with_scores(model, prompts, dataclasses.replace(config, xla=True))
         assert xla[0] == graph[0]
         np.testing.assert_allclose(xla[1], graph[1], rtol=1e-4, atol=1e-4)
-    # sampling under XLA: reproducible with a seed and within top-k (XLA draws other random numbers)
+    # under XLA top_k=1 is still greedy, and a seed reproduces samples (XLA draws other random numbers)
     sampled = GenerationConfig(max_new_tokens=10, temperature=0.9, top_k=1, seed=4, xla=True)
     assert decoding.generate(model, prompts, sampled) == decoding.generate(model, prompts, greedy(max_new_tokens=10))
     sampled = dataclasses.replace(sampled, top_k=0)

@@ -34,7 +34,8 @@ Choosing the next token, in this order (sampling and greedy):
        fewer than min_new_tokens tokens exist every stop id gets -inf;
     2. temperature (logits / T), 3. top-k (exactly k tokens kept; ties go to the lower id),
     4. top-p (the smallest set of most probable tokens whose mass reaches p; ties go to the lower id),
-    5. a draw from tf.random.stateless_categorical with seed (seed, index of the new token).
+    5. a draw from softmax by the Gumbel-max trick, argmax(logits - log(-log u)), u uniform from
+       tf.random.stateless_uniform with seed (seed, index of the new token).
 temperature == 0 or top_k == 1 is greedy: the argmax of the constrained logits (steps 2-5 skipped).
 
 Beam search (beam_width > 1) scores a hypothesis y of length |y| (new tokens, counting its stop id)

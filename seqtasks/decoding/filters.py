@@ -99,10 +99,6 @@ def _scatter_rows(base, columns, values, max_merge: bool = False):
 def _constrain(logits, history, length, generated, config: GenerationConfig):
     """Step 1: repetition penalty, no-repeat n-grams and min_new_tokens, on the raw logits."""
     logits = tf.cast(logits, tf.float32)
-    constrained = (config.repetition_penalty != 1.0 or config.no_repeat_ngram_size > 0
-                   or (config.min_new_tokens > 0 and bool(config.stop_ids)))
-    if not constrained:
-        return logits  # the common case: no extra ops in the compiled step
     vocab = logits.shape[-1]
     x = logits
     if config.repetition_penalty != 1.0:
@@ -111,6 +107,8 @@ def _constrain(logits, history, length, generated, config: GenerationConfig):
         x = tf.where(no_repeat_ngram_mask(history, length, config.no_repeat_ngram_size, vocab), -np.inf, x)
     if config.min_new_tokens > 0 and config.stop_ids:
         x = tf.where(_stop_mask(vocab, config.stop_ids)[None] & (generated < config.min_new_tokens), -np.inf, x)
+    if x is logits:
+        return logits  # the common case, no constraint: no extra ops in the compiled step
     # never leave a row without a candidate: fall back to the model's own logits
     dead = tf.reduce_all(tf.math.is_inf(x) & (x < 0), axis=-1, keepdims=True)
     return tf.where(dead, logits, x)
