@@ -58,11 +58,12 @@ def test_sample_is_reproducible_with_a_seed(run_path):
     assert len(json.loads(several.output)["samples"]) == 3
 
 
-def test_sample_with_xla_prints_the_greedy_text_of_the_default_loop(run_path):
+def test_sample_prints_the_same_greedy_text_with_and_without_xla(run_path):
     args = ("sample", run_path, "--prompt", "the ", "--max-new-tokens", "20", "--temperature", "0")
-    default, xla = invoke(*args), invoke(*args, "--xla")
-    assert xla.exit_code == 0, xla.output
-    assert xla.output == default.output and xla.output.startswith("the ")
+    default, graph, xla_json = invoke(*args), invoke(*args, "--no-xla"), invoke(*args, "--xla", "--json")
+    assert graph.exit_code == 0, graph.output
+    assert graph.output == default.output and default.output.startswith("the ")
+    assert "the " + json.loads(xla_json.output)["samples"][0] == default.output.strip("\n")
 
 
 def test_info_and_tasks(run_path):

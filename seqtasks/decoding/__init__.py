@@ -60,15 +60,17 @@ the last capacity // 2 tokens of prompt + output (nanoGPT's crop), positions sta
 repetition penalty and the n-gram ban still see the whole prompt + output. Beam search does not slide:
 it raises a ValueError when prompt + max_new_tokens does not fit.
 
-Compilation: the whole decoding loop (prefill, then a tf.while_loop over steps) is one tf.function per
-decoder, static settings and state size; the state size is prompt + max_new_tokens rounded up to a
-multiple of 64 (capped by the capacity) so calls with similar lengths share a trace. A `Generator(decoder)`
-holds these functions; the module functions reuse one Generator kept on the decoder object itself.
-With `GenerationConfig(xla=True)` the loop is compiled by XLA instead: the ops of a step fuse into a
-few kernels and the state is updated in place, 2-4x less time per token on CPU (see
-benchmarks/generation_speed.py), but XLA compiles once per concrete shape (batch, prompt length,
-state size), one to a few seconds each: worth it for long outputs and for many calls of one shape,
-not for one short sample.
+Compilation: greedy and sampled decoding run as two compiled functions: the prefill (a tf.function
+graph per state size) and the loop that chooses tokens and feeds them back through `step` (a
+tf.while_loop). The loop's shapes are the state's (batch, state size), never the prompt's length,
+and the state size is prompt + max_new_tokens rounded up to a multiple of 64 (capped by the
+capacity), so calls of similar lengths share one compiled loop. By default (`GenerationConfig.xla`
+None) XLA compiles that loop: the ops of a step fuse into a few kernels, 2-4x less time per token on
+CPU (benchmarks/generation_speed.py), for a compile of a second or a few per batch size and state
+size. Streaming calls the same loop 8 tokens at a time. Beam search is one tf.function (prefill and
+loop), a graph unless `xla=True`: it would compile anew for every prompt length. A
+`Generator(decoder)` holds these functions; the module functions reuse one Generator kept on the
+decoder object itself.
 """
 from __future__ import annotations
 

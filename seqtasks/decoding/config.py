@@ -31,11 +31,13 @@ class GenerationConfig:
     num_return_sequences: int = 1    # n-best for beam search (<= beam_width); n samples otherwise
     stop_ids: tuple[int, ...] = ()   # a sequence ends at its first stop id, which is not returned
     seed: int | None = None          # same seed -> same samples; None = a fresh random seed per call
-    xla: bool = False                # compile the decoding loop with XLA: fewer, fused kernels per step
-                                     # (2-4x faster per token on CPU), at the price of a compile
-                                     # of a few seconds for each new batch size and prompt length;
-                                     # greedy and beam output equal graph mode's, samples differ
-                                     # (XLA's random numbers are other ones), each reproducible by seed
+    xla: bool | None = None          # compile the decoding loop with XLA: its ops fuse into a few kernels
+                                     # per step, 2-4x less time per token on CPU, for a compile of a
+                                     # second or a few per batch size and state size. None (auto): the
+                                     # greedy/sampling loop uses XLA, beam search (whose loop includes the
+                                     # prefill, so it would compile per prompt length) does not. Greedy
+                                     # and beam output do not depend on it; samples do (XLA's random
+                                     # numbers are other ones), each reproducible by seed.
 
     def __post_init__(self):
         object.__setattr__(self, "stop_ids", tuple(int(i) for i in self.stop_ids))
@@ -61,6 +63,14 @@ class GenerationConfig:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0 or self.top_k == 1
+
+    @property
+    def xla_sampling(self) -> bool:
+        return self.xla is not False
+
+    @property
+    def xla_beam(self) -> bool:
+        return self.xla is True
 
     @property
     def beam(self) -> bool:

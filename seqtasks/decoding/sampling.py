@@ -6,11 +6,13 @@ from typing import Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from seqtasks.decoding.base import _GeneratorBase, _Plan, _resolve_seed, _static, _write
+from seqtasks.decoding.base import _GeneratorBase, _Plan, _resolve_seed, _round_up, _static, _write
 from seqtasks.decoding.config import GenerationConfig, GenerationError
 from seqtasks.decoding.filters import _constrain, _is_stop, top_k_filter, top_p_filter
 from seqtasks.decoding.inputs import Context, _context_specs, _context_tensors, _prefill, _prompt_array
 from seqtasks.decoding.stops import _strip
+
+_STREAM_CHUNK = 8  # tokens per loop call when streaming: smooth output, little per-call overhead
 
 
 def _choose(logits, history, length, generated, seed, config: GenerationConfig):
@@ -29,6 +31,14 @@ def _choose(logits, history, length, generated, seed, config: GenerationConfig):
         uniform = tf.random.stateless_uniform(tf.shape(x), seed=step_seed, minval=1e-20, maxval=1.0, alg="philox")
         tokens = tf.argmax(x - tf.math.log(-tf.math.log(uniform)), axis=-1, output_type=tf.int32)
     return tokens, tf.gather(log_probs, tokens, batch_dims=1)
+
+
+def _history(prompts: np.ndarray, new_tokens: int) -> np.ndarray:
+    """The prompts followed by room for the new tokens, rounded up like the state size: the loop's
+    shapes then depend on the prompt's length only through that rounding (one XLA compile serves
+    prompts of similar lengths). Positions past the current length are never read."""
+    rows, length = prompts.shape
+    return np.concatenate([prompts, np.zeros((rows, _round_up(length + new_tokens) - length), np.int32)], axis=1)
 
 
 def _replicate(sequences, scores, config: GenerationConfig):
@@ -63,35 +73,34 @@ class _Sampling(_GeneratorBase):
 
     def _stream(self, prompt: np.ndarray, config: GenerationConfig, plan: "_Plan", context: Context | None
                 ) -> Iterator[int]:
+        """The sampling loop of sample(), run in chunks of _STREAM_CHUNK tokens that are yielded as they come."""
         new_tokens = config.max_new_tokens
         if new_tokens == 0:
             return
-        static = _static(config)
-        specs = _context_specs(context)
-        prefill = self._compiled(("prefill", plan.state_size, specs),
-                                 lambda: self._prefill_function(plan.state_size, specs))
-        choose = self._compiled(("choose", static), lambda: self._choose_function(static))
-        step = self._compiled(("step",), self._step_function)
+        prefill, run = self._functions_for(config, plan, _context_specs(context))
         seed = tf.constant(_resolve_seed(config), tf.int64)
-        history = tf.constant(np.concatenate([prompt, np.zeros((1, new_tokens), np.int32)], axis=1))
-        length, generated = prompt.shape[1], 0
+        history = tf.constant(_history(prompt, new_tokens))
+        finished, scores = tf.zeros((1,), tf.bool), tf.zeros((1,), tf.float32)
+        length = prompt.shape[1]
         window = prompt[:, -plan.window:] if plan.sliding and prompt.shape[1] > plan.state_size else prompt
         while True:
             logits, state = prefill(tf.constant(window), *(context or ()))
             position = window.shape[1]  # where the next fed token goes
-            while True:
-                tokens, history = choose(logits, history, tf.constant(length), tf.constant(generated), seed)
-                token = int(tokens[0])
-                length, generated = length + 1, generated + 1
-                if token in config.stop_ids:
+            # the last token of a full state is chosen but not fed: plan.state_size - position + 1 tokens
+            room = plan.state_size - position + 1
+            while room > 0:
+                generated = length - prompt.shape[1]
+                chunk = min(_STREAM_CHUNK, room, new_tokens - generated)
+                logits, state, history, length_t, finished, scores = run(
+                    logits, state, history, tf.constant(length), tf.constant(generated), finished, scores, seed,
+                    tf.constant(chunk), tf.constant(position), tf.constant(plan.state_size))
+                for token in history.numpy()[0, length:int(length_t)]:
+                    if int(token) in config.stop_ids:
+                        return
+                    yield int(token)
+                length, position, room = int(length_t), position + chunk, room - chunk
+                if length - prompt.shape[1] >= new_tokens:
                     return
-                yield token
-                if generated >= new_tokens:
-                    return
-                if position >= plan.state_size:
-                    break  # the state is full: slide the window
-                logits, state = step(tokens, state, tf.constant(position))
-                position += 1
             window = history.numpy()[:, length - plan.window:length]
 
     # -- greedy and sampling ------------------------------------------------------------------------
@@ -110,24 +119,23 @@ class _Sampling(_GeneratorBase):
             return _replicate([[[]] * count] * len(prompts), [[0.0] * count] * len(prompts), config)
         self._prepare(batch)
         plan = self._plan(prompt_length, new_tokens)
-        static = _static(config)
-        specs = _context_specs(context)
-        segment = self._compiled(("segment", static, plan.state_size, specs),
-                                 lambda: self._segment_function(static, plan.state_size, specs))
-        history = tf.constant(np.concatenate([batch, np.zeros((rows, new_tokens), np.int32)], axis=1))
-        length, generated = prompt_length, 0
+        prefill, run = self._functions_for(config, plan, _context_specs(context))
+        history = tf.constant(_history(batch, new_tokens))
+        length = prompt_length
         finished = tf.zeros((rows,), tf.bool)
         scores = tf.zeros((rows,), tf.float32)
         seed_tensor = tf.constant(seed, tf.int64)
         window = batch[:, -plan.window:] if plan.sliding and prompt_length > plan.state_size else batch
         while True:
-            steps = min(plan.state_size - window.shape[1] + 1, new_tokens - generated)
-            history, length_t, finished, scores = segment(
-                tf.constant(window), history, tf.constant(length), tf.constant(generated), finished, scores,
-                seed_tensor, tf.constant(steps), *(context or ()))
-            length = int(length_t)
             generated = length - prompt_length
-            if generated >= new_tokens or bool(tf.reduce_all(finished)):
+            # the last token of a full state is chosen but not fed: state_size - window + 1 tokens fit
+            steps = min(plan.state_size - window.shape[1] + 1, new_tokens - generated)
+            logits, state = prefill(tf.constant(window), *(context or ()))
+            _, _, history, length_t, finished, scores = run(
+                logits, state, history, tf.constant(length), tf.constant(generated), finished, scores, seed_tensor,
+                tf.constant(steps), tf.constant(window.shape[1]), tf.constant(plan.state_size))
+            length = int(length_t)
+            if length - prompt_length >= new_tokens or bool(tf.reduce_all(finished)):
                 break
             window = history.numpy()[:, length - plan.window:length]
         tokens = history.numpy()[:, prompt_length:length]
@@ -137,57 +145,50 @@ class _Sampling(_GeneratorBase):
         grouped = [row_scores[i * count:(i + 1) * count] for i in range(len(prompts))]
         return _replicate(sequences, grouped, config)
 
-    def _segment_function(self, config: GenerationConfig, state_size: int, specs: tuple | None):
-        decoder = self.decoder
-
-        def segment(window, history, length, generated, finished, scores, seed, steps, *context):
-            """Prefill on `window`, then produce up to `steps` tokens; all rows advance together."""
-            start = tf.shape(window)[1]
-            logits, state = _prefill(decoder, window, state_size, context, specs)
-
-            def advance(logits, history, length, generated, finished, scores):
-                tokens, log_p = _choose(logits, history, length, generated, seed, config)
-                history = _write(history, length, tokens)
-                scores = scores + tf.where(finished, 0.0, log_p)
-                finished = finished | _is_stop(tokens, config.stop_ids)
-                return tokens, history, length + 1, generated + 1, finished, scores
-
-            tokens, history, length, generated, finished, scores = advance(
-                logits, history, length, generated, finished, scores)
-
-            def condition(i, tokens, state, history, length, generated, finished, scores):
-                return (i < steps) & ~tf.reduce_all(finished)
-
-            def body(i, tokens, state, history, length, generated, finished, scores):
-                logits, state = decoder.step(tokens, tuple(state), start + i - 1)
-                tokens, history, length, generated, finished, scores = advance(
-                    logits, history, length, generated, finished, scores)
-                return i + 1, tokens, tuple(state), history, length, generated, finished, scores
-
-            loop = tf.while_loop(
-                condition, body, (tf.constant(1), tokens, tuple(state), history, length, generated, finished, scores))
-            _, _, _, history, length, _, finished, scores = loop
-            return history, length, finished, scores
-
-        ids, scalar = tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((), tf.int32)
-        signature = (ids, ids, scalar, scalar, tf.TensorSpec((None,), tf.bool), tf.TensorSpec((None,), tf.float32),
-                     tf.TensorSpec((), tf.int64), scalar, *(specs or ()))
-        # one trace for any batch and lengths; XLA, when asked for, compiles once per concrete shape
-        return tf.function(segment, input_signature=signature, jit_compile=config.xla)
+    def _functions_for(self, config: GenerationConfig, plan: "_Plan", specs: tuple | None):
+        """(prefill, run): the compiled prefill for this state size and the sampling loop for these settings."""
+        static = _static(config)
+        prefill = self._compiled(("prefill", plan.state_size, specs),
+                                 lambda: self._prefill_function(plan.state_size, specs))
+        run = self._compiled(("run", static), lambda: self._run_function(static))
+        return prefill, run
 
     def _prefill_function(self, state_size: int, specs: tuple | None):
+        """decoder.prefill as a graph: one forward pass over the window, which XLA would compile anew for
+        every prompt length and barely speed up."""
         decoder = self.decoder
         signature = (tf.TensorSpec((None, None), tf.int32), *(specs or ()))
         return tf.function(lambda window, *context: _prefill(decoder, window, state_size, context, specs),
                            input_signature=signature)
 
-    def _choose_function(self, config: GenerationConfig):
-        def choose(logits, history, length, generated, seed):
-            tokens, _ = _choose(logits, history, length, generated, seed, config)
-            return tokens, _write(history, length, tokens)
+    def _run_function(self, config: GenerationConfig):
+        """The sampling loop: from the prefill's logits and state, choose `steps` tokens, feeding each back.
 
-        return tf.function(choose, reduce_retracing=True)
-
-    def _step_function(self):
+        Its shapes are those of the state (batch, state size), never the prompt's length, so XLA (the
+        default for this loop) compiles it once per batch size and state size. A token chosen at
+        `position == state_size` is not fed (the state is full; the caller slides the window).
+        """
         decoder = self.decoder
-        return tf.function(lambda tokens, state, index: decoder.step(tokens, state, index))
+
+        def run(logits, state, history, length, generated, finished, scores, seed, steps, position, state_size):
+            def condition(i, logits, state, history, length, generated, finished, scores):
+                return (i < steps) & ~tf.reduce_all(finished)
+
+            def body(i, logits, state, history, length, generated, finished, scores):
+                tokens, log_p = _choose(logits, history, length, generated, seed, config)
+                history = _write(history, length, tokens)
+                scores = scores + tf.where(finished, 0.0, log_p)
+                finished = finished | _is_stop(tokens, config.stop_ids)
+                index = position + i
+                logits, state = tf.cond(index < state_size,
+                                        lambda: decoder.step(tokens, tuple(state), index),
+                                        lambda: (logits, tuple(state)))
+                return i + 1, logits, tuple(state), history, length + 1, generated + 1, finished, scores
+
+            loop = tf.while_loop(condition, body,
+                                 (tf.constant(0), logits, tuple(state), history, length, generated, finished, scores))
+            _, logits, state, history, length, _, finished, scores = loop
+            return logits, state, history, length, finished, scores
+
+        # graph mode: one trace for any batch and state size; XLA compiles once per concrete shape
+        return tf.function(run, reduce_retracing=True, jit_compile=config.xla_sampling)

@@ -4,10 +4,13 @@ Attention(Q, K, V) = softmax(Q Kᵀ / √d_head + M) V, computed per head, where
 look and -∞ (a large negative number) where it may not: the causal mask (key position > query
 position) and padding. Shapes: x (batch, time, d_model); heads split d_model into (heads, d_head).
 
-The KV cache holds the keys and values of every position decoded so far, shape
-(batch, 2, max_length, heads, d_head) per layer. A decoding step computes K and V for the new tokens
-only, writes them at `cache_index`, and attends over the cache: each new token costs O(t), not the
-O(t²) of re-running the prefix.
+The KV cache holds the keys and values of every position decoded so far: a pair (Kᵀ, V) per layer,
+Kᵀ (batch, heads, d_head, max_length) and V (batch, heads, max_length, d_head). A decoding step
+computes K and V for the new tokens only, writes them at `cache_index`, and attends over the cache:
+each new token costs O(t), not the O(t²) of re-running the prefix. The cache is stored in the layout
+the two products read, Q Kᵀ as (…, 1, d_head) @ (…, d_head, max_length) and A V as
+(…, 1, max_length) @ (…, max_length, d_head), so a step never transposes or copies it (under XLA a
+transposed K costs a copy of the whole cache per layer per step, and the write is done in place).
 """
 from __future__ import annotations
 
@@ -15,6 +18,11 @@ import keras
 from keras import ops
 
 _MASKED = -1e9
+
+
+def kv_pairs(flat) -> list[tuple]:
+    """(Kᵀ_0, V_0, Kᵀ_1, V_1, ...) -> [(Kᵀ_0, V_0), (Kᵀ_1, V_1), ...]: decoder states are flat tuples."""
+    return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
 
 
 def causal_attention_mask(query_length, key_length, start_index=0):
@@ -32,10 +40,10 @@ class MultiHeadAttention(keras.layers.Layer):
         query: (batch, q_time, d_model).
         memory: (batch, k_time, d_model) for cross-attention; None for self-attention.
         attention_mask: boolean, broadcastable to (batch, q_time, k_time); True = may attend.
-        cache: (batch, 2, max_length, heads, d_head) self-attention KV cache, or None.
+        cache: the self-attention KV cache (Kᵀ, V) from `empty_cache`, or None.
         cache_index: where the new keys and values go in the cache (a scalar).
-        memory_keys_values: (batch, 2, k_time, heads, d_head) from `project_memory(memory)`: the
-            cross-attention keys and values computed once per source instead of at every call.
+        memory_keys_values: (Kᵀ, V) of the memory from `project_memory(memory)`: computed once per
+            source instead of at every call.
     Returns (output (batch, q_time, d_model), updated cache or None). With `return_weights=True` the
     attention weights (batch, heads, q_time, k_time) come third.
     """
@@ -60,31 +68,42 @@ class MultiHeadAttention(keras.layers.Layer):
         self.value_projection.build(memory_shape)
         self.output_projection.build((*query_shape[:-1], self.d_model))
 
-    def split_heads(self, x):
+    def split_heads(self, x, transposed=False):
+        """(batch, time, d_model) -> (batch, heads, time, d_head), or (batch, heads, d_head, time) transposed."""
         batch, time = ops.shape(x)[0], ops.shape(x)[1]
-        return ops.reshape(x, (batch, time, self.heads, self.d_head))
+        x = ops.reshape(x, (batch, time, self.heads, self.d_head))
+        return ops.transpose(x, (0, 2, 3, 1) if transposed else (0, 2, 1, 3))
+
+    def keys_values(self, source):
+        """(Kᵀ (batch, heads, d_head, time), V (batch, heads, time, d_head)) of `source` (batch, time, d_model)."""
+        return (self.split_heads(self.key_projection(source), transposed=True),
+                self.split_heads(self.value_projection(source)))
+
+    def empty_cache(self, batch, max_length, dtype):
+        """A KV cache for `max_length` positions: zeros (Kᵀ, V), laid out as `keys_values` returns them."""
+        return (ops.zeros((batch, self.heads, self.d_head, max_length), dtype),
+                ops.zeros((batch, self.heads, max_length, self.d_head), dtype))
 
     def project_memory(self, memory):
-        """K and V of a memory that stays fixed while decoding: (batch, 2, k_time, heads, d_head)."""
-        return ops.stack([self.split_heads(self.key_projection(memory)),
-                          self.split_heads(self.value_projection(memory))], axis=1)
+        """(Kᵀ, V) of a memory that stays fixed while decoding (see `keys_values`)."""
+        return self.keys_values(memory)
 
     def call(self, query, memory=None, attention_mask=None, cache=None, cache_index=None,
              training=None, return_weights=False, memory_keys_values=None):
         q = self.split_heads(self.query_projection(query))
         if memory_keys_values is not None:
-            k, v = memory_keys_values[:, 0], memory_keys_values[:, 1]
+            keys, values = memory_keys_values
         else:
-            source = query if memory is None else memory
-            k = self.split_heads(self.key_projection(source))
-            v = self.split_heads(self.value_projection(source))
+            keys, values = self.keys_values(query if memory is None else memory)
         if cache is not None:
             # write this step's keys and values at cache_index, then attend over the whole cache
-            zero = ops.zeros((), "int32")
-            start = (zero, zero, ops.cast(cache_index, "int32"), zero, zero)
-            cache = ops.slice_update(cache, start, ops.stack([k, v], axis=1))
-            k, v = cache[:, 0], cache[:, 1]
-        scores = ops.einsum("bqhd,bkhd->bhqk", q, k) / ops.sqrt(ops.cast(self.d_head, q.dtype))
+            zero, index = ops.zeros((), "int32"), ops.cast(cache_index, "int32")
+            keys = ops.slice_update(cache[0], (zero, zero, zero, index), keys)
+            values = ops.slice_update(cache[1], (zero, zero, index, zero), values)
+            cache = (keys, values)
+        if cache is not None and query.shape[1] == 1:
+            return self._attend_one_query(q, keys, values, attention_mask, cache, return_weights)
+        scores = ops.matmul(q, keys) / ops.sqrt(ops.cast(self.d_head, q.dtype))  # (batch, heads, q_time, k_time)
         if attention_mask is not None:
             mask = ops.cast(attention_mask, "bool")
             if len(mask.shape) == 3:
@@ -92,11 +111,32 @@ class MultiHeadAttention(keras.layers.Layer):
             scores = ops.where(mask, scores, ops.cast(_MASKED, scores.dtype))
         # softmax in float32: bf16 sums of many exponentials lose too much precision
         weights = ops.cast(ops.softmax(ops.cast(scores, "float32"), axis=-1), q.dtype)
-        context = ops.einsum("bhqk,bkhd->bqhd", self.dropout(weights, training=training), v)
+        context = ops.transpose(ops.matmul(self.dropout(weights, training=training), values), (0, 2, 1, 3))
         batch, time = ops.shape(context)[0], ops.shape(context)[1]
         output = self.output_projection(ops.reshape(context, (batch, time, self.d_model)))
         if return_weights:
             return output, cache, weights
+        return output, cache
+
+    def _attend_one_query(self, q, keys, values, attention_mask, cache, return_weights):
+        """A decoding step's self-attention over the cache, the same products as in `call` written as
+        multiply-and-sum in float32: s_j = Σ_d q_d Kᵀ_dj, y = Σ_j a_j V_j.
+
+        Under XLA a dot that reads the cache updated in the same step makes it copy the whole cache
+        (every layer, every step: the cost then grows with the cache, not the text); a multiply-and-sum
+        lets the update stay in place. q (batch, heads, 1, d_head); Kᵀ, V as in the cache.
+        """
+        q = ops.cast(q, "float32") / ops.sqrt(ops.cast(self.d_head, "float32"))
+        scores = ops.sum(ops.swapaxes(q, 2, 3) * ops.cast(keys, "float32"), axis=2, keepdims=True)  # (b, h, 1, L)
+        if attention_mask is not None:
+            mask = ops.cast(attention_mask, "bool")
+            scores = ops.where(mask[:, None] if len(mask.shape) == 3 else mask, scores, _MASKED)
+        weights = ops.softmax(scores, axis=-1)
+        context = ops.sum(ops.swapaxes(weights, 2, 3) * ops.cast(values, "float32"), axis=2, keepdims=True)
+        batch = ops.shape(context)[0]
+        output = self.output_projection(ops.reshape(ops.cast(context, self.compute_dtype), (batch, 1, self.d_model)))
+        if return_weights:
+            return output, cache, ops.cast(weights, self.compute_dtype)
         return output, cache
 
     def get_config(self):
@@ -165,8 +205,12 @@ class TransformerBlock(keras.layers.Layer):
         self.feed_forward_norm.build(input_shape)
         self.feed_forward.build(input_shape)
 
+    def empty_cache(self, batch, max_length, dtype):
+        """The self-attention KV cache (Kᵀ, V) for `max_length` positions (see MultiHeadAttention)."""
+        return self.self_attention.empty_cache(batch, max_length, dtype)
+
     def project_memory(self, memory):
-        """The cross-attention keys and values of `memory` (batch, 2, k_time, heads, d_head)."""
+        """The cross-attention (Kᵀ, V) of `memory` (see MultiHeadAttention.keys_values)."""
         return self.cross_attention_layer.project_memory(memory)
 
     def call(self, x, self_mask=None, memory=None, memory_mask=None, cache=None, cache_index=None, training=None,

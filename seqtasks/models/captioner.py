@@ -27,7 +27,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from seqtasks.layers import AdditiveAttention, RecurrentStack, TransformerBlock, causal_attention_mask
+from seqtasks.layers import AdditiveAttention, RecurrentStack, TransformerBlock, causal_attention_mask, kv_pairs
 from seqtasks.layers import make_position_layer
 from seqtasks.models.image_encoder import ImageEncoder
 from seqtasks.models.language_model import _flatten, _unflatten  # (h, c) per layer <-> a flat state tuple
@@ -251,28 +251,29 @@ class TransformerCaptioner(_ImageCaptioner):
         return min(max_length, self.max_length) if self.positions == "learned" else max_length
 
     def prefill(self, token_ids, max_length, context=None):
-        """State: each block's self-attention KV cache, then each block's cross-attention K and V of
-        the grid (computed once here rather than at every step)."""
+        """State: each block's self-attention KV cache (Kᵀ, V), then each block's cross-attention
+        (Kᵀ, V) of the grid (computed once here rather than at every step)."""
         grid = ops.cast(context[0], self.compute_dtype)
         batch, time = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
         x = self.position(self.embedding(token_ids))
         mask = causal_attention_mask(time, max_length)
         caches, memories = [], [block.project_memory(grid) for block in self.blocks]
         for block, memory in zip(self.blocks, memories):
-            cache = ops.zeros((batch, 2, max_length, self.heads, self.d_model // self.heads), x.dtype)
-            x, cache = block(x, self_mask=mask, cache=cache, cache_index=0, memory_keys_values=memory)
-            caches.append(cache)
-        return self.logits(x[:, -1:])[:, 0], (*caches, *memories)
+            x, cache = block(x, self_mask=mask, cache=block.empty_cache(batch, max_length, x.dtype), cache_index=0,
+                             memory_keys_values=memory)
+            caches.extend(cache)
+        return self.logits(x[:, -1:])[:, 0], (*caches, *(tensor for memory in memories for tensor in memory))
 
     def step(self, token_ids, state, index):
-        caches, memories = state[:self.num_layers], state[self.num_layers:]
+        pairs = 2 * self.num_layers
+        caches, memories = kv_pairs(state[:pairs]), kv_pairs(state[pairs:])
         x = self.position(self.embedding(token_ids[:, None]), start_index=index)
-        mask = causal_attention_mask(1, ops.shape(caches[0])[2], start_index=index)
+        mask = causal_attention_mask(1, ops.shape(state[0])[-1], start_index=index)
         new_caches = []
         for block, cache, memory in zip(self.blocks, caches, memories):
             x, cache = block(x, self_mask=mask, cache=cache, cache_index=index, memory_keys_values=memory)
-            new_caches.append(cache)
-        return self.logits(x)[:, 0], (*new_caches, *memories)
+            new_caches.extend(cache)
+        return self.logits(x)[:, 0], (*new_caches, *state[pairs:])
 
     def get_config(self):
         return {**super().get_config(), "d_model": self.d_model, "heads": self.heads, "num_layers": self.num_layers,

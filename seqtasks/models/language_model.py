@@ -8,15 +8,16 @@ the decoder interface the decoding engine uses, so generation never re-runs the 
 
 `index` is the position of the token being fed. `state` is a flat tuple of tensors whose shapes do
 not change from step to step (the engine's compiled loop needs that): (h, c) per layer for the
-recurrent model, one KV cache per block for the Transformer. `capacity(max_length)` tells how many
-positions a state can hold (the Transformer's cache is as long as its position table allows).
+recurrent model, a KV cache (Kᵀ, V) per block for the Transformer (seqtasks.layers.attention).
+`capacity(max_length)` tells how many positions a state can hold (the Transformer's cache is as long
+as its position table allows).
 """
 from __future__ import annotations
 
 import keras
 from keras import ops
 
-from seqtasks.layers import RecurrentStack, TransformerBlock, causal_attention_mask, make_position_layer
+from seqtasks.layers import RecurrentStack, TransformerBlock, causal_attention_mask, kv_pairs, make_position_layer
 
 _EMBEDDING_INIT = keras.initializers.RandomNormal(stddev=0.02)
 
@@ -135,22 +136,21 @@ class TransformerLanguageModel(keras.Model):
         batch, time = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
         x = self.position(self.embedding(token_ids))
         mask = causal_attention_mask(time, max_length)
-        caches = []
+        state = []
         for block in self.blocks:
-            cache = ops.zeros((batch, 2, max_length, self.heads, self.d_model // self.heads), x.dtype)
-            x, cache = block(x, self_mask=mask, cache=cache, cache_index=0)
-            caches.append(cache)
-        return self.logits(x[:, -1:])[:, 0], tuple(caches)
+            x, cache = block(x, self_mask=mask, cache=block.empty_cache(batch, max_length, x.dtype), cache_index=0)
+            state.extend(cache)
+        return self.logits(x[:, -1:])[:, 0], tuple(state)
 
     def step(self, token_ids, state, index):
         x = self.position(self.embedding(token_ids[:, None]), start_index=index)
-        max_length = ops.shape(state[0])[2]
+        max_length = ops.shape(state[0])[-1]  # the cache length: the last axis of a Kᵀ
         mask = causal_attention_mask(1, max_length, start_index=index)
-        caches = []
-        for block, cache in zip(self.blocks, state):
+        new_state = []
+        for block, cache in zip(self.blocks, kv_pairs(state)):
             x, cache = block(x, self_mask=mask, cache=cache, cache_index=index)
-            caches.append(cache)
-        return self.logits(x)[:, 0], tuple(caches)
+            new_state.extend(cache)
+        return self.logits(x)[:, 0], tuple(new_state)
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "d_model": self.d_model, "heads": self.heads,

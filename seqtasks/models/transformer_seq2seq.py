@@ -12,7 +12,7 @@ Model call: (source_ids, target_input_ids) -> logits (batch, target_time, vocab)
 padding (id 0) is masked in self- and cross-attention. For decoding (seqtasks.decoding), the context
 is `encode(source_ids)` = (memory (batch, source, d_model), mask (batch, source)); prefill computes
 each decoder block's cross-attention keys and values once, and the state is
-(self-attention KV cache per block ..., cross-attention K/V per block ..., mask).
+(self-attention Kᵀ, V per block ..., cross-attention Kᵀ, V per block ..., mask).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import math
 import keras
 from keras import ops
 
-from seqtasks.layers import TransformerBlock, causal_attention_mask, make_position_layer
+from seqtasks.layers import TransformerBlock, causal_attention_mask, kv_pairs, make_position_layer
 
 PAD_ID = 0
 
@@ -127,25 +127,24 @@ class TransformerSeq2Seq(keras.Model):
         self_mask = causal_attention_mask(time, max_length)
         caches, memory_kv = [], []
         for block in self.decoder_blocks:
-            cache = ops.zeros((batch, 2, max_length, self.heads, self.d_model // self.heads), y.dtype)
             keys_values = block.project_memory(memory)  # once per sentence, reused at every step
-            y, cache = block(y, self_mask=self_mask, memory_mask=mask[:, None, :], cache=cache, cache_index=0,
-                             memory_keys_values=keys_values)
-            caches.append(cache)
-            memory_kv.append(keys_values)
+            y, cache = block(y, self_mask=self_mask, memory_mask=mask[:, None, :], cache_index=0,
+                             cache=block.empty_cache(batch, max_length, y.dtype), memory_keys_values=keys_values)
+            caches.extend(cache)
+            memory_kv.extend(keys_values)
         return self.logits(y[:, -1:])[:, 0], (*caches, *memory_kv, mask)
 
     def step(self, token_ids, state, index):
-        layers = self.decoder_layers
-        caches, memory_kv, mask = state[:layers], state[layers:2 * layers], state[-1]
+        pairs = 2 * self.decoder_layers
+        caches, memory_kv, mask = kv_pairs(state[:pairs]), kv_pairs(state[pairs:2 * pairs]), state[-1]
         y = self.embed(self.target_embedding, token_ids[:, None], start_index=index)
-        self_mask = causal_attention_mask(1, ops.shape(caches[0])[2], start_index=index)
+        self_mask = causal_attention_mask(1, ops.shape(state[0])[-1], start_index=index)
         new_caches = []
         for block, cache, keys_values in zip(self.decoder_blocks, caches, memory_kv):
             y, cache = block(y, self_mask=self_mask, memory_mask=mask[:, None, :], cache=cache, cache_index=index,
                              memory_keys_values=keys_values)
-            new_caches.append(cache)
-        return self.logits(y)[:, 0], (*new_caches, *memory_kv, mask)
+            new_caches.extend(cache)
+        return self.logits(y)[:, 0], (*new_caches, *state[pairs:])
 
     def get_config(self):
         return {**super().get_config(), "source_vocab": self.source_vocab, "target_vocab": self.target_vocab,
