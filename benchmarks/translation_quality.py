@@ -5,6 +5,7 @@
     python benchmarks/translation_quality.py --arch seq2seq-noattention --direction de-en --minutes 45
     (and the same with --direction en-de)
     python benchmarks/translation_quality.py --arch transformer --minutes 1.5 --smoke   # checks the script
+    python benchmarks/translation_quality.py --arch transformer --evaluate benchmarks/runs/translate-...  # rescore
 
 Trains with benchmarks/configs/translate-multi30k-ARCH.toml on Multi30k train (validation: val), then
 translates test_2016_flickr with the best checkpoint, greedy and with beam 4, and scores it with
@@ -12,7 +13,8 @@ sacreBLEU (cased, 13a tokenization, the default) and chrF against the detokenize
 Writes benchmarks/results/translate-quality-ARCH-SRC-TGT.json with BLEU/chrF, parameters, epochs,
 training throughput (pairs/s and target tokens/s over the whole budget, validation included) and
 decoding speed (sentences/s over the 1,000 test sentences, traces warmed up first).
-`--smoke` translates only the first 100 test sentences.
+`--smoke` translates only the first 100 test sentences. `--evaluate RUN` skips training and scores a
+run this script trained earlier (its training figures come from the run's own records).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ def main() -> None:
     parser.add_argument("--direction", choices=["de-en", "en-de"], default="de-en")
     parser.add_argument("--minutes", type=float, default=45.0)
     parser.add_argument("--smoke", action="store_true", help="score the first 100 test sentences only")
+    parser.add_argument("--evaluate", metavar="RUN", help="score this earlier run of the script; no training")
     args = parser.parse_args()
 
     import seqtasks
@@ -45,9 +48,12 @@ def main() -> None:
 
     config = ROOT / "benchmarks" / "configs" / f"translate-multi30k-{args.arch}.toml"
     out = WORK / f"translate-{args.arch}-{args.direction}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    run = seqtasks.train("translate", out=out, config_file=str(config), src=multi30k("train", source_lang),
-                         tgt=multi30k("train", target_lang), valid_src=multi30k("val", source_lang),
-                         valid_tgt=multi30k("val", target_lang), max_time=args.minutes, verbose=1)
+    if args.evaluate:
+        run = seqtasks.load(args.evaluate)
+    else:
+        run = seqtasks.train("translate", out=out, config_file=str(config), src=multi30k("train", source_lang),
+                             tgt=multi30k("train", target_lang), valid_src=multi30k("val", source_lang),
+                             valid_tgt=multi30k("val", target_lang), max_time=args.minutes, verbose=1)
     state = run.directory.read_train_state()
     cfg = run.settings
     train_pairs = encode_pairs(open_parallel_source(source=cfg.src, target=cfg.tgt), run.preprocessor)
