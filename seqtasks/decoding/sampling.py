@@ -165,8 +165,8 @@ class _Sampling(_GeneratorBase):
         """The sampling loop: from the prefill's logits and state, choose `steps` tokens, feeding each back.
 
         Its shapes are those of the state (batch, state size), never the prompt's length, so XLA (the
-        default for this loop) compiles it once per batch size and state size. A token chosen at
-        `position == state_size` is not fed (the state is full; the caller slides the window).
+        default for this loop) compiles it once per batch size and state size. The token chosen at
+        `position == state_size` is the last one this state can take: the caller slides the window.
         """
         decoder = self.decoder
 
@@ -179,10 +179,9 @@ class _Sampling(_GeneratorBase):
                 history = _write(history, length, tokens)
                 scores = scores + tf.where(finished, 0.0, log_p)
                 finished = finished | _is_stop(tokens, config.stop_ids)
-                index = position + i
-                logits, state = tf.cond(index < state_size,
-                                        lambda: decoder.step(tokens, tuple(state), index),
-                                        lambda: (logits, tuple(state)))
+                # a token chosen when the state is full is fed too, at the last slot (the caller slides
+                # the window and never uses that state): a branch here would make XLA copy the state
+                logits, state = decoder.step(tokens, tuple(state), tf.minimum(position + i, state_size - 1))
                 return i + 1, logits, tuple(state), history, length + 1, generated + 1, finished, scores
 
             loop = tf.while_loop(condition, body,
