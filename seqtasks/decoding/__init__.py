@@ -65,10 +65,12 @@ graph per state size) and the loop that chooses tokens and feeds them back throu
 tf.while_loop). The loop's shapes are the state's (batch, state size), never the prompt's length,
 and the state size is prompt + max_new_tokens rounded up to a multiple of 64 (capped by the
 capacity), so calls of similar lengths share one compiled loop. By default (`GenerationConfig.xla`
-None) XLA compiles that loop: the ops of a step fuse into a few kernels, 2-4x less time per token on
-CPU (benchmarks/generation_speed.py), for a compile of a second or a few per batch size and state
-size. Streaming calls the same loop 8 tokens at a time. Beam search is one tf.function (prefill and
-loop), a graph unless `xla=True`: it would compile anew for every prompt length. A
+None) XLA compiles that loop for decoders without context (language models): the ops of a step fuse
+into a few kernels, 2-4x less time per token on CPU (benchmarks/generation_speed.py), for a compile
+of a second or a few per batch size and state size. Streaming calls the same loop 8 tokens at a
+time. Conditional decoders (translation, captioning) keep the source in their state, and its length
+changes from batch to batch, so their loops run as graphs unless `xla=True`; so does beam search, one
+tf.function for prefill and loop. A
 `Generator(decoder)` holds these functions; the module functions reuse one Generator kept on the
 decoder object itself.
 """

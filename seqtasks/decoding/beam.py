@@ -123,4 +123,4 @@ class _BeamSearch(_GeneratorBase):
             return f_tokens, f_lengths, f_scores
 
         return tf.function(search, input_signature=(tf.TensorSpec((None, None), tf.int32), *(specs or ())),
-                           jit_compile=config.xla_beam)
+                           jit_compile=config.uses_xla(beam=True, conditional=specs is not None))

@@ -33,11 +33,14 @@ class GenerationConfig:
     seed: int | None = None          # same seed -> same samples; None = a fresh random seed per call
     xla: bool | None = None          # compile the decoding loop with XLA: its ops fuse into a few kernels
                                      # per step, 2-4x less time per token on CPU, for a compile of a
-                                     # second or a few per batch size and state size. None (auto): the
-                                     # greedy/sampling loop uses XLA, beam search (whose loop includes the
-                                     # prefill, so it would compile per prompt length) does not. Greedy
-                                     # and beam output do not depend on it; samples do (XLA's random
-                                     # numbers are other ones), each reproducible by seed.
+                                     # second or a few per shape. None (auto): XLA for the greedy and
+                                     # sampling loop of a decoder without context (language models),
+                                     # whose shapes are only the batch and the rounded state size; a
+                                     # graph for beam search (its loop includes the prefill) and for
+                                     # translation and captioning (the state holds the source, whose
+                                     # length varies from batch to batch: XLA would compile each one).
+                                     # Greedy and beam output do not depend on it; samples do (XLA's
+                                     # random numbers are other ones), each reproducible by seed.
 
     def __post_init__(self):
         object.__setattr__(self, "stop_ids", tuple(int(i) for i in self.stop_ids))
@@ -64,13 +67,10 @@ class GenerationConfig:
     def greedy(self) -> bool:
         return self.temperature == 0 or self.top_k == 1
 
-    @property
-    def xla_sampling(self) -> bool:
-        return self.xla is not False
-
-    @property
-    def xla_beam(self) -> bool:
-        return self.xla is True
+    def uses_xla(self, beam: bool, conditional: bool) -> bool:
+        """Whether a decoding loop is XLA-compiled: as `xla` says, or by default (None) the greedy and
+        sampling loop of a decoder without context."""
+        return self.xla if self.xla is not None else not (beam or conditional)
 
     @property
     def beam(self) -> bool:

@@ -150,7 +150,8 @@ class _Sampling(_GeneratorBase):
         static = _static(config)
         prefill = self._compiled(("prefill", plan.state_size, specs),
                                  lambda: self._prefill_function(plan.state_size, specs))
-        run = self._compiled(("run", static), lambda: self._run_function(static))
+        xla = static.uses_xla(beam=False, conditional=specs is not None)
+        run = self._compiled(("run", static, xla), lambda: self._run_function(static, xla))
         return prefill, run
 
     def _prefill_function(self, state_size: int, specs: tuple | None):
@@ -161,11 +162,11 @@ class _Sampling(_GeneratorBase):
         return tf.function(lambda window, *context: _prefill(decoder, window, state_size, context, specs),
                            input_signature=signature)
 
-    def _run_function(self, config: GenerationConfig):
+    def _run_function(self, config: GenerationConfig, xla: bool):
         """The sampling loop: from the prefill's logits and state, choose `steps` tokens, feeding each back.
 
         Its shapes are those of the state (batch, state size), never the prompt's length, so XLA (the
-        default for this loop) compiles it once per batch size and state size. The token chosen at
+        default for language models) compiles it once per batch size and state size. The token chosen at
         `position == state_size` is the last one this state can take: the caller slides the window.
         """
         decoder = self.decoder
@@ -190,4 +191,4 @@ class _Sampling(_GeneratorBase):
             return logits, state, history, length, finished, scores
 
         # graph mode: one trace for any batch and state size; XLA compiles once per concrete shape
-        return tf.function(run, reduce_retracing=True, jit_compile=config.xla_sampling)
+        return tf.function(run, reduce_retracing=True, jit_compile=xla)
