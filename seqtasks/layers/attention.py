@@ -25,6 +25,12 @@ def kv_pairs(flat) -> list[tuple]:
     return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
 
 
+def _score_mask(attention_mask):
+    """A boolean mask (…, k_time) or (batch, q_time, k_time) as one broadcastable to (batch, heads, q_time, k_time)."""
+    mask = ops.cast(attention_mask, "bool")
+    return mask[:, None] if len(mask.shape) == 3 else mask
+
+
 def causal_attention_mask(query_length, key_length, start_index=0):
     """(query_length, key_length) boolean: query i (at position start_index + i) may see key j <= it."""
     query_positions = ops.arange(query_length)[:, None] + start_index
@@ -105,10 +111,7 @@ class MultiHeadAttention(keras.layers.Layer):
             return self._attend_one_query(q, keys, values, attention_mask, cache, return_weights)
         scores = ops.matmul(q, keys) / ops.sqrt(ops.cast(self.d_head, q.dtype))  # (batch, heads, q_time, k_time)
         if attention_mask is not None:
-            mask = ops.cast(attention_mask, "bool")
-            if len(mask.shape) == 3:
-                mask = mask[:, None]
-            scores = ops.where(mask, scores, ops.cast(_MASKED, scores.dtype))
+            scores = ops.where(_score_mask(attention_mask), scores, ops.cast(_MASKED, scores.dtype))
         # softmax in float32: bf16 sums of many exponentials lose too much precision
         weights = ops.cast(ops.softmax(ops.cast(scores, "float32"), axis=-1), q.dtype)
         context = ops.transpose(ops.matmul(self.dropout(weights, training=training), values), (0, 2, 1, 3))
@@ -129,8 +132,7 @@ class MultiHeadAttention(keras.layers.Layer):
         q = ops.cast(q, "float32") / ops.sqrt(ops.cast(self.d_head, "float32"))
         scores = ops.sum(ops.swapaxes(q, 2, 3) * ops.cast(keys, "float32"), axis=2, keepdims=True)  # (b, h, 1, L)
         if attention_mask is not None:
-            mask = ops.cast(attention_mask, "bool")
-            scores = ops.where(mask[:, None] if len(mask.shape) == 3 else mask, scores, _MASKED)
+            scores = ops.where(_score_mask(attention_mask), scores, _MASKED)
         weights = ops.softmax(scores, axis=-1)
         context = ops.sum(ops.swapaxes(weights, 2, 3) * ops.cast(values, "float32"), axis=2, keepdims=True)
         batch = ops.shape(context)[0]
