@@ -1,10 +1,12 @@
 """Layers and models against their definitions: causality, cached decoding, masks, serialization."""
+import math
+
 import numpy as np
 import keras
 import pytest
 
 import seqtasks  # noqa: F401  (registers layers)
-from seqtasks.layers import MultiHeadAttention, RecurrentStack, SinusoidalPosition, causal_attention_mask
+from seqtasks.layers import FeedForward, MultiHeadAttention, RecurrentStack, SinusoidalPosition, causal_attention_mask
 from seqtasks.models.language_model import RecurrentLanguageModel, TransformerLanguageModel
 
 VOCAB = 23
@@ -17,6 +19,7 @@ def language_models():
         "lstm": RecurrentLanguageModel(VOCAB, "lstm", 16, 2),
         "transformer": TransformerLanguageModel(VOCAB, 16, 4, 2, max_length=24),
         "transformer-sinusoidal": TransformerLanguageModel(VOCAB, 16, 2, 1, max_length=24, positions="sinusoidal"),
+        "transformer-relu": TransformerLanguageModel(VOCAB, 16, 2, 1, max_length=24, activation="relu"),
     }
 
 
@@ -131,3 +134,23 @@ def test_unrolled_recurrent_model_equals_the_looped_one_and_decodes(tmp_path):
     unrolled.save(tmp_path / "unrolled.keras")
     reloaded = keras.saving.load_model(tmp_path / "unrolled.keras", safe_mode=True)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(reloaded(ids)), keras.ops.convert_to_numpy(unrolled(ids)))
+
+
+@pytest.mark.parametrize("activation", ["gelu", "gelu_tanh", "relu"])
+def test_feed_forward_applies_its_nonlinearity(activation):
+    erf = np.vectorize(math.erf)
+    layer = FeedForward(6, 10, activation=activation)
+    x = np.random.default_rng(5).normal(size=(2, 3, 6)).astype("float32")
+    layer.build(x.shape)
+    hidden = x @ keras.ops.convert_to_numpy(layer.expand.kernel) + keras.ops.convert_to_numpy(layer.expand.bias)
+    nonlinear = {"gelu": hidden * 0.5 * (1 + erf(hidden / np.sqrt(2))),
+                 "gelu_tanh": 0.5 * hidden * (1 + np.tanh(np.sqrt(2 / np.pi) * (hidden + 0.044715 * hidden ** 3))),
+                 "relu": np.maximum(hidden, 0)}[activation]
+    expected = nonlinear @ keras.ops.convert_to_numpy(layer.contract.kernel) + keras.ops.convert_to_numpy(layer.contract.bias)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, atol=1e-5)
+
+
+def test_a_feed_forward_saved_before_activations_existed_loads_as_gelu():
+    config = FeedForward(6, 10).get_config()
+    del config["activation"]
+    assert FeedForward.from_config(config).activation == "gelu"

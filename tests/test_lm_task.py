@@ -205,3 +205,13 @@ def test_bf16_mixed_precision_trains_saves_and_loads(pattern_corpus, tmp_path):
     assert model.dtype_policy.name == "mixed_bfloat16"
     logits = model(np.array([[4, 5, 6]]))
     assert logits.dtype == "float32" and np.isfinite(keras.ops.convert_to_numpy(logits)).all()
+
+
+def test_feed_forward_activation_is_saved_with_the_run_and_kept_by_finetune(pattern_corpus, tmp_path):
+    run = seqtasks.train("lm", data=str(pattern_corpus), arch="transformer", heads=2, activation="relu", epochs=1,
+                         steps_per_epoch=3, out=str(tmp_path / "relu"), verbose=0, **TINY)
+    loaded = seqtasks.load(run.path)
+    assert loaded.settings.activation == "relu"
+    assert {block.feed_forward.activation for block in loaded.model.blocks} == {"relu"}
+    with pytest.raises(UserError, match="activation"):
+        seqtasks.finetune(str(run.path), data=str(pattern_corpus), out=str(tmp_path / "gelu"), activation="gelu")

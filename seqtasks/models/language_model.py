@@ -91,21 +91,24 @@ class TransformerLanguageModel(keras.Model):
     logits = LN(x_L) Eᵀ  (output tied to the input embedding).
 
     Args: vocab_size; d_model; heads; num_layers; max_length (the longest context; the learned
-    position table's size); dropout; positions ("learned" | "sinusoidal").
+    position table's size); dropout; positions ("learned" | "sinusoidal"); activation (the FFN's: "gelu" |
+    "gelu_tanh" | "relu").
     """
 
     def __init__(self, vocab_size: int, d_model: int = 256, heads: int = 4, num_layers: int = 4,
-                 max_length: int = 256, dropout: float = 0.0, positions: str = "learned", **kwargs):
+                 max_length: int = 256, dropout: float = 0.0, positions: str = "learned", activation: str = "gelu",
+                 **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.d_model, self.heads, self.num_layers = vocab_size, d_model, heads, num_layers
         self.max_length, self.dropout_rate, self.positions = max_length, dropout, positions
+        self.activation = activation
         p = self.dtype_policy
         self.embedding = keras.layers.Embedding(
             vocab_size, d_model, embeddings_initializer=_EMBEDDING_INIT, name="embedding", dtype=p
         )
         self.position = make_position_layer(positions, max_length, dtype=p)
         self.dropout = keras.layers.Dropout(dropout, dtype=p)
-        self.blocks = [TransformerBlock(d_model, heads, dropout=dropout, name=f"block_{i}", dtype=p)
+        self.blocks = [TransformerBlock(d_model, heads, dropout=dropout, activation=activation, name=f"block_{i}", dtype=p)
                        for i in range(num_layers)]
         self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm", dtype=p)
 
@@ -155,4 +158,4 @@ class TransformerLanguageModel(keras.Model):
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "d_model": self.d_model, "heads": self.heads,
                 "num_layers": self.num_layers, "max_length": self.max_length, "dropout": self.dropout_rate,
-                "positions": self.positions}
+                "positions": self.positions, "activation": self.activation}
