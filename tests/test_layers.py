@@ -136,6 +136,36 @@ def test_unrolled_recurrent_model_equals_the_looped_one_and_decodes(tmp_path):
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(reloaded(ids)), keras.ops.convert_to_numpy(unrolled(ids)))
 
 
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_lstm_backpropagation_through_time_equals_automatic_differentiation(go_backwards):
+    """The unrolled LSTM's hand-written backward pass (lstm_sequence) against autodiff of the cell loop."""
+    import tensorflow as tf
+    from seqtasks.layers import RecurrentLayer
+
+    looped = RecurrentLayer("lstm", 6, go_backwards=go_backwards)
+    unrolled = RecurrentLayer("lstm", 6, go_backwards=go_backwards, unroll=True)
+    rng = np.random.default_rng(7)
+    x = tf.constant(rng.normal(size=(3, 9, 5)), "float32")
+    start = [tf.constant(rng.normal(size=(3, 6)), "float32") for _ in range(2)]
+    weights = tf.constant(rng.normal(size=(3, 9, 6)), "float32")
+    looped.build(x.shape)
+    unrolled.build(x.shape)
+    unrolled.set_weights(looped.get_weights())
+
+    def loss_and_gradients(layer):
+        with tf.GradientTape() as tape:
+            tape.watch([x, *start])
+            outputs, (h, c) = layer(x, initial_state=start)
+            loss = tf.reduce_sum(outputs * weights) + tf.reduce_sum(h * 0.5) - tf.reduce_sum(c * 0.25)
+        return loss, tape.gradient(loss, [x, *start, *layer.trainable_weights])
+
+    expected_loss, expected = loss_and_gradients(looped)
+    loss, gradients = loss_and_gradients(unrolled)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-5)
+    for got, want in zip(gradients, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
 @pytest.mark.parametrize("activation", ["gelu", "gelu_tanh", "relu"])
 def test_feed_forward_applies_its_nonlinearity(activation):
     erf = np.vectorize(math.erf)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from seqtasks.layers.lstm_sequence import lstm_sequence
+
 CELL_KINDS = ("rnn", "gru", "lstm")
 _GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
@@ -93,7 +95,8 @@ class RecurrentLayer(keras.layers.Layer):
 
     `unroll=True` writes the time loop out as straight-line code (inputs must have a fixed time
     length): a longer first compile, then faster steps on CPU, where the per-step cost of a
-    tf.while_loop is a large share of a small LSTM's step.
+    tf.while_loop is a large share of a small LSTM's step. An unrolled LSTM over an unmasked window
+    also computes its gradient by the backward equations of lstm_sequence.
     """
 
     def __init__(self, kind: str, units: int, go_backwards: bool = False, unroll: bool = False, **kwargs):
@@ -126,12 +129,27 @@ class RecurrentLayer(keras.layers.Layer):
 
     def call(self, inputs, initial_state=None, mask=None, training=None):
         projected = self.input_projection(inputs)
+        if self.kind == "lstm" and self.unroll and mask is None and inputs.shape[1] is not None:
+            return self._lstm_over_window(projected, initial_state)
         rnn = self.rnn if inputs.shape[1] is not None else self.looped_rnn
         outputs, *states = rnn(projected, initial_state=initial_state, mask=mask, training=training)
         if self.go_backwards:
             # keras returns the backward pass in reversed time order; put it back in input order
             outputs = ops.flip(outputs, axis=1)
         return outputs, list(states)
+
+    def _lstm_over_window(self, projected, initial_state):
+        """An unrolled LSTM over an unmasked fixed-length window, with backpropagation through time
+        written out (lstm_sequence): the same function as the cell in keras.layers.RNN, fewer operations."""
+        z = ops.transpose(projected, (1, 0, 2))  # time-major: one slice per step
+        if self.go_backwards:
+            z = ops.flip(z, axis=0)
+        kernel = ops.cast(self.cell.recurrent_kernel, z.dtype)  # cast once, not at every step
+        h0, c0 = initial_state if initial_state is not None else self.zero_state(ops.shape(projected)[0])
+        outputs, h, c = lstm_sequence(z, kernel, ops.cast(h0, z.dtype), ops.cast(c0, z.dtype))
+        if self.go_backwards:
+            outputs = ops.flip(outputs, axis=0)
+        return ops.transpose(outputs, (1, 0, 2)), [h, c]
 
     def step(self, x_t, states):
         """One decoding step: x_t (batch, features), states list -> (h_t, new states)."""
