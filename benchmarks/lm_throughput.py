@@ -3,6 +3,8 @@
     python benchmarks/lm_throughput.py --steps 20 --rounds 3
 
 Side by side in one process, alternating (reference, seqtasks fp32, seqtasks bf16, ...) for `rounds`.
+Variants: the LSTM also unrolled (`--unroll`: straight-line steps and hand-written backpropagation
+through time), the Transformer also with a ReLU feed-forward (`--activation relu`, the reference's).
 Each figure comes from the median time of one training step over `steps` steps (fit's start-up and
 end-of-epoch work left out), and the median over rounds is reported. Model FLOPs utilization is
 measured against the fp32 and bf16 matmul peaks, measured in the same run. FLOPs per token =
@@ -83,10 +85,11 @@ def main() -> None:
         model.compile(optimizer="adam", loss=loss)
         return model
 
-    def ours(arch, dtype, unroll=False):
+    def ours(arch, dtype, unroll=False, activation="gelu"):
         if arch == "lstm":
             return compiled(RecurrentLanguageModel(VOCAB, "lstm", 256, 2, unroll=unroll, dtype=dtype))
-        return compiled(TransformerLanguageModel(VOCAB, 256, 4, 4, max_length=SEQ_LEN, dtype=dtype))
+        return compiled(TransformerLanguageModel(VOCAB, 256, 4, 4, max_length=SEQ_LEN, activation=activation,
+                                                 dtype=dtype))
 
     peaks = {"fp32": matmul_peak("fp32"), "bf16": matmul_peak("bf16")}
     archs = ["lstm", "transformer"] if args.arch == "both" else [args.arch]
@@ -97,6 +100,8 @@ def main() -> None:
                     "seqtasks_bf16": lambda: ours(arch, "mixed_bfloat16")}
         if arch == "lstm":
             builders["seqtasks_bf16_unrolled"] = lambda: ours(arch, "mixed_bfloat16", unroll=True)
+        else:  # the keras.io block's ReLU feed-forward, as the Q-lm config trains it
+            builders["seqtasks_bf16_relu"] = lambda: ours(arch, "mixed_bfloat16", activation="relu")
         speeds: dict[str, list[float]] = {name: [] for name in builders}
         flops_per_token = {}
         for round_index in range(args.rounds):
