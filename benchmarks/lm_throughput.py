@@ -6,7 +6,9 @@ Side by side in one process, alternating (reference, seqtasks fp32, seqtasks bf1
 Variants: the LSTM also unrolled (`--unroll`: straight-line steps and hand-written backpropagation
 through time), the Transformer also with a ReLU feed-forward (`--activation relu`, the reference's).
 Each figure comes from the median time of one training step over `steps` steps (fit's start-up and
-end-of-epoch work left out), and the median over rounds is reported. Model FLOPs utilization is
+end-of-epoch work left out). tokens/s is the median over rounds; a speedup is the median over rounds of
+the ratio to the reference measured in the same round, so a drift of the shared machine's speed
+between rounds cancels out (each round's ratios are written too). Model FLOPs utilization is
 measured against the fp32 and bf16 matmul peaks, measured in the same run. FLOPs per token =
 6 × non-embedding parameters + 12 × layers × seq_len × d_model (attention).
 """
@@ -113,14 +115,15 @@ def main() -> None:
                 speeds[name].append(train_tokens_per_second(model, args.steps, BATCH))
                 print(f"{arch} round {round_index + 1} {name}: {speeds[name][-1]:,.0f} tokens/s", flush=True)
         medians = {name: statistics.median(values) for name, values in speeds.items()}
-        base = medians["keras_io_fp32"]
+        ratios = {name: [v / b for v, b in zip(values, speeds["keras_io_fp32"])] for name, values in speeds.items()}
         result["models"][arch] = {
-            name: {"tokens_per_s": round(value), "speedup_vs_keras_io": round(value / base, 2),
+            name: {"tokens_per_s": round(value), "speedup_vs_keras_io": round(statistics.median(ratios[name]), 2),
+                   "speedup_per_round": [round(r, 2) for r in ratios[name]],
                    "mfu_vs_fp32_peak": round(value * flops_per_token[name] / peaks["fp32"], 3),
                    "mfu_vs_bf16_peak": round(value * flops_per_token[name] / peaks["bf16"], 3),
                    "flops_per_token": flops_per_token[name]}
             for name, value in medians.items()}
-    write_result("lm-throughput", result)
+    write_result("lm-throughput" if args.arch == "both" else f"lm-throughput-{args.arch}", result)
 
 
 if __name__ == "__main__":
