@@ -9,7 +9,8 @@ Each figure comes from the median time of one training step over `steps` steps (
 end-of-epoch work left out). tokens/s is the median over rounds; a speedup is the median over rounds of
 the ratio to the reference measured in the same round, so a drift of the shared machine's speed
 between rounds cancels out (each round's ratios are written too). Model FLOPs utilization is
-measured against the fp32 and bf16 matmul peaks, measured in the same run. FLOPs per token =
+measured against the fp32 and bf16 matmul peaks, measured in the same run before every round (the
+median is used: one measurement at a slow moment of the shared machine would overstate every MFU). FLOPs per token =
 6 × non-embedding parameters + 12 × layers × seq_len × d_model (attention).
 """
 from __future__ import annotations
@@ -93,7 +94,14 @@ def main() -> None:
         return compiled(TransformerLanguageModel(VOCAB, 256, 4, 4, max_length=SEQ_LEN, activation=activation,
                                                  dtype=dtype))
 
-    peaks = {"fp32": matmul_peak("fp32"), "bf16": matmul_peak("bf16")}
+    peak_samples: dict[str, list[float]] = {"fp32": [], "bf16": []}
+
+    def measure_peaks():
+        for name in peak_samples:
+            peak_samples[name].append(matmul_peak(name))
+        return {name: statistics.median(values) for name, values in peak_samples.items()}
+
+    peaks = measure_peaks()
     archs = ["lstm", "transformer"] if args.arch == "both" else [args.arch]
     result = {"target_id": "P-train", "batch": BATCH, "seq_len": SEQ_LEN,
               "matmul_peak_tflops": {k: round(v / 1e12, 3) for k, v in peaks.items()}, "models": {}}
@@ -107,6 +115,8 @@ def main() -> None:
         speeds: dict[str, list[float]] = {name: [] for name in builders}
         flops_per_token = {}
         for round_index in range(args.rounds):
+            if round_index:
+                peaks = measure_peaks()
             for name, build in builders.items():
                 keras.utils.clear_session()
                 model = build()
@@ -116,6 +126,7 @@ def main() -> None:
                 print(f"{arch} round {round_index + 1} {name}: {speeds[name][-1]:,.0f} tokens/s", flush=True)
         medians = {name: statistics.median(values) for name, values in speeds.items()}
         ratios = {name: [v / b for v, b in zip(values, speeds["keras_io_fp32"])] for name, values in speeds.items()}
+        result["matmul_peak_tflops"] = {k: round(v / 1e12, 3) for k, v in peaks.items()}
         result["models"][arch] = {
             name: {"tokens_per_s": round(value), "speedup_vs_keras_io": round(statistics.median(ratios[name]), 2),
                    "speedup_per_round": [round(r, 2) for r in ratios[name]],
