@@ -47,6 +47,9 @@ class CaptionConfig(TrainConfig):
                                            "with a count, instead of stopping")
     arch: str = setting("lstm", "decoder", ("lstm", "transformer"))
     attention: bool = setting(False, "lstm: soft attention over the image grid at every word (Show, Attend and Tell)")
+    initial_state: str = setting("grid", "lstm: the LSTM's first state from the flattened grid, or from its mean "
+                                         "over cells (Xu et al.; far fewer parameters, for use with --attention)",
+                                 ("grid", "mean"))
     backbone: str = setting("cnn", "image encoder: a small CNN trained from scratch, or keras.applications", BACKBONES)
     weights: str = setting("imagenet", "keras.applications backbones: imagenet (Keras downloads them once), a "
                                        "weights file, or none; the cnn backbone always starts from scratch")
@@ -114,7 +117,7 @@ class CaptioningTask(Task):
                 "batch_size": 16, "lr": 5e-3, "warmup_steps": 50, "dropout": 0.0, "epochs": 10, "max_time": 3.0}
 
     def check_finetune(self, parent_settings: dict[str, Any], cfg) -> None:
-        shape = ("backbone", "image_size", "cnn_filters", "cnn_blocks", "attention", "max_length")
+        shape = ("backbone", "image_size", "cnn_filters", "cnn_blocks", "attention", "initial_state", "max_length")
         changed = [key for key in shape if key in parent_settings and parent_settings[key] != getattr(cfg, key)]
         if changed:
             raise UserError(f"finetune keeps the parent's model shape; cannot change {', '.join(changed)}",
@@ -211,7 +214,8 @@ class CaptioningTask(Task):
                                          dtype=policy, name="captioner")
         else:
             model = RecurrentCaptioner(tokenizer.vocab_size, encoder, units=cfg.units, num_layers=cfg.layers,
-                                       attention=cfg.attention, dropout=cfg.dropout, dtype=policy, name="captioner")
+                                       attention=cfg.attention, dropout=cfg.dropout, initial_state=cfg.initial_state,
+                                       dtype=policy, name="captioner")
         model.build()
         return model
 

@@ -45,12 +45,13 @@ def make(kind):
     if kind == "transformer":
         model = TransformerCaptioner(VOCAB, encoder, d_model=16, heads=2, num_layers=2, max_length=16)
     else:
-        model = RecurrentCaptioner(VOCAB, encoder, units=16, num_layers=2, attention=kind == "attention")
+        model = RecurrentCaptioner(VOCAB, encoder, units=16, num_layers=2, attention=kind.startswith("attention"),
+                                   initial_state="mean" if kind == "attention-mean" else "grid")
     model.build()
     return model
 
 
-MODELS = {kind: make(kind) for kind in ("lstm", "attention", "transformer")}
+MODELS = {kind: make(kind) for kind in ("lstm", "attention", "attention-mean", "transformer")}
 
 
 @pytest.mark.parametrize("kind", MODELS)
@@ -108,3 +109,14 @@ def test_captioners_save_and_reload_identically(kind, tmp_path):
     loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded((PIXELS, IDS))),
                                   keras.ops.convert_to_numpy(model((PIXELS, IDS))))
+
+
+def test_a_mean_initial_state_reads_the_average_cell():
+    model = MODELS["attention-mean"]
+    grid = model.encode(PIXELS)
+    h, c = model.initial_state(grid)[0]  # the first layer
+    expected = np.tanh(keras.ops.convert_to_numpy(keras.ops.mean(grid, axis=1)) @
+                       keras.ops.convert_to_numpy(model.initial_h[0].kernel) +
+                       keras.ops.convert_to_numpy(model.initial_h[0].bias))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(h), expected, atol=1e-5)
+    assert model.initial_h[0].kernel.shape == (16, 16)  # features, not cells × features

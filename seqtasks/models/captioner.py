@@ -77,6 +77,9 @@ class _ImageCaptioner(keras.Model):
                 "encoder": keras.saving.serialize_keras_object(self.encoder)}
 
 
+INITIAL_STATES = ("grid", "mean")
+
+
 @keras.saving.register_keras_serializable(package="seqtasks")
 class RecurrentCaptioner(_ImageCaptioner):
     """An LSTM decoder whose initial state comes from the image, optionally attending to the grid.
@@ -86,9 +89,11 @@ class RecurrentCaptioner(_ImageCaptioner):
         with attention:     α_t = softmax_j(wᵀ tanh(W_q h_{t-1} + W_k g_j))      (Bahdanau)
                             z_t = β_t Σ_j α_tj g_j,   β_t = σ(w_β · h_{t-1})     (the gate of Xu et al.)
                             h_t = LSTM([E y_{t-1}; z_t], h_{t-1});   logits_t = W_o [h_t; z_t]
-    where h_{t-1} in the attention is the top layer's. v is the whole grid, flattened, rather than its
-    mean (Xu et al.): a mean would forget where things are, and Show and Tell has nothing else to
-    go on. `decode` also returns α (batch, time, cells), what `seqtasks predict --plot` draws.
+    where h_{t-1} in the attention is the top layer's. By default (`initial_state="grid"`) v is the
+    whole grid, flattened: a mean would forget where things are, and Show and Tell has nothing else to
+    go on. `initial_state="mean"` takes v = (1/J) Σ_j g_j, as Xu et al. do: with attention the decoder
+    finds where things are by itself, and W_h, W_c shrink by the J cells (8.4M of 11.5M parameters
+    for an 8×8 grid of 256 features: far too many for a few thousand captions). `decode` also returns α (batch, time, cells), what `seqtasks predict --plot` draws.
 
     Args: vocab_size; encoder (an ImageEncoder); units; num_layers; attention; attention_units
     (defaults to units); embedding_dim (defaults to units); dropout (on embeddings and before the output).
@@ -96,9 +101,12 @@ class RecurrentCaptioner(_ImageCaptioner):
 
     def __init__(self, vocab_size: int, encoder, units: int = 256, num_layers: int = 1, attention: bool = False,
                  attention_units: int | None = None, embedding_dim: int | None = None, dropout: float = 0.0,
-                 **kwargs):
+                 initial_state: str = "grid", **kwargs):
         super().__init__(vocab_size, encoder, **kwargs)
+        if initial_state not in INITIAL_STATES:
+            raise ValueError(f"unknown initial_state {initial_state!r}; choose one of {', '.join(INITIAL_STATES)}")
         self.units, self.num_layers, self.attention = units, num_layers, attention
+        self.initial_state_from = initial_state
         self.attention_units = attention_units or units
         self.embedding_dim = embedding_dim or units
         self.dropout_rate = dropout
@@ -121,7 +129,7 @@ class RecurrentCaptioner(_ImageCaptioner):
         d, cells = self.encoder.features, self.encoder.grid_cells
         self.embedding.build((None, None))
         for dense in (*self.initial_h, *self.initial_c):
-            dense.build((None, cells * d))
+            dense.build((None, cells * d if self.initial_state_from == "grid" else d))
         read = d if self.attention else 0  # the attended grid is part of the LSTM input and the output
         self.recurrent.build((None, None, self.embedding_dim + read))
         if self.attention:
@@ -130,7 +138,10 @@ class RecurrentCaptioner(_ImageCaptioner):
         self.output_layer.build((None, None, self.units + read))
 
     def initial_state(self, grid):
-        v = ops.reshape(grid, (ops.shape(grid)[0], self.encoder.grid_cells * self.encoder.features))
+        if self.initial_state_from == "mean":
+            v = ops.mean(grid, axis=1)
+        else:
+            v = ops.reshape(grid, (ops.shape(grid)[0], self.encoder.grid_cells * self.encoder.features))
         return [[h(v), c(v)] for h, c in zip(self.initial_h, self.initial_c)]
 
     def attend(self, x_t, states, grid, keys):
@@ -193,7 +204,8 @@ class RecurrentCaptioner(_ImageCaptioner):
     def get_config(self):
         return {**super().get_config(), "units": self.units, "num_layers": self.num_layers,
                 "attention": self.attention, "attention_units": self.attention_units,
-                "embedding_dim": self.embedding_dim, "dropout": self.dropout_rate}
+                "embedding_dim": self.embedding_dim, "dropout": self.dropout_rate,
+                "initial_state": self.initial_state_from}
 
 
 @keras.saving.register_keras_serializable(package="seqtasks")
