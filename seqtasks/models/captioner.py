@@ -93,10 +93,12 @@ class RecurrentCaptioner(_ImageCaptioner):
     whole grid, flattened: a mean would forget where things are, and Show and Tell has nothing else to
     go on. `initial_state="mean"` takes v = (1/J) Σ_j g_j, as Xu et al. do: with attention the decoder
     finds where things are by itself, and W_h, W_c shrink by the J cells (8.4M of 11.5M parameters
-    for an 8×8 grid of 256 features: far too many for a few thousand captions). `decode` also returns α (batch, time, cells), what `seqtasks predict --plot` draws.
+    for an 8×8 grid of 256 features: far too many for a few thousand captions). `decode` also returns
+    α (batch, time, cells), what `seqtasks predict --plot` draws.
 
     Args: vocab_size; encoder (an ImageEncoder); units; num_layers; attention; attention_units
-    (defaults to units); embedding_dim (defaults to units); dropout (on embeddings and before the output).
+    (defaults to units); embedding_dim (defaults to units); dropout (on embeddings and before the output);
+    initial_state ("grid" | "mean").
     """
 
     def __init__(self, vocab_size: int, encoder, units: int = 256, num_layers: int = 1, attention: bool = False,
