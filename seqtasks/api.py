@@ -155,8 +155,8 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     given = {**toml, **{k: v for k, v in overrides.items() if v is not None}}
     if data is not None:  # tasks whose data flags are not --data (caption: --images/--captions) leave it out
         given["data"] = data
-    shape_keys = {"arch", "layers", "units", "heads", "tokenizer", "vocab_size", "positions", "activation", "spm_model_type",
-                  "embedding_dim", "char_features", "char_dim", "char_units", "crf", "pooling", "max_len"}
+    shape_keys = {"arch", "layers", "units", "heads", "tokenizer", "vocab_size", "positions", "activation",
+                  "spm_model_type", "embedding_dim", "char_features", "char_dim", "char_units", "crf", "pooling", "max_len"}
     changed = {k for k in given if k in shape_keys and given[k] != parent.record["settings"].get(k)}
     if changed:
         raise UserError(f"finetune keeps the parent's model shape; cannot change {', '.join(sorted(changed))}",

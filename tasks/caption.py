@@ -24,7 +24,7 @@ from seqtasks.config import TrainConfig, setting
 from seqtasks.errors import UserError
 from seqtasks.image_pipeline import (DecodedImages, cached_features, cached_pixels, caption_batches,
                                      caption_examples, decode_into, training_steps)
-from seqtasks.models.captioner import RecurrentCaptioner, TransformerCaptioner
+from seqtasks.models.captioner import INITIAL_STATES, RecurrentCaptioner, TransformerCaptioner
 from seqtasks.models.image_encoder import BACKBONES, ImageEncoder
 from seqtasks.readers.images import CaptionedImages, read_captions
 from seqtasks.tokenizers import BOS_ID, EOS_ID, PAD_ID, Tokenizer, load_tokenizer, train_tokenizer
@@ -49,7 +49,7 @@ class CaptionConfig(TrainConfig):
     attention: bool = setting(False, "lstm: soft attention over the image grid at every word (Show, Attend and Tell)")
     initial_state: str = setting("grid", "lstm: the LSTM's first state from the flattened grid, or from its mean "
                                          "over cells (Xu et al.; far fewer parameters, for use with --attention)",
-                                 ("grid", "mean"))
+                                 INITIAL_STATES)
     backbone: str = setting("cnn", "image encoder: a small CNN trained from scratch, or keras.applications", BACKBONES)
     weights: str = setting("imagenet", "keras.applications backbones: imagenet (Keras downloads them once), a "
                                        "weights file, or none; the cnn backbone always starts from scratch")

@@ -36,8 +36,8 @@ from seqtasks.tasks.lm import LanguageModelConfig, LanguageModelTask, scored_nat
 Pair = tuple[str, str]
 _PASSES_PER_EPOCH = 1_000_003  # separates the shuffles of (epoch, pass) when an epoch takes several passes
 PAD_MULTIPLE = 8  # batch lengths are rounded up to this: fewer distinct shapes to trace
-SHAPE_SETTINGS = ("arch", "tokenizer", "vocab_size", "spm_model_type", "layers", "units", "heads", "positions", "activation",
-                  "seq_len")
+SHAPE_SETTINGS = ("arch", "tokenizer", "vocab_size", "spm_model_type", "layers", "units", "heads", "positions",
+                  "activation", "seq_len")
 
 
 # `train generate` takes the model settings of `train lm` as they are (same flags, defaults and help):

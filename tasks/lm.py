@@ -18,6 +18,7 @@ from seqtasks import decoding
 from seqtasks.config import TrainConfig, setting
 from seqtasks.errors import UserError
 from seqtasks.metrics import language_model_scores
+from seqtasks.layers.attention import ACTIVATIONS
 from seqtasks.models.language_model import RecurrentLanguageModel, TransformerLanguageModel
 from seqtasks.pipeline import count_windows, encode_corpus, language_model_batches, language_model_windows
 from seqtasks.readers import open_text_source
@@ -46,7 +47,7 @@ class LanguageModelConfig(TrainConfig):
     heads: int = setting(4, "attention heads (Transformer)")
     positions: str = setting("learned", "Transformer position encoding", ("learned", "sinusoidal"))
     activation: str = setting("gelu", "Transformer feed-forward nonlinearity (relu trains fastest on a CPU)",
-                              ("gelu", "gelu_tanh", "relu"))
+                              ACTIVATIONS)
     seq_len: int = setting(128, "tokens per training window (the Transformer's context)")
     unroll: bool = setting(False, "rnn/gru/lstm: unroll the time loop (faster CPU steps, slower first compile)")
     sample_tokens: int = setting(200, "tokens sampled after each epoch to show progress; 0 = none")
