@@ -3,15 +3,18 @@ single constant caption.
 
     python benchmarks/caption_quality.py --arch lstm --minutes 30
     python benchmarks/caption_quality.py --arch transformer --minutes 30
+    python benchmarks/caption_quality.py --arch lstm --evaluate benchmarks/runs/caption-lstm-...   # rescore
 
 Splits ../shared/data/captioning/flickr8k_1k/ by image file name: the first 800 images train, the
 next 100 validate, the last 100 test (five captions each). Trains with
-benchmarks/configs/caption-flickr8k-ARCH.toml, captions the test images with beam search (--beam,
-default 3) and scores BLEU-1..4 against all five references (seqtasks' normalization: lowercased
-words and punctuation, then sacreBLEU). The baseline captions every test image with one and the same
-training caption: the one with the best BLEU-4 on the test images (the "best single constant
-caption"), and, as an honest version of it, the one with the best BLEU-4 on the validation images.
-Writes benchmarks/results/caption-quality-ARCH.json.
+benchmarks/configs/caption-flickr8k-ARCH.toml, then chooses the decoding on the validation images
+(beam width and length penalty, from a small grid, by validation BLEU-4), captions the test images
+with it and scores BLEU-1..4 against all five references (seqtasks' normalization: lowercased
+words and punctuation, then sacreBLEU); greedy and beam 3 (length penalty 1) are reported beside it.
+The baseline captions every test image with one and the same training caption: the one with the
+best BLEU-4 on the test images (the "best single constant caption"), and, as an honest version of
+it, the one with the best BLEU-4 on the validation images. `--evaluate RUN` skips training and
+scores a run this script trained earlier. Writes benchmarks/results/caption-quality-ARCH.json.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from pathlib import Path
 from common import ROOT, WORK, shared_file, write_result
 
 TARGET_BLEU4 = 15.0
+DECODING_GRID = [(1, 1.0)] + [(beam, penalty) for beam in (3, 5) for penalty in (0.0, 0.5, 1.0, 1.5, 2.0)]
 
 
 def flickr_splits() -> tuple[Path, dict[str, Path]]:
@@ -104,7 +108,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", choices=["lstm", "transformer"], required=True)
     parser.add_argument("--minutes", type=float, default=30.0)
-    parser.add_argument("--beam", type=int, default=3)
+    parser.add_argument("--evaluate", metavar="RUN", help="score this earlier run of the script; no training")
     parser.add_argument("--baseline-only", action="store_true", help="only score the constant-caption baseline")
     args = parser.parse_args()
 
@@ -112,7 +116,8 @@ def main() -> None:
     from seqtasks.captioning import caption_scores
 
     images, tables = flickr_splits()
-    train_captions = [c for caps in references(tables["train"]) for c in caps]
+    train_refs = references(tables["train"])
+    train_captions = [c for caps in train_refs for c in caps]
     test_refs, valid_refs = references(tables["test"]), references(tables["valid"])
     oracle, oracle_bleu4 = best_constant_caption(train_captions, test_refs)
     chosen, _ = best_constant_caption(train_captions, valid_refs)
@@ -124,20 +129,42 @@ def main() -> None:
         return
 
     config = ROOT / "benchmarks" / "configs" / f"caption-flickr8k-{args.arch}.toml"
-    out = WORK / f"caption-{args.arch}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    run = seqtasks.train("caption", out=out, config_file=str(config), images=str(images),
-                         captions=str(tables["train"]), valid=str(tables["valid"]), max_time=args.minutes, verbose=1)
-    metrics = run.evaluate(images=str(images), captions=str(tables["test"]), beam=args.beam)
-    greedy = run.evaluate(images=str(images), captions=str(tables["test"]))
+    if args.evaluate:
+        run = seqtasks.load(args.evaluate)
+    else:
+        out = WORK / f"caption-{args.arch}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+        run = seqtasks.train("caption", out=out, config_file=str(config), images=str(images),
+                             captions=str(tables["train"]), valid=str(tables["valid"]), max_time=args.minutes,
+                             verbose=1)
+
+    def scores(table: str, beam: int, penalty: float) -> dict:
+        return run.evaluate(images=str(images), captions=str(tables[table]), beam=beam, length_penalty=penalty)
+
+    on_valid = {(beam, penalty): scores("valid", beam, penalty) for beam, penalty in DECODING_GRID}
+    for (beam, penalty), metrics in on_valid.items():
+        print(f"validation: beam {beam}, length penalty {penalty}: BLEU-4 {metrics['bleu4']:.2f}, "
+              f"{metrics['words_per_caption']} words per caption", flush=True)
+    beam, penalty = max(on_valid, key=lambda setting: on_valid[setting]["bleu4"])
+    metrics = scores("test", beam, penalty)
+    greedy, beam3 = scores("test", 1, 1.0), scores("test", 3, 1.0)
     state = run.directory.read_train_state()
+    settings = run.settings
+    images_per_step = settings.batch_size if settings.batch_by_image else None
+    captions_per_step = (settings.batch_size * len(train_captions) / len(train_refs) if settings.batch_by_image
+                         else settings.batch_size)
     write_result(f"caption-quality-{args.arch}", {
         "target_id": "Q-cap", "arch": args.arch, "config": str(config.relative_to(ROOT)),
-        "precision": run.record["resolved"]["precision"], "beam": args.beam,
+        "precision": run.record["resolved"]["precision"], "beam": beam, "length_penalty": penalty,
         **{k: round(metrics[k], 2) for k in ("bleu1", "bleu2", "bleu3", "bleu4")},
-        "bleu4_greedy": round(greedy["bleu4"], 2), "target_bleu4": TARGET_BLEU4,
-        "met": metrics["bleu4"] >= TARGET_BLEU4, **baseline,
+        "words_per_caption": metrics["words_per_caption"],
+        "bleu4_greedy": round(greedy["bleu4"], 2), "bleu4_beam3": round(beam3["bleu4"], 2),
+        "valid_bleu4_by_decoding": {f"beam {b}, length penalty {p}": round(m["bleu4"], 2)
+                                    for (b, p), m in on_valid.items()},
+        "target_bleu4": TARGET_BLEU4, "met": metrics["bleu4"] >= TARGET_BLEU4, **baseline,
         "parameters": run.model.count_params(), "steps": state["global_step"],
-        "captions_seen": state["global_step"] * run.settings.batch_size,
+        "batch_by_image": settings.batch_by_image,
+        "images_seen": state["global_step"] * (images_per_step or settings.batch_size),
+        "captions_seen": round(state["global_step"] * captions_per_step),
         "train_minutes": round(state["elapsed_seconds"] / 60, 2), "run": str(run.path),
         "test_images": metrics["images"],
     })

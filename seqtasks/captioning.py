@@ -59,8 +59,9 @@ def caption_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]
 class Captioner:
     """model + tokenizer -> captions of pixel arrays (N, size, size, 3) in [0, 255]."""
 
-    def __init__(self, model, tokenizer: Tokenizer, max_new_tokens: int):
+    def __init__(self, model, tokenizer: Tokenizer, max_new_tokens: int, length_penalty: float = 1.0):
         self.model, self.tokenizer, self.max_new_tokens = model, tokenizer, max_new_tokens
+        self.length_penalty = length_penalty  # beam score = log p / length ** length_penalty
 
     def encode(self, pixels: np.ndarray):
         """The grids (N, cells, d) of a batch of images, by one compiled function kept on the model."""
@@ -83,7 +84,7 @@ class Captioner:
                             fix=f"pass --beam {n_best} or more, or sample with --temperature")
         config = decoding.GenerationConfig(
             max_new_tokens=self.max_new_tokens, temperature=temperature, beam_width=max(beam, 1),
-            num_return_sequences=n_best, stop_ids=(EOS_ID,), seed=seed)
+            num_return_sequences=n_best, length_penalty=self.length_penalty, stop_ids=(EOS_ID,), seed=seed)
         results: list[list[Caption]] = []
         for first in range(0, len(pixels), DECODE_BATCH):
             grids = self.encode(np.asarray(pixels[first:first + DECODE_BATCH], np.float32))

@@ -213,7 +213,9 @@ def finetune(run, data, out, valid, freeze, extend_labels, config_file, quiet, *
 @click.option("--tgt", default=None, help="translate: reference translations, one per line.")
 @click.option("--images", default=None, help="caption: the image folder.")
 @click.option("--captions", default=None, help="caption: the caption table or COCO JSON.")
-@click.option("--beam", type=int, default=None, help="Generative tasks: beam width (default greedy).")
+@click.option("--beam", type=int, default=None, help="Generative tasks: beam width (default: the run's).")
+@click.option("--length-penalty", type=float, default=None,
+              help="translate, caption: beam score = log p / length ** this (default: the run's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def evaluate(run, as_json, **options) -> None:
     """Score RUN on data: lm prints loss, perplexity and bits per character; classify accuracy and F1;

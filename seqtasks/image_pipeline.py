@@ -12,6 +12,8 @@
     batches     (inputs, [BOS] + ids) -> ids + [EOS], padded with 0 to the longest caption of the
                 batch; in training, shuffled by (seed, epoch), grouped by length, and mirrored left-right
                 at random (tf.image.stateless_random_flip_left_right, or the mirrored features).
+                With `by_image`, a training batch holds whole images, each with all of its captions,
+                so a trainable CNN runs once per image rather than once per caption.
 """
 from __future__ import annotations
 
@@ -170,29 +172,40 @@ def caption_examples(captions_per_image: Sequence[Sequence[list[int]]], image_ro
     return CaptionExamples(np.asarray(rows, np.int64), tuple(ids))
 
 
-def training_steps(examples: CaptionExamples, batch_size: int) -> int:
-    """Full batches per pass (one smaller batch when there are fewer examples than a batch)."""
-    return max(1, len(examples) // batch_size)
+def training_steps(examples: CaptionExamples, batch_size: int, by_image: bool = False) -> int:
+    """Full batches per pass (one smaller batch when there are fewer examples than a batch); with
+    `by_image`, batch_size counts images (each brings all of its captions)."""
+    units = len(np.unique(examples.rows)) if by_image else len(examples)
+    return max(1, units // batch_size)
 
 
-def _pass_batches(examples: CaptionExamples, batch_size: int, seed: int, pass_index: int) -> list[np.ndarray]:
-    """The batches of one pass over the captions: a shuffle set by (seed, pass_index), captions of
-    similar length grouped into the same batch (less padding), the batches in random order."""
+def _pass_batches(examples: CaptionExamples, batch_size: int, seed: int, pass_index: int,
+                  by_image: bool = False) -> list[np.ndarray]:
+    """The batches of one pass over the captions (arrays of example indices): a shuffle set by
+    (seed, pass_index), units of similar length grouped into the same batch (less padding), the
+    batches in random order. A unit is a caption, or with `by_image` an image with all its captions
+    (its length: its longest caption's)."""
+    if by_image:
+        rows, image_of = np.unique(examples.rows, return_inverse=True)
+        units = [np.flatnonzero(image_of == i) for i in range(len(rows))]
+    else:
+        units = [np.array([i]) for i in range(len(examples))]
     rng = np.random.default_rng([seed, pass_index])
-    steps, size = training_steps(examples, batch_size), min(batch_size, len(examples))
-    order = rng.permutation(len(examples))[:steps * size]
-    lengths = np.array([len(examples.ids[i]) for i in order])
+    steps, size = training_steps(examples, batch_size, by_image), min(batch_size, len(units))
+    order = rng.permutation(len(units))[:steps * size]
+    lengths = np.array([max(len(examples.ids[i]) for i in units[u]) for u in order])
     group = size * _LENGTH_GROUP_BATCHES
     for first in range(0, len(order), group):
         chunk = slice(first, first + group)
         order[chunk] = order[chunk][np.argsort(lengths[chunk], kind="stable")]
-    return [order[b * size:(b + 1) * size] for b in rng.permutation(steps)]
+    return [np.concatenate([units[u] for u in order[b * size:(b + 1) * size]]) for b in rng.permutation(steps)]
 
 
 def caption_batches(images: np.ndarray, examples: CaptionExamples, batch_size: int, *, bos_id: int, eos_id: int,
                     training: bool, flip: bool = False, seed: int = 0, first_batch: int = 0,
-                    num_batches: int | None = None):
-    """tf.data of ((images, input ids), target ids) batches.
+                    num_batches: int | None = None, by_image: bool = False):
+    """tf.data of ((images, input ids), target ids) batches; with `by_image` (training only),
+    ((images, input ids, image of each caption), target ids): batch_size images, all their captions.
 
     `images`: pixels (N, size, size, 3) uint8 -> float32 in [0, 255]; or frozen-backbone features
     (views, N, H', W', C) float16 -> float32, where view 1 holds the mirrored images' features.
@@ -204,7 +217,8 @@ def caption_batches(images: np.ndarray, examples: CaptionExamples, batch_size: i
     import tensorflow as tf
 
     features = images.ndim == 5
-    per_pass = training_steps(examples, batch_size)
+    by_image = by_image and training
+    per_pass = training_steps(examples, batch_size, by_image)
     if not training:
         first_batch, num_batches = 0, -(-len(examples) // batch_size)
 
@@ -216,13 +230,17 @@ def caption_batches(images: np.ndarray, examples: CaptionExamples, batch_size: i
         pass_index = number // per_pass
         if pass_index not in current_pass:
             current_pass.clear()
-            current_pass[pass_index] = _pass_batches(examples, batch_size, seed, pass_index)
+            current_pass[pass_index] = _pass_batches(examples, batch_size, seed, pass_index, by_image)
         return current_pass[pass_index][number % per_pass]
 
     def generate():
         for number in range(first_batch, first_batch + num_batches):
             members = members_of(number)
             rows = examples.rows[members]
+            if by_image:  # each image once; image_of[k] is caption k's position among them
+                rows, image_of = np.unique(rows, return_inverse=True)
+            else:
+                image_of = np.arange(len(rows))
             if features:
                 mirrored = training and flip and images.shape[0] == 2
                 views = np.random.default_rng([seed, number]).integers(0, 2, len(rows)) if mirrored \
@@ -237,19 +255,20 @@ def caption_batches(images: np.ndarray, examples: CaptionExamples, batch_size: i
             for j, caption in enumerate(ids):
                 inputs[j, :len(caption) + 1] = [bos_id, *caption]
                 targets[j, :len(caption) + 1] = [*caption, eos_id]
-            yield np.asarray(x), inputs, targets, number
+            yield np.asarray(x), inputs, targets, image_of.astype(np.int32), number
 
     x_shape = images.shape[2:] if features else images.shape[1:]
     x_dtype = tf.float16 if features else tf.uint8
     signature = (tf.TensorSpec((None, *x_shape), x_dtype), tf.TensorSpec((None, None), tf.int32),
-                 tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((), tf.int64))
+                 tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((None,), tf.int32),
+                 tf.TensorSpec((), tf.int64))
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
 
-    def to_model(x, inputs, targets, number):
+    def to_model(x, inputs, targets, image_of, number):
         x = tf.cast(x, tf.float32)
         if flip and training and not features:
             x = tf.image.stateless_random_flip_left_right(x, seed=tf.stack([tf.constant(seed, tf.int64), number]))
-        return (x, inputs), targets
+        return ((x, inputs, image_of) if by_image else (x, inputs)), targets
 
     dataset = dataset.map(to_model, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.apply(tf.data.experimental.assert_cardinality(num_batches)).prefetch(tf.data.AUTOTUNE)

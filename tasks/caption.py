@@ -6,8 +6,8 @@ images is held out. Splits are by image, never by caption. Images are decoded an
 (cached on disk); a frozen backbone's features are cached too. Captions are tokenized (words by
 default), cut to --max-length tokens, and learned with teacher forcing.
 
-Evaluation captions every image through the decoding engine (greedy, or --beam W) and scores BLEU-1..4
-against all of its references, plus exact match. With no --images/--captions, `seqtasks train
+Evaluation captions every image through the decoding engine (greedy, or beam search: --beam W with
+--length-penalty) and scores BLEU-1..4 against all of its references, plus exact match. With no --images/--captions, `seqtasks train
 caption` learns the bundled synthetic shapes set (data/shapes, made by data/make_shapes.py).
 """
 from __future__ import annotations
@@ -58,6 +58,8 @@ class CaptionConfig(TrainConfig):
     cnn_filters: int = setting(32, "cnn: channels of the first block (doubled in the next two)")
     cnn_blocks: int = setting(4, "cnn: blocks of two 3x3 convolutions and a 2x2 max-pool")
     flip: bool = setting(True, "training augmentation: mirror images left-right at random")
+    batch_by_image: bool = setting(False, "training batches of whole images, each with all its captions: the CNN runs "
+                                          "once per image, not per caption (--batch-size then counts images)")
     tokenizer: str = setting("word", "caption tokenizer", ("word", "spm"))
     vocab_size: int = setting(0, "tokenizer vocabulary size; 0 = its default (word: up to 20000 words; spm 8000)")
     lowercase: bool = setting(True, "lowercase captions")
@@ -65,6 +67,9 @@ class CaptionConfig(TrainConfig):
     layers: int = setting(1, "LSTM layers or Transformer blocks")
     units: int = setting(256, "LSTM units or the Transformer's d_model; also the size of the grid features")
     heads: int = setting(4, "attention heads (Transformer)")
+    beam: int = setting(1, "beam width used by evaluate and predict (1 = greedy; their --beam overrides it)")
+    length_penalty: float = setting(1.0, "beam score = log p / length ** this (evaluate's --length-penalty "
+                                         "overrides it)")
     sample_images: int = setting(2, "validation images captioned after each epoch to show progress; 0 = none")
 
 
@@ -134,6 +139,10 @@ class CaptioningTask(Task):
         if cfg.backbone == "cnn" and cfg.weights not in ("imagenet", "none"):
             raise UserError("--weights applies to keras.applications backbones; the cnn starts from scratch",
                             fix="drop --weights, or choose --backbone efficientnetb0|mobilenetv2|resnet50")
+        if cfg.batch_by_image and cfg.strategy != "default":
+            # a replica would get half the images but captions pointing at all of them
+            raise UserError("--batch-by-image batches cannot be split across replicas", fix="drop --batch-by-image, or "
+                            "train with --strategy default")
         size = image_size(cfg)
         train = read_captions(cfg.captions, cfg.images, "training data", skip_missing=cfg.skip_bad_images)
         train_set = self.decode(train, size, training=True, skip_bad=cfg.skip_bad_images)
@@ -183,12 +192,13 @@ class CaptioningTask(Task):
             train_inputs = cached_features(encoder, data.train.decoded, mirrored=cfg.flip)
             valid_inputs = train_inputs[:1] if data.valid.decoded is data.train.decoded else \
                 cached_features(encoder, data.valid.decoded, mirrored=False)
-        steps = cfg.steps_per_epoch or training_steps(train, cfg.batch_size)
+        steps = cfg.steps_per_epoch or training_steps(train, cfg.batch_size, cfg.batch_by_image)
         batches = dict(bos_id=BOS_ID, eos_id=EOS_ID, seed=cfg.seed)
 
         def train_batches(epoch: int, skip: int):
             return caption_batches(train_inputs, train, cfg.batch_size, training=True, flip=cfg.flip,
-                                   first_batch=epoch * steps + skip, num_batches=steps - skip, **batches)
+                                   first_batch=epoch * steps + skip, num_batches=steps - skip,
+                                   by_image=cfg.batch_by_image, **batches)
 
         valid_batches = caption_batches(valid_inputs, valid, cfg.batch_size, training=False, **batches)
         return FitPlan(train_batches, steps, valid_batches, monitor="val_loss", mode="min",
@@ -223,22 +233,26 @@ class CaptioningTask(Task):
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD_ID), []
 
     # ---- use ----------------------------------------------------------------------------------
-    def captioner(self, run) -> Captioner:
-        return Captioner(run.model, run.preprocessor, max_new_tokens=run.settings.max_length + 1)
+    def captioner(self, run, length_penalty: float | None = None) -> Captioner:
+        cfg = run.settings
+        return Captioner(run.model, run.preprocessor, max_new_tokens=cfg.max_length + 1,
+                         length_penalty=cfg.length_penalty if length_penalty is None else length_penalty)
 
     def evaluate(self, run, source: str | None, images: str | None = None, captions: str | None = None,
-                 beam: int | None = None) -> dict[str, Any]:
+                 beam: int | None = None, length_penalty: float | None = None) -> dict[str, Any]:
         """BLEU-1..4 and exact match of the run's captions of the images of a caption table."""
         table = captions or source
         if not table:
             raise UserError("no evaluation captions given", fix="pass --images DIR --captions FILE")
         cfg = run.settings
         data = self.decode(read_captions(table, images or cfg.images, "evaluation data"), image_size(cfg))
-        captioner, found = self.captioner(run), []
+        captioner, found = self.captioner(run, length_penalty), []
+        width = cfg.beam if beam is None else beam
         for first in range(0, len(data.rows), EVALUATE_CHUNK):  # a chunk of images in memory at a time
-            found += captioner.caption(data.pixels[data.rows[first:first + EVALUATE_CHUNK]], beam=beam or 1)
+            found += captioner.caption(data.pixels[data.rows[first:first + EVALUATE_CHUNK]], beam=width)
         scores = caption_scores([c[0].text for c in found], data.images.captions, run.preprocessor.lowercase)
-        return {**scores, "beam": beam or 1}
+        return {**scores, "beam": width, "length_penalty": captioner.length_penalty,
+                "words_per_caption": round(float(np.mean([len(c[0].text.split()) for c in found])), 2)}
 
     def predict(self, run, inputs: list[str], beam: int | None = None, n_best: int | None = None,
                 plot: str | None = None, temperature: float | None = None, seed: int | None = None,
@@ -257,8 +271,12 @@ class CaptioningTask(Task):
         captioner = self.captioner(run)
         if max_new_tokens:
             captioner.max_new_tokens = max_new_tokens
-        found = captioner.caption(pixels, beam=beam or 1, n_best=n_best or 1, temperature=temperature or 0.0,
-                                  seed=seed)
+        count = n_best or 1
+        if beam is not None:
+            width = beam
+        else:  # sampling ignores a beam; the run's beam is widened to give --n-best captions
+            width = 1 if temperature else max(cfg.beam, count)
+        found = captioner.caption(pixels, beam=width, n_best=count, temperature=temperature or 0.0, seed=seed)
         for index, (path, captions) in enumerate(zip(inputs, found)):
             if plot:
                 target = Path(plot) if len(inputs) == 1 else Path(plot).with_name(f"{Path(plot).stem}-{index + 1}.png")

@@ -205,14 +205,14 @@ class TranslationTask(Task):
         return SmoothedCrossEntropy(cfg.label_smoothing), []
 
     # ---- use ----------------------------------------------------------------------------------
-    def translator(self, cfg, model, vocab: TranslationVocab) -> Translator:
+    def translator(self, cfg, model, vocab: TranslationVocab, length_penalty: float | None = None) -> Translator:
         learned = cfg.arch == "transformer" and cfg.positions == "learned"
         return Translator(model, vocab, max_new_tokens=cfg.max_target_length,
                           max_source_length=cfg.max_source_length if learned else None,
-                          length_penalty=cfg.length_penalty)
+                          length_penalty=cfg.length_penalty if length_penalty is None else length_penalty)
 
     def evaluate(self, run, source: str | None, src: str | None = None, tgt: str | None = None,
-                 beam: int | None = None) -> dict[str, Any]:
+                 beam: int | None = None, length_penalty: float | None = None) -> dict[str, Any]:
         """sacreBLEU BLEU and chrF of the run's translations of --src against --tgt (or a --data TSV)."""
         import time
 
@@ -224,10 +224,11 @@ class TranslationTask(Task):
                                           tfds_dir=cfg.tfds_dir or None).pairs())
         width = cfg.beam if beam is None else beam
         start = time.monotonic()
-        translations = self.translator(cfg, run.model, run.preprocessor).translate([s for s, _ in pairs], width)
+        translator = self.translator(cfg, run.model, run.preprocessor, length_penalty)
+        translations = translator.translate([s for s, _ in pairs], width)
         seconds = time.monotonic() - start
         scores = bleu_and_chrf([hyps[0].text for hyps in translations], [[t for _, t in pairs]])
-        return {**scores, "sentences": len(pairs), "beam": width,
+        return {**scores, "sentences": len(pairs), "beam": width, "length_penalty": translator.length_penalty,
                 "sentences_per_second": round(len(pairs) / max(seconds, 1e-9), 2)}
 
     def predict(self, run, inputs: Iterable[str], beam: int | None = None, n_best: int | None = None,

@@ -128,3 +128,22 @@ def test_training_batches_are_teacher_forced_seeded_and_resumable(shapes):
     flipped = batches(0, 8, flip=True)
     mirrored = sum(not np.array_equal(a[0], b[0]) for a, b in zip(whole, flipped))
     assert 0 < mirrored
+
+
+def test_batches_by_image_hold_whole_images_with_all_their_captions(shapes):
+    data = read_captions(str(shapes / "captions.csv"), str(shapes / "images"))
+    pixels = cached_pixels(data.paths, 32).pixels
+    captions = [[[10 + i], [30 + i, 7]] for i in range(len(data))]  # a caption's first word names its image
+    examples = caption_examples(captions, range(len(data)), max_length=4)
+    one_pass = caption_batches(pixels, examples, 4, bos_id=2, eos_id=3, training=True, seed=1, first_batch=0,
+                               num_batches=3, by_image=True)
+    seen = []
+    for (x, inputs, image_of), targets in one_pass:
+        x, image_of, targets = x.numpy(), image_of.numpy(), targets.numpy()
+        assert x.shape == (4, 32, 32, 3) and inputs.shape[0] == targets.shape[0] == 8
+        for k, caption in enumerate(targets):
+            image = caption[0] - (10 if caption[0] < 30 else 30)
+            np.testing.assert_array_equal(x[image_of[k]], pixels[image])  # each caption beside its image
+            seen.append((image, tuple(caption[caption > 0])))
+    # one pass: every caption once, whole images per batch
+    assert sorted(seen) == sorted((i, (*c, 3)) for i in range(len(data)) for c in captions[i])

@@ -120,3 +120,12 @@ def test_a_mean_initial_state_reads_the_average_cell():
                        keras.ops.convert_to_numpy(model.initial_h[0].bias))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(h), expected, atol=1e-5)
     assert model.initial_h[0].kernel.shape == (16, 16)  # features, not cells × features
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_captions_sharing_an_image_get_the_logits_of_that_image(kind):
+    model = MODELS[kind]
+    image_of = np.array([2, 0, 2, 1, 0, 2], np.int32)
+    ids = RNG.integers(4, VOCAB, (len(image_of), 7)).astype("int32")
+    shared = keras.ops.convert_to_numpy(model((PIXELS, ids, image_of)))
+    np.testing.assert_allclose(shared, keras.ops.convert_to_numpy(model((PIXELS[image_of], ids))), atol=1e-5)

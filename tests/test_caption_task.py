@@ -61,6 +61,12 @@ def test_evaluate_and_predict_through_the_cli(learned, shapes, tmp_path):
     result = invoke("predict", learned.path, images[0], "--beam", "3", "--n-best", "2", "--json")
     output = json.loads(result.output)["output"]
     assert len(output) == 2 and output[0]["score"] >= output[1]["score"]
+    result = invoke("predict", learned.path, images[0], "--n-best", "2", "--json")  # the beam widens to 2
+    assert len(json.loads(result.output)["output"]) == 2
+    result = invoke("evaluate", learned.path, "--images", shapes / "test" / "images", "--captions",
+                    shapes / "test" / "captions.csv", "--beam", "2", "--length-penalty", "0.5", "--json")
+    scores = json.loads(result.output)
+    assert scores["beam"] == 2 and scores["length_penalty"] == 0.5 and scores["words_per_caption"] > 3
     sampled = [invoke("predict", learned.path, images[0], "--temperature", "1.5", "--seed", "4").output
                for _ in range(2)]
     assert sampled[0] == sampled[1]
@@ -90,15 +96,20 @@ def test_train_finetune_and_bad_images_through_the_cli(shapes, tmp_path, capsys)
     train = ["--images", shapes / "test" / "images", "--captions", shapes / "test" / "captions.csv"]
     out = tmp_path / "tiny"
     result = invoke("train", "caption", *train, "--arch", "transformer", "--heads", "2", "--layers", "1",
-                    "--out", out, *TINY)
+                    "--batch-by-image", "--out", out, *TINY)
     assert result.exit_code == 0, result.output
     assert "sample after epoch 1" in result.output and "training finished" in result.output
     record = json.loads((out / "config.json").read_text())
+    assert record["settings"]["batch_by_image"] is True
     assert record["data"]["train"]["images"] == 180 and record["data"]["valid"]["images"] == 20
     result = invoke("finetune", out, *train, "--out", tmp_path / "tuned", "--epochs", "1", "--steps-per-epoch", "1",
                     "--freeze", "embeddings", "--quiet")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "tuned" / "config.json").read_text())["parent"]["freeze"] == "embeddings"
+    result = invoke("train", "caption", *train, "--batch-by-image", "--strategy", "mirrored", "--out",
+                    tmp_path / "split", *TINY)
+    assert result.exit_code == 1 and "cannot be split across replicas" in result.output
+    assert not (tmp_path / "split").exists()
     with pytest.raises(UserError, match="cannot freeze a backbone the parent trained"):
         seqtasks.finetune(out, None, tmp_path / "frozen", images=str(train[1]), captions=str(train[3]),
                           freeze_backbone=True, verbose=0)

@@ -133,10 +133,11 @@ def test_beam_search_never_scores_below_greedy(reverse_run, data):
 def test_cli_evaluate_json_and_predict_beam_n_best(copy_run, data):
     folder = data["folder"]
     result = invoke("evaluate", copy_run, "--src", folder / "copy-valid.src.gz", "--tgt", folder / "copy-valid.tgt.gz",
-                    "--beam", "2", "--json")
+                    "--beam", "2", "--length-penalty", "0.6", "--json")
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.output.strip().splitlines()[-1])
     assert {"bleu", "chrf", "bleu_signature", "chrf_signature"} <= set(metrics) and metrics["bleu"] > 90
+    assert metrics["beam"] == 2 and metrics["length_penalty"] == 0.6
     result = invoke("predict", copy_run, "a b c", "d e f g", "--beam", "3", "--n-best", "2")
     lines = result.output.strip().splitlines()
     assert result.exit_code == 0 and len(lines) == 4

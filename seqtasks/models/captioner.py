@@ -54,8 +54,14 @@ class _ImageCaptioner(keras.Model):
         return self.encoder(pixels_or_features, training=training)
 
     def call(self, inputs, training=None):
-        pixels_or_features, token_ids = inputs
-        logits, _ = self.decode(self.encode(pixels_or_features, training=training), token_ids, training=training)
+        """(pixels or features, token_ids) -> logits; in training also (..., image_of) (captions,)
+        int32: caption k describes image image_of[k], so an image's grid is computed once for all of
+        its captions."""
+        pixels_or_features, token_ids, *image_of = inputs
+        grid = self.encode(pixels_or_features, training=training)
+        if image_of:
+            grid = ops.take(grid, image_of[0], axis=0)
+        logits, _ = self.decode(grid, token_ids, training=training)
         return logits
 
     def decode(self, grid, token_ids, training=None):
