@@ -95,6 +95,8 @@ def _fit_new(task_obj, run_dir: RunDirectory, cfg, prep, plan, initial_model, ve
         model = task_obj.build(cfg, prep)
         if initial_model is not None:
             copy_weights(model, initial_model, grow=grow_outputs)
+        elif plan.output_log_prior is not None:
+            model.output_layer.bias.assign(plan.output_log_prior)
         if freeze:
             apply_freeze(model, freeze)
         loss, metrics = task_obj.loss_and_metrics(cfg, prep)

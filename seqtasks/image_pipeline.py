@@ -12,8 +12,8 @@
     batches     (inputs, [BOS] + ids) -> ids + [EOS], padded with 0 to the longest caption of the
                 batch; in training, shuffled by (seed, epoch), grouped by length, and mirrored left-right
                 at random (tf.image.stateless_random_flip_left_right, or the mirrored features).
-                With `by_image`, a training batch holds whole images, each with all of its captions,
-                so a trainable CNN runs once per image rather than once per caption.
+                With `by_image`, a batch holds whole images, each with all of its captions, so a
+                trainable CNN runs once per image rather than once per caption.
 """
 from __future__ import annotations
 
@@ -179,17 +179,21 @@ def training_steps(examples: CaptionExamples, batch_size: int, by_image: bool = 
     return max(1, units // batch_size)
 
 
+def _units(examples: CaptionExamples, by_image: bool) -> list[np.ndarray]:
+    """What a batch is made of: single captions, or with `by_image` each image's captions (example indices)."""
+    if not by_image:
+        return [np.array([i]) for i in range(len(examples))]
+    rows, image_of = np.unique(examples.rows, return_inverse=True)
+    return [np.flatnonzero(image_of == i) for i in range(len(rows))]
+
+
 def _pass_batches(examples: CaptionExamples, batch_size: int, seed: int, pass_index: int,
                   by_image: bool = False) -> list[np.ndarray]:
     """The batches of one pass over the captions (arrays of example indices): a shuffle set by
     (seed, pass_index), units of similar length grouped into the same batch (less padding), the
     batches in random order. A unit is a caption, or with `by_image` an image with all its captions
     (its length: its longest caption's)."""
-    if by_image:
-        rows, image_of = np.unique(examples.rows, return_inverse=True)
-        units = [np.flatnonzero(image_of == i) for i in range(len(rows))]
-    else:
-        units = [np.array([i]) for i in range(len(examples))]
+    units = _units(examples, by_image)
     rng = np.random.default_rng([seed, pass_index])
     steps, size = training_steps(examples, batch_size, by_image), min(batch_size, len(units))
     order = rng.permutation(len(units))[:steps * size]
@@ -204,7 +208,7 @@ def _pass_batches(examples: CaptionExamples, batch_size: int, seed: int, pass_in
 def caption_batches(images: np.ndarray, examples: CaptionExamples, batch_size: int, *, bos_id: int, eos_id: int,
                     training: bool, flip: bool = False, seed: int = 0, first_batch: int = 0,
                     num_batches: int | None = None, by_image: bool = False):
-    """tf.data of ((images, input ids), target ids) batches; with `by_image` (training only),
+    """tf.data of ((images, input ids), target ids) batches; with `by_image`,
     ((images, input ids, image of each caption), target ids): batch_size images, all their captions.
 
     `images`: pixels (N, size, size, 3) uint8 -> float32 in [0, 255]; or frozen-backbone features
@@ -212,21 +216,22 @@ def caption_batches(images: np.ndarray, examples: CaptionExamples, batch_size: i
     Training: batches first_batch .. first_batch + num_batches - 1 of an endless stream of passes
     (`_pass_batches`), so an epoch is a slice of the stream and a resumed run starts its slice at the
     next batch; with `flip`, each image is mirrored with probability ½, by (seed, batch).
-    Evaluation: every caption once, in order.
+    Evaluation: every caption once, in order (with `by_image`, batch_size images at a time).
     """
     import tensorflow as tf
 
     features = images.ndim == 5
-    by_image = by_image and training
     per_pass = training_steps(examples, batch_size, by_image)
     if not training:
-        first_batch, num_batches = 0, -(-len(examples) // batch_size)
+        units = _units(examples, by_image)
+        evaluation = [np.concatenate(units[first:first + batch_size]) for first in range(0, len(units), batch_size)]
+        first_batch, num_batches = 0, len(evaluation)
 
     current_pass: dict[int, list[np.ndarray]] = {}  # the pass being read: its index -> its batches
 
     def members_of(number: int) -> np.ndarray:
         if not training:
-            return np.arange(number * batch_size, min((number + 1) * batch_size, len(examples)))
+            return evaluation[number]
         pass_index = number // per_pass
         if pass_index not in current_pass:
             current_pass.clear()

@@ -119,6 +119,27 @@ class FitPlan:
     monitor: str = "val_loss"
     mode: str = "min"
     sample: Callable[[keras.Model], str] | None = None
+    # log p(token) over the training targets: a new model's output bias starts there (unigram_log_prior)
+    output_log_prior: Any = None
+
+
+def unigram_log_prior(target_ids, vocab_size: int, stops: int = 0, stop_id: int | None = None):
+    """log p(w) of the training targets, add-one smoothed: (vocab_size,) float32. `stops` more
+    occurrences of `stop_id` count the EOS that ends each target.
+
+    Why: a new model's first steps learn word frequencies. With a zero output bias they do it by
+    pushing every output vector towards one direction, which saturates a tanh output layer (an
+    attentional seq2seq's o_t = tanh(W_c [s_t; c_t])); its gradient then vanishes and the loss
+    sits at the unigram entropy for thousands of steps. Starting the bias at log p(w) leaves the
+    hidden layers only the context to learn (Karpathy, "A Recipe for Training Neural Networks").
+    """
+    import numpy as np
+
+    counts = np.bincount(np.asarray(target_ids, np.int64).ravel(), minlength=vocab_size)[:vocab_size].astype(np.float64)
+    if stop_id is not None:
+        counts[stop_id] += stops
+    counts += 1.0
+    return np.log(counts / counts.sum()).astype(np.float32)
 
 
 class _EpochProgress(keras.callbacks.ProgbarLogger):

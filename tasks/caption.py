@@ -7,8 +7,9 @@ images is held out. Splits are by image, never by caption. Images are decoded an
 default), cut to --max-length tokens, and learned with teacher forcing.
 
 Evaluation captions every image through the decoding engine (greedy, or beam search: --beam W with
---length-penalty) and scores BLEU-1..4 against all of its references, plus exact match. With no --images/--captions, `seqtasks train
-caption` learns the bundled synthetic shapes set (data/shapes, made by data/make_shapes.py).
+--length-penalty) and scores BLEU-1..4 against all of its references, plus exact match. With no
+--images/--captions, `seqtasks train caption` learns the bundled synthetic shapes set (data/shapes,
+made by data/make_shapes.py).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from seqtasks.models.captioner import INITIAL_STATES, RecurrentCaptioner, Transf
 from seqtasks.models.image_encoder import BACKBONES, ImageEncoder
 from seqtasks.readers.images import CaptionedImages, read_captions
 from seqtasks.tokenizers import BOS_ID, EOS_ID, PAD_ID, Tokenizer, load_tokenizer, train_tokenizer
-from seqtasks.training import FitPlan, dtype_policy
+from seqtasks.training import FitPlan, dtype_policy, unigram_log_prior
 from seqtasks.tasks.base import Task
 
 DEFAULT_IMAGE_SIZE = {"cnn": 128, "efficientnetb0": 224, "mobilenetv2": 224, "resnet50": 224}
@@ -200,9 +201,13 @@ class CaptioningTask(Task):
                                    first_batch=epoch * steps + skip, num_batches=steps - skip,
                                    by_image=cfg.batch_by_image, **batches)
 
-        valid_batches = caption_batches(valid_inputs, valid, cfg.batch_size, training=False, **batches)
+        valid_batches = caption_batches(valid_inputs, valid, cfg.batch_size, training=False,
+                                        by_image=cfg.batch_by_image, **batches)
+        # the LSTM decoder's output layer has a bias (the Transformer's output is the tied embedding)
+        prior = unigram_log_prior(np.concatenate(train.ids), tokenizer.vocab_size, stops=len(train), stop_id=EOS_ID) \
+            if cfg.arch == "lstm" else None
         return FitPlan(train_batches, steps, valid_batches, monitor="val_loss", mode="min",
-                       sample=self.sample_during_training(cfg, tokenizer, data.valid))
+                       sample=self.sample_during_training(cfg, tokenizer, data.valid), output_log_prior=prior)
 
     # ---- model --------------------------------------------------------------------------------
     def make_encoder(self, cfg) -> ImageEncoder:

@@ -26,7 +26,8 @@ from seqtasks.models.seq2seq import ATTENTION_KINDS, RecurrentSeq2Seq
 from seqtasks.models.transformer_seq2seq import TransformerSeq2Seq
 from seqtasks.readers.parallel import ParallelSource, open_parallel_source
 from seqtasks.tasks.base import Task
-from seqtasks.training import FitPlan, dtype_policy
+from seqtasks.tokenizers import EOS_ID
+from seqtasks.training import FitPlan, dtype_policy, unigram_log_prior
 from seqtasks.translation_data import EncodedPairs, TranslationVocab, encode_pairs, pair_dataset
 from seqtasks.translator import DECODE_BATCH, Hypothesis, Translator
 
@@ -168,8 +169,12 @@ class TranslationTask(Task):
 
         sources = [vocab.source.decode(valid.source_flat[valid.source_offsets[i]:valid.source_offsets[i + 1]])
                    for i in range(min(cfg.sample_sentences, len(valid)))]
+        # the recurrent model's output layer has a bias (the Transformer's output is the tied embedding)
+        prior = unigram_log_prior(train.target_flat, vocab.target.vocab_size, stops=len(train), stop_id=EOS_ID) \
+            if cfg.arch == "seq2seq" else None
         return FitPlan(train_batches, steps, pair_dataset(valid, cfg.batch_size, shuffle=False),
-                       monitor="val_loss", mode="min", sample=self._progress_sample(cfg, vocab, sources))
+                       monitor="val_loss", mode="min", sample=self._progress_sample(cfg, vocab, sources),
+                       output_log_prior=prior)
 
     def _progress_sample(self, cfg, vocab: TranslationVocab, sources: list[str]):
         if not sources:

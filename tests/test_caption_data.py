@@ -147,3 +147,7 @@ def test_batches_by_image_hold_whole_images_with_all_their_captions(shapes):
             seen.append((image, tuple(caption[caption > 0])))
     # one pass: every caption once, whole images per batch
     assert sorted(seen) == sorted((i, (*c, 3)) for i in range(len(data)) for c in captions[i])
+    evaluation = list(caption_batches(pixels, examples, 5, bos_id=2, eos_id=3, training=False, by_image=True))
+    assert [len(x) for (x, _, _), _ in evaluation] == [5, 5, 2]
+    first_words = np.concatenate([t.numpy()[:, 0] for _, t in evaluation])
+    np.testing.assert_array_equal(first_words, [w for i in range(len(data)) for w in (10 + i, 30 + i)])  # in order

@@ -4,6 +4,7 @@ import gzip
 import json
 import random
 
+import keras
 import numpy as np
 import pytest
 import sacrebleu
@@ -190,6 +191,22 @@ def test_finetune_starts_from_the_parents_weights_with_its_vocabulary(reverse_ru
     assert run.record["parent"]["path"] == str(reverse_run.path.resolve())
     assert run.record["settings"]["src"] == "" and run.record["settings"]["valid"] == ""
     assert list(run.predict(["a b c d"])) == ["d c b a"]
+
+
+def test_a_new_seq2seq_starts_its_output_bias_at_the_log_frequency_of_target_words(data, tmp_path):
+    folder = data["folder"]
+    run = seqtasks.train("translate", data=str(folder / "copy-valid.tsv"), valid=str(folder / "copy-valid.tsv"),
+                         arch="seq2seq", attention="bahdanau", out=str(tmp_path / "prior"), verbose=0,
+                         **{**TINY, "lr": 0.0, "epochs": 1})  # lr 0: the weights stay where they started
+    tokenizer = run.preprocessor.target
+    counts = np.ones(tokenizer.vocab_size)
+    for _, target in data["copy"]["valid"]:
+        for token in tokenizer.encode(target) + [EOS_ID]:
+            counts[token] += 1
+    bias = keras.ops.convert_to_numpy(run.model.output_layer.bias)
+    np.testing.assert_allclose(bias, np.log(counts / counts.sum()), rtol=1e-5)
+    word = tokenizer.encode("a")[0]
+    assert bias[word] > bias[BOS_ID]  # a target word is more likely than a token that never is one
 
 
 BAD = {
