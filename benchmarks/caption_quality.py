@@ -28,7 +28,7 @@ from pathlib import Path
 from common import ROOT, WORK, shared_file, write_result
 
 TARGET_BLEU4 = 15.0
-DECODING_GRID = [(1, 1.0)] + [(beam, penalty) for beam in (3, 5) for penalty in (0.0, 0.5, 1.0, 1.5, 2.0)]
+DECODING_GRID = [(1, 1.0)] + [(beam, penalty) for beam in (3, 5, 10) for penalty in (0.0, 0.5, 1.0, 1.5)]
 
 
 def flickr_splits() -> tuple[Path, dict[str, Path]]:
