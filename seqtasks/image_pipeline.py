@@ -183,8 +183,8 @@ def _units(examples: CaptionExamples, by_image: bool) -> list[np.ndarray]:
     """What a batch is made of: single captions, or with `by_image` each image's captions (example indices)."""
     if not by_image:
         return [np.array([i]) for i in range(len(examples))]
-    rows, image_of = np.unique(examples.rows, return_inverse=True)
-    return [np.flatnonzero(image_of == i) for i in range(len(rows))]
+    order = np.argsort(examples.rows, kind="stable")  # one sort, not a scan of every caption per image
+    return np.split(order, np.flatnonzero(np.diff(examples.rows[order])) + 1)
 
 
 def _pass_batches(examples: CaptionExamples, batch_size: int, seed: int, pass_index: int,
