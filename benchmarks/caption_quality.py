@@ -108,6 +108,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", choices=["lstm", "transformer"], required=True)
     parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--config", metavar="TOML", help="train with this config instead of "
+                        "benchmarks/configs/caption-flickr8k-ARCH.toml (for trials)")
     parser.add_argument("--evaluate", metavar="RUN", help="score this earlier run of the script; no training")
     parser.add_argument("--baseline-only", action="store_true", help="only score the constant-caption baseline")
     args = parser.parse_args()
@@ -128,7 +130,8 @@ def main() -> None:
     if args.baseline_only:
         return
 
-    config = ROOT / "benchmarks" / "configs" / f"caption-flickr8k-{args.arch}.toml"
+    config = Path(args.config).resolve() if args.config else \
+        ROOT / "benchmarks" / "configs" / f"caption-flickr8k-{args.arch}.toml"
     if args.evaluate:
         run = seqtasks.load(args.evaluate)
     else:
@@ -152,8 +155,8 @@ def main() -> None:
     images_per_step = settings.batch_size if settings.batch_by_image else None
     captions_per_step = (settings.batch_size * len(train_captions) / len(train_refs) if settings.batch_by_image
                          else settings.batch_size)
-    write_result(f"caption-quality-{args.arch}", {
-        "target_id": "Q-cap", "arch": args.arch, "config": str(config.relative_to(ROOT)),
+    write_result(f"caption-quality-{Path(args.config).stem if args.config else args.arch}", {
+        "target_id": "Q-cap", "arch": args.arch, "config": str(config.relative_to(ROOT) if config.is_relative_to(ROOT) else config),
         "precision": run.record["resolved"]["precision"], "beam": beam, "length_penalty": penalty,
         **{k: round(metrics[k], 2) for k in ("bleu1", "bleu2", "bleu3", "bleu4")},
         "words_per_caption": metrics["words_per_caption"],

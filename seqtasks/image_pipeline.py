@@ -10,8 +10,9 @@
                 when training flips images) computed once and cached the same way, keyed by the
                 pixels' key and a hash of the backbone's weights.
     batches     (inputs, [BOS] + ids) -> ids + [EOS], padded with 0 to the longest caption of the
-                batch; in training, shuffled by (seed, epoch), grouped by length, and mirrored left-right
-                at random (tf.image.stateless_random_flip_left_right, or the mirrored features).
+                batch; in training, shuffled by (seed, epoch), grouped by length, mirrored left-right
+                at random (tf.image.stateless_random_flip_left_right, or the mirrored features), and
+                with `crop_area` < 1 cut to a random box and resized back (`random_crops`).
                 With `by_image`, a batch holds whole images, each with all of its captions, so a
                 trainable CNN runs once per image rather than once per caption.
 """
@@ -205,9 +206,27 @@ def _pass_batches(examples: CaptionExamples, batch_size: int, seed: int, pass_in
     return [np.concatenate([units[u] for u in order[b * size:(b + 1) * size]]) for b in rng.permutation(steps)]
 
 
+def random_crops(pixels, smallest_area: float, seed):
+    """tf op: each image of (batch, height, width, 3) float32 replaced by a random box of it resized
+    back to (height, width) (bilinear), as Inception-style training crops do: the box covers a share
+    of the image's area drawn uniformly from [smallest_area, 1], its aspect ratio log-uniform in
+    [3/4, 4/3], its place uniform. A crop shows the same scene at another scale and position, which
+    is what keeps a CNN trained from scratch on a few hundred photos from memorizing them."""
+    import tensorflow as tf
+
+    count = tf.shape(pixels)[0]
+    u = tf.random.stateless_uniform((count, 4), seed=seed)
+    area = smallest_area + (1.0 - smallest_area) * u[:, 0]
+    aspect = tf.exp(np.log(3 / 4) + np.log(16 / 9) * u[:, 1])  # width / height
+    height, width = tf.minimum(tf.sqrt(area / aspect), 1.0), tf.minimum(tf.sqrt(area * aspect), 1.0)
+    top, left = (1.0 - height) * u[:, 2], (1.0 - width) * u[:, 3]
+    boxes = tf.stack([top, left, top + height, left + width], axis=1)  # normalized (y1, x1, y2, x2)
+    return tf.image.crop_and_resize(pixels, boxes, tf.range(count), tf.shape(pixels)[1:3])
+
+
 def caption_batches(images: np.ndarray, examples: CaptionExamples, batch_size: int, *, bos_id: int, eos_id: int,
                     training: bool, flip: bool = False, seed: int = 0, first_batch: int = 0,
-                    num_batches: int | None = None, by_image: bool = False):
+                    num_batches: int | None = None, by_image: bool = False, crop_area: float = 1.0):
     """tf.data of ((images, input ids), target ids) batches; with `by_image`,
     ((images, input ids, image of each caption), target ids): batch_size images, all their captions.
 
@@ -215,7 +234,8 @@ def caption_batches(images: np.ndarray, examples: CaptionExamples, batch_size: i
     (views, N, H', W', C) float16 -> float32, where view 1 holds the mirrored images' features.
     Training: batches first_batch .. first_batch + num_batches - 1 of an endless stream of passes
     (`_pass_batches`), so an epoch is a slice of the stream and a resumed run starts its slice at the
-    next batch; with `flip`, each image is mirrored with probability ½, by (seed, batch).
+    next batch; with `flip`, each image is mirrored with probability ½, by (seed, batch); with
+    `crop_area` < 1 (pixels only), each image is a random crop of at least that share of it.
     Evaluation: every caption once, in order (with `by_image`, batch_size images at a time).
     """
     import tensorflow as tf
@@ -271,8 +291,11 @@ def caption_batches(images: np.ndarray, examples: CaptionExamples, batch_size: i
 
     def to_model(x, inputs, targets, image_of, number):
         x = tf.cast(x, tf.float32)
+        batch_seed = tf.stack([tf.constant(seed, tf.int64), number])
+        if crop_area < 1 and training and not features:
+            x = random_crops(x, crop_area, tf.random.experimental.stateless_fold_in(batch_seed, 1))
         if flip and training and not features:
-            x = tf.image.stateless_random_flip_left_right(x, seed=tf.stack([tf.constant(seed, tf.int64), number]))
+            x = tf.image.stateless_random_flip_left_right(x, seed=batch_seed)
         return ((x, inputs, image_of) if by_image else (x, inputs)), targets
 
     dataset = dataset.map(to_model, num_parallel_calls=tf.data.AUTOTUNE)

@@ -59,6 +59,8 @@ class CaptionConfig(TrainConfig):
     cnn_filters: int = setting(32, "cnn: channels of the first block (doubled in the next two)")
     cnn_blocks: int = setting(4, "cnn: blocks of two 3x3 convolutions and a 2x2 max-pool")
     flip: bool = setting(True, "training augmentation: mirror images left-right at random")
+    crop_area: float = setting(1.0, "training augmentation: each image a random crop of at least this share of its "
+                                    "area (aspect 3:4 to 4:3), resized back; 1 = no cropping")
     batch_by_image: bool = setting(False, "training batches of whole images, each with all its captions: the CNN runs "
                                           "once per image, not per caption (--batch-size then counts images)")
     tokenizer: str = setting("word", "caption tokenizer", ("word", "spm"))
@@ -144,6 +146,13 @@ class CaptioningTask(Task):
             # a replica would get half the images but captions pointing at all of them
             raise UserError("--batch-by-image batches cannot be split across replicas", fix="drop --batch-by-image, or "
                             "train with --strategy default")
+        if not 0 < cfg.crop_area <= 1:
+            raise UserError(f"--crop-area {cfg.crop_area} is not a share of an image", fix="give a number in (0, 1]; "
+                            "1 turns cropping off")
+        if cfg.crop_area < 1 and cfg.freeze_backbone:
+            # the cached features are of the whole images; a new crop every step needs the backbone every step
+            raise UserError("--crop-area needs a backbone that trains: a frozen one's features are computed once",
+                            fix="drop --crop-area, or --freeze-backbone")
         size = image_size(cfg)
         train = read_captions(cfg.captions, cfg.images, "training data", skip_missing=cfg.skip_bad_images)
         train_set = self.decode(train, size, training=True, skip_bad=cfg.skip_bad_images)
@@ -198,6 +207,7 @@ class CaptioningTask(Task):
 
         def train_batches(epoch: int, skip: int):
             return caption_batches(train_inputs, train, cfg.batch_size, training=True, flip=cfg.flip,
+                                   crop_area=cfg.crop_area,
                                    first_batch=epoch * steps + skip, num_batches=steps - skip,
                                    by_image=cfg.batch_by_image, **batches)
 

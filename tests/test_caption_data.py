@@ -130,6 +130,29 @@ def test_training_batches_are_teacher_forced_seeded_and_resumable(shapes):
     assert 0 < mirrored
 
 
+def test_random_crops_show_part_of_each_image_at_full_size_and_repeat_with_the_seed(shapes):
+    data = read_captions(str(shapes / "captions.csv"), str(shapes / "images"))
+    pixels = cached_pixels(data.paths, 32).pixels
+    examples = caption_examples([[[5, 6]] for _ in data.captions], range(len(data)), max_length=2)
+
+    def first_batches(crop_area, seed=1):
+        return [x.numpy() for (x, _), _ in caption_batches(pixels, examples, 4, bos_id=2, eos_id=3, training=True,
+                                                           seed=seed, first_batch=0, num_batches=3,
+                                                           crop_area=crop_area)]
+    whole, cropped = first_batches(1.0), first_batches(0.3)
+    for a, b in zip(whole, cropped):
+        assert b.shape == a.shape == (4, 32, 32, 3)
+        # every image changed, yet stays a picture of the same scene: the colours it is made of stay
+        assert all(not np.allclose(left, right) for left, right in zip(a, b))
+        assert np.abs(a.mean(axis=(1, 2)) - b.mean(axis=(1, 2))).mean() < 40
+    for a, b in zip(cropped, first_batches(0.3)):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(cropped[0], first_batches(0.3, seed=2)[0])
+    evaluation = caption_batches(pixels, examples, 4, bos_id=2, eos_id=3, training=False, crop_area=0.3)
+    (x, _), _ = next(iter(evaluation))
+    np.testing.assert_array_equal(x.numpy(), pixels[examples.rows[:4]].astype(np.float32))
+
+
 def test_batches_by_image_hold_whole_images_with_all_their_captions(shapes):
     data = read_captions(str(shapes / "captions.csv"), str(shapes / "images"))
     pixels = cached_pixels(data.paths, 32).pixels

@@ -96,11 +96,11 @@ def test_train_finetune_and_bad_images_through_the_cli(shapes, tmp_path, capsys)
     train = ["--images", shapes / "test" / "images", "--captions", shapes / "test" / "captions.csv"]
     out = tmp_path / "tiny"
     result = invoke("train", "caption", *train, "--arch", "transformer", "--heads", "2", "--layers", "1",
-                    "--batch-by-image", "--out", out, *TINY)
+                    "--batch-by-image", "--crop-area", "0.5", "--out", out, *TINY)
     assert result.exit_code == 0, result.output
     assert "sample after epoch 1" in result.output and "training finished" in result.output
     record = json.loads((out / "config.json").read_text())
-    assert record["settings"]["batch_by_image"] is True
+    assert record["settings"]["batch_by_image"] is True and record["settings"]["crop_area"] == 0.5
     assert record["data"]["train"]["images"] == 180 and record["data"]["valid"]["images"] == 20
     result = invoke("finetune", out, *train, "--out", tmp_path / "tuned", "--epochs", "1", "--steps-per-epoch", "1",
                     "--freeze", "embeddings", "--quiet")
@@ -110,6 +110,8 @@ def test_train_finetune_and_bad_images_through_the_cli(shapes, tmp_path, capsys)
                     tmp_path / "split", *TINY)
     assert result.exit_code == 1 and "cannot be split across replicas" in result.output
     assert not (tmp_path / "split").exists()
+    result = invoke("train", "caption", *train, "--crop-area", "1.5", "--out", tmp_path / "crop", *TINY)
+    assert result.exit_code == 1 and "--crop-area 1.5 is not a share of an image" in result.output
     with pytest.raises(UserError, match="cannot freeze a backbone the parent trained"):
         seqtasks.finetune(out, None, tmp_path / "frozen", images=str(train[1]), captions=str(train[3]),
                           freeze_backbone=True, verbose=0)
