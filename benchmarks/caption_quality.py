@@ -15,7 +15,8 @@ The baseline captions every test image with one and the same training caption: t
 best BLEU-4 on the test images (the "best single constant caption"), and, as an honest version of
 it, the one with the best BLEU-4 on the validation images. A ceiling beside it: a perfect three-way
 recognizer of the subject (dog, child, anything else; read from each test image's references) that
-gives each image the best training caption of its subject. `--evaluate RUN` skips training and
+gives each image the best training caption of its subject; and how often the model's test captions
+name each subject, for the images that show it and for the others. `--evaluate RUN` skips training and
 scores a run this script trained earlier. Writes benchmarks/results/caption-quality-ARCH.json.
 """
 from __future__ import annotations
@@ -123,6 +124,32 @@ def subject_oracle(train_refs: list[list[str]], test_refs: list[list[str]]) -> t
     return best, caption_scores(hypotheses, test_refs, lowercase=True)["bleu4"]
 
 
+def subject_recognition(captions: list[str], refs: list[list[str]]) -> dict[str, dict[str, int]]:
+    """How often the captions name each subject: of the images that show it (by subject_of), and of
+    the others."""
+    from seqtasks.captioning import normalize
+
+    subjects = [subject_of(image_refs) for image_refs in refs]
+    words = [set(normalize(caption, True).split()) for caption in captions]
+    counts = {}
+    for name, names in SUBJECTS.items():
+        named = [bool(w & names) for w in words]
+        counts[name] = {"images": subjects.count(name),
+                        "named": sum(n and s == name for n, s in zip(named, subjects)),
+                        "named_for_other_images": sum(n and s != name for n, s in zip(named, subjects))}
+    return counts
+
+
+def run_captions(run, images: Path, table: Path, beam: int, penalty: float) -> tuple[list[str], list[list[str]]]:
+    """The run's caption of each image of `table` (as evaluate makes them), and the references."""
+    from seqtasks.readers.images import read_captions
+    from seqtasks.tasks.caption import image_size
+
+    data = run.task.decode(read_captions(str(table), str(images), "test captions"), image_size(run.settings))
+    found = run.task.captioner(run, penalty).caption(data.pixels[data.rows], beam=beam)
+    return [c[0].text for c in found], [list(captions) for captions in data.images.captions]
+
+
 def _ngram_counts(words: list[str], n: int) -> Counter:
     return Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
 
@@ -182,12 +209,14 @@ def main() -> None:
     beam, penalty = max(on_valid, key=lambda setting: on_valid[setting]["bleu4"])
     metrics = scores("test", beam, penalty)
     greedy, beam3 = scores("test", 1, 1.0), scores("test", 3, 1.0)
+    recognition = subject_recognition(*run_captions(run, images, tables["test"], beam, penalty))
     state = run.directory.read_train_state()
     settings = run.settings
     images_per_step = settings.batch_size if settings.batch_by_image else None
     captions_per_step = (settings.batch_size * len(train_captions) / len(train_refs) if settings.batch_by_image
                          else settings.batch_size)
-    write_result(f"caption-quality-{Path(args.config).stem if args.config else args.arch}", {
+    name = Path(args.config).stem.removeprefix("caption-flickr8k-") if args.config else args.arch
+    write_result(f"caption-quality-{name}", {
         "target_id": "Q-cap", "arch": args.arch, "config": str(config.relative_to(ROOT) if config.is_relative_to(ROOT) else config),
         "precision": run.record["resolved"]["precision"], "beam": beam, "length_penalty": penalty,
         **{k: round(metrics[k], 2) for k in ("bleu1", "bleu2", "bleu3", "bleu4")},
@@ -196,6 +225,7 @@ def main() -> None:
         "valid_bleu4_by_decoding": {f"beam {b}, length penalty {p}": round(m["bleu4"], 2)
                                     for (b, p), m in on_valid.items()},
         "target_bleu4": TARGET_BLEU4, "met": metrics["bleu4"] >= TARGET_BLEU4, **baseline,
+        "test_subjects_named": recognition,
         "parameters": run.model.count_params(), "steps": state["global_step"],
         "batch_by_image": settings.batch_by_image,
         "images_seen": state["global_step"] * (images_per_step or settings.batch_size),
