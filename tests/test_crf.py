@@ -90,3 +90,29 @@ def test_serialization_round_trip(crf):
     mask = np.ones((2, 4), bool)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(clone.decode(emissions, mask)),
                                   keras.ops.convert_to_numpy(crf.decode(emissions, mask)))
+
+
+@pytest.mark.parametrize("batch, time", [(4, 1), (1, 1), (1, 6)])
+def test_every_batch_shape_works_in_a_graph_of_unknown_length(crf, batch, time):
+    """A bucketed batch whose sentences all have one token is a scan of length 1 (it once failed as
+    an empty scan): loss and Viterbi match the definition in a graph that does not know the length."""
+    import tensorflow as tf
+
+    spec = [tf.TensorSpec([None, None, 3]), tf.TensorSpec([None, None], tf.bool), tf.TensorSpec([None, None], tf.int32)]
+
+    @tf.function(input_signature=spec)
+    def loss_and_path(emissions, mask, tags):
+        return crf.negative_log_likelihood(emissions, tags, mask), crf.decode(emissions, mask)
+
+    rng = np.random.default_rng(3)
+    emissions = rng.normal(size=(batch, time, 3)).astype("float32")
+    mask = np.ones((batch, time), bool)
+    tags = rng.integers(0, 3, size=(batch, time)).astype("int32")
+    nll, best = (keras.ops.convert_to_numpy(x) for x in loss_and_path(emissions, mask, tags))
+    transitions, start, end = parameters(crf)
+    for i in range(batch):
+        scores = brute_force(emissions[i], transitions, start, end, time)
+        values = np.array(list(scores.values()))
+        log_z = values.max() + np.log(np.exp(values - values.max()).sum())
+        assert nll[i] == pytest.approx(log_z - scores[tuple(int(t) for t in tags[i])], abs=1e-4)
+        assert tuple(best[i]) == max(scores, key=scores.get)

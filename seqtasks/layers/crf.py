@@ -12,6 +12,9 @@ Viterbi decoding is the same recursion with max in place of logsumexp, plus back
 Mask convention: `mask` (batch, time) is True for real tokens, which come first (right padding). At
 padded steps α (or δ) is carried unchanged and the back-pointer is the identity, so padding changes
 neither the likelihood nor the decoded path. Computed in float32 whatever the layer's policy.
+
+Both recursions scan over every step, the first included (it adds s instead of the transitions), so
+a batch whose sentences all have one token is a scan of length 1, never an empty one.
 """
 from __future__ import annotations
 
@@ -46,14 +49,18 @@ class CRF(keras.layers.Layer):
 
     @staticmethod
     def _time_major(emissions, mask):
-        """(time, batch, K + 1): the emissions with the mask as a last column. One tensor, because
-        keras' TensorFlow scan cannot check the length of several sequences of unknown length."""
-        steps = ops.concatenate([ops.cast(emissions, "float32"), ops.cast(mask, "float32")[..., None]], axis=-1)
+        """(time, batch, K + 2): the emissions, then the mask, then 1 at the first step. One tensor,
+        because keras' TensorFlow scan cannot check the length of several sequences of unknown length."""
+        emissions = ops.cast(emissions, "float32")
+        first = ops.cast(ops.arange(ops.shape(emissions)[1]) == 0, "float32")
+        first = ops.broadcast_to(first[None, :, None], ops.shape(emissions[..., :1]))
+        steps = ops.concatenate([emissions, ops.cast(mask, "float32")[..., None], first], axis=-1)
         return ops.transpose(steps, (1, 0, 2))
 
     @staticmethod
     def _unpack(step):
-        return step[:, :-1], step[:, -1:] > 0.5   # emission (batch, K), real (batch, 1)
+        # emission (batch, K), real (batch, 1), first step (batch, 1)
+        return step[:, :-2], step[:, -2:-1] > 0.5, step[:, -1:] > 0.5
 
     def path_score(self, emissions, tags, mask):
         """score(tags) for each sequence: (batch,)."""
@@ -75,13 +82,15 @@ class CRF(keras.layers.Layer):
         steps = self._time_major(emissions, mask)
 
         def step(alpha, inputs):
-            emission, real = self._unpack(inputs)
-            # α_t[j] = logsumexp_i(α_{t-1}[i] + A[i, j]) + E_t[j]
-            new = ops.logsumexp(alpha[:, :, None] + transitions[None], axis=1) + emission
+            emission, real, first = self._unpack(inputs)
+            # α_1 = s + E_1;  α_t[j] = logsumexp_i(α_{t-1}[i] + A[i, j]) + E_t[j]
+            carried = ops.logsumexp(alpha[:, :, None] + transitions[None], axis=1)
+            new = ops.where(first, alpha, carried) + emission
             alpha = ops.where(real, new, alpha)
             return alpha, alpha
 
-        alpha, _ = ops.scan(step, start[None] + self._unpack(steps[0])[0], steps[1:])
+        initial = ops.broadcast_to(start[None], ops.shape(steps[0, :, :-2]))  # the scan starts from s
+        alpha, _ = ops.scan(step, initial, steps)
         return ops.logsumexp(alpha + end[None], axis=-1)
 
     def negative_log_likelihood(self, emissions, tags, mask):
@@ -96,25 +105,27 @@ class CRF(keras.layers.Layer):
 
         def forward(carry, inputs):
             delta, _ = carry
-            emission, real = self._unpack(inputs)
+            emission, real, first = self._unpack(inputs)
             candidates = delta[:, :, None] + transitions[None]          # (batch, from, to)
-            best_previous = ops.cast(ops.argmax(candidates, axis=1), "int32")
-            new = ops.max(candidates, axis=1) + emission
-            pointers = ops.where(real, best_previous, ops.broadcast_to(identity, ops.shape(best_previous)))
+            keep = ops.broadcast_to(identity, ops.shape(delta))
+            best_previous = ops.where(first, keep, ops.cast(ops.argmax(candidates, axis=1), "int32"))
+            new = ops.where(first, delta, ops.max(candidates, axis=1)) + emission   # δ_1 = s + E_1
+            pointers = ops.where(real, best_previous, keep)
             carry = (ops.where(real, new, delta), pointers)
             return carry, carry  # keras' scan wants outputs shaped like the carry
 
-        first = start[None] + self._unpack(steps[0])[0]
-        initial = (first, ops.broadcast_to(identity, ops.shape(first)))
-        (delta, _), (_, pointers) = ops.scan(forward, initial, steps[1:])
+        initial_delta = ops.broadcast_to(start[None], ops.shape(steps[0, :, :-2]))
+        initial = (initial_delta, ops.broadcast_to(identity, ops.shape(initial_delta)))
+        (delta, _), (_, pointers) = ops.scan(forward, initial, steps)
         last = ops.cast(ops.argmax(delta + end[None], axis=-1), "int32")
 
         def backward(tag, pointer):
             previous = ops.take_along_axis(pointer, tag[:, None], axis=1)[:, 0]
             return previous, previous
 
+        # earlier[t] = pointer_t[y_t] = y_{t-1} for t >= 1; the first step's pointer is the identity
         _, earlier = ops.scan(backward, last, pointers, reverse=True)
-        path = ops.concatenate([earlier, last[None]], axis=0)   # (time, batch)
+        path = ops.concatenate([earlier[1:], last[None]], axis=0)   # (time, batch)
         return ops.transpose(path, (1, 0))
 
     def call(self, emissions, mask):
