@@ -24,7 +24,6 @@ from seqtasks.errors import UserError
 from seqtasks.runs import RunDirectory
 from seqtasks.training import TrainState, compile_model, fit, make_strategy, resolve_precision
 
-FREEZE_HELP = "embeddings, or layers:N (the first N layers/blocks)"
 
 
 def _version() -> str:
@@ -173,6 +172,8 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     out = Path(out)
     if out.exists():
         raise UserError("the run folder already exists", str(out), "choose another --out")
+    if freeze:
+        freeze_layers(parent.model, freeze)  # a wrong part fails here, before the run folder exists
     precision = resolve_precision(cfg.precision)
     task_data = task_obj.read(cfg)
     if verbose:
@@ -219,21 +220,34 @@ def copy_weights(model: keras.Model, source: keras.Model, grow: bool = False) ->
     model.set_weights(weights)
 
 
+def freeze_layers(model: keras.Model, freeze: str) -> list[keras.layers.Layer]:
+    """The layers that --freeze FREEZE names: a comma-separated list of the model's freezable parts
+    (seqtasks.models.freezing). A name the model does not have is a UserError listing the ones it has."""
+    parts = model.freezable_parts()
+    names = [name.strip() for name in freeze.split(",") if name.strip()]
+    depth = sum(name.startswith("layers:") for name in parts)
+    shown = {("layers:N" if name.startswith("layers:") else name): None for name in parts}
+    listed = ", ".join(shown).replace("layers:N", f"layers:N (N from 1 to {depth})")
+    if not names:
+        raise UserError(f"--freeze {freeze!r} names no part", fix=f"this model has: {listed}")
+    layers = []
+    for name in names:
+        count = name.partition(":")[2]
+        if name not in parts and name.startswith("layers:") and count.isdigit():
+            raise UserError(f"cannot freeze {count} layers: this model has {depth}", f"--freeze {freeze}",
+                            f"use layers:N with N from 1 to {depth}" if depth else f"this model has: {listed}")
+        if name not in parts:
+            raise UserError(f"this model has no part {name!r} to freeze", f"--freeze {freeze}",
+                            f"its parts are: {listed}")
+        layers.extend(parts[name])
+    return layers
+
+
 def apply_freeze(model: keras.Model, freeze: str) -> None:
-    """Freeze the embeddings, or the first N recurrent layers / Transformer blocks."""
-    parts = [p.strip() for p in freeze.split(",") if p.strip()]
-    for part in parts:
-        if part == "embeddings":
-            model.embedding.trainable = False
-        elif part.startswith("layers:") and part[7:].isdigit():
-            count = int(part[7:])
-            layers = getattr(model, "blocks", None) or getattr(getattr(model, "recurrent", None), "forward_layers", [])
-            if count > len(layers):
-                raise UserError(f"cannot freeze {count} layers: the model has {len(layers)}", fix="lower N in layers:N")
-            for layer in layers[:count]:
-                layer.trainable = False
-        else:
-            raise UserError(f"unknown --freeze value {part!r}", fix=f"use {FREEZE_HELP}")
+    """Hold the parts that --freeze names fixed: their weights leave the trainable set (and a frozen
+    batch norm runs in inference mode), so the optimizer never sees them."""
+    for layer in freeze_layers(model, freeze):
+        layer.trainable = False
 
 
 class Run:

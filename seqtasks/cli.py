@@ -176,7 +176,10 @@ def resume(run, epochs, max_time, quiet) -> None:
 @click.option("--captions", default=None, help="caption: the new caption table or COCO JSON (instead of --data).")
 @click.option("--out", required=True, type=click.Path(), help="The new run folder.")
 @click.option("--valid", default=None, help="Validation data; default: held out from --data.")
-@click.option("--freeze", default=None, help="Freeze parts: embeddings, layers:N, or both comma-separated.")
+@click.option("--freeze", default=None,
+              help="Parts to hold fixed, comma-separated: embeddings, layers:N (the first N layers or blocks), "
+                   "or the task model's own parts (encoder, decoder, backbone, char_features, crf); "
+                   "a name the model lacks is refused with the list of its parts.")
 @click.option("--extend-labels", is_flag=True, default=False,
               help="classify, tag: add labels the parent never saw (the output layer grows).")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file of settings.")
