@@ -302,15 +302,18 @@ def fit(model: keras.Model, run: RunDirectory, plan: FitPlan, cfg, state: TrainS
             print(f"\n{how}: {kept}; continue with\n  seqtasks resume {run.path}", file=sys.stderr, flush=True)
             raise
         except UserError:
+            if keeper.diverged_at is None:  # a task's own error mid-training: keep the steps done (NaN weights never)
+                keeper.save_after_failure()
             raise
         except Exception as error:
             where = f"epoch {keeper.epoch_number}, step {state.global_step}"
             if isinstance(error, OSError) and error.errno in UNWRITABLE:
                 kept = (f"the checkpoint at step {keeper.saved_step} is kept" if keeper.saved_step
                         else "no checkpoint was saved")
+                folder = Path(error.filename).parent if error.filename else run.path
                 raise TrainingFailed(
-                    f"training stopped at {where}: {UNWRITABLE[error.errno]} writing {error.filename or run.path}",
-                    str(run.path), f"{kept}; make room, then continue with `seqtasks resume {run.path}`") from error
+                    f"training stopped at {where}: {UNWRITABLE[error.errno]} writing to {folder}", str(run.path),
+                    f"{kept}; make room, then continue with `seqtasks resume {run.path}`") from error
             kept = keeper.save_after_failure()
             raise TrainingFailed(
                 f"training failed at {where}: {describe_exception(error)}", str(run.path),
