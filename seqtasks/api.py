@@ -112,11 +112,13 @@ def resume(path: str | Path, verbose: int = 1, **overrides) -> "Run":
     `epochs` or `max_time` may be raised to extend a finished run."""
     run = Run(path)
     run_dir, task_obj = run.directory, run.task
+    removed = run_dir.recover()  # whatever a kill left half-done or behind
+    if removed and verbose:
+        print(f"removed {len(removed)} temporary file(s) left by an interrupted session", flush=True)
     state_data = run_dir.read_train_state()
-    if state_data is None or not run_dir.last_checkpoint_path.is_file():
-        raise UserError("the run has no checkpoint to resume from", str(run_dir.path),
-                        "train a new run with `seqtasks train`")
-    state = TrainState.from_dict(state_data)
+    # killed before its first checkpoint: the folder holds the settings and tokenizer, so start it over
+    fresh = state_data is None or not run_dir.last_checkpoint_path.is_file()
+    state = TrainState() if fresh else TrainState.from_dict(state_data)
     settings = dict(run.record["settings"])
     extended = {k: v for k, v in overrides.items() if v is not None}
     unknown = set(extended) - {"epochs", "max_time"}
@@ -134,6 +136,8 @@ def resume(path: str | Path, verbose: int = 1, **overrides) -> "Run":
         print(f"{run_dir.path}: training already finished ({state.stop_reason}); "
               "raise --epochs or --max-time to train further")
         return run
+    if fresh:
+        return _restart(run, cfg, verbose)
     data = task_obj.read(cfg)
     plan = task_obj.plan(cfg, run.preprocessor, data)
     if verbose:
@@ -144,6 +148,27 @@ def resume(path: str | Path, verbose: int = 1, **overrides) -> "Run":
         model = keras.saving.load_model(run_dir.last_checkpoint_path, compile=True, safe_mode=True)
     fit(model, run_dir, plan, cfg, state, verbose=verbose)
     return Run(run_dir.path)
+
+
+def _restart(run: "Run", cfg, verbose: int) -> "Run":
+    """Train a run that has no checkpoint from step 0, from its saved settings and tokenizer (and,
+    for a fine-tuning run, its parent's weights again)."""
+    run_dir, task_obj = run.directory, run.task
+    print(f"{run_dir.path} has no checkpoint yet: starting it over from its saved settings (step 0)", flush=True)
+    for derived in (run_dir.history_path, run_dir.train_state_path):  # no weights back them
+        derived.unlink(missing_ok=True)
+    data = task_obj.read(cfg)
+    plan = task_obj.plan(cfg, run.preprocessor, data)
+    parent = run.record.get("parent")
+    initial_model = None
+    if parent:
+        try:
+            initial_model = Run(parent["path"]).model
+        except UserError as error:
+            raise UserError(f"cannot start the fine-tuning run over: its parent run is unusable ({error.message})",
+                            str(run_dir.path), "fine-tune the parent again with `seqtasks finetune`") from error
+    return _fit_new(task_obj, run_dir, cfg, run.preprocessor, plan, initial_model=initial_model, verbose=verbose,
+                    freeze=(parent or {}).get("freeze"), grow_outputs=bool(parent))
 
 
 def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | None = None,
