@@ -19,7 +19,8 @@ from typing import Any
 
 import keras
 
-from seqtasks.config import config_from_dict, read_toml, resolve_config
+from seqtasks.config import COMMAND_LINE, check_ranges, config_from_dict, read_toml, resolve_config
+from seqtasks.datafiles import absolute_paths, check_unchanged, data_fingerprints
 from seqtasks.errors import UserError
 from seqtasks.runs import RunDirectory
 from seqtasks.training import TrainState, compile_model, fit, make_strategy, resolve_precision
@@ -36,8 +37,8 @@ def resolve_task_config(task, config_file: str | None, overrides: dict[str, Any]
     toml = read_toml(config_file) if config_file else {}
     given = {k: v for k, v in overrides.items() if v is not None}
     if not any(given.get(key) or toml.get(key) for key in task.data_settings):
-        # no data: the bundled demo, with the user's other settings on top
-        given = {**task.default_overrides(), **given}
+        # no data: the bundled demo, with the user's other settings (TOML and flags) on top
+        given = {**{k: v for k, v in task.default_overrides().items() if k not in toml}, **given}
     return resolve_config(task.Config, toml, given, where=config_file or "settings")
 
 
@@ -79,9 +80,15 @@ def train(task: str, out: str | Path | None = None, config_file: str | None = No
 
 
 def _run_record(task_obj, cfg, precision: str, data: dict[str, Any], parent: dict[str, Any] | None = None):
+    """config.json: the settings with absolute data paths (`typed` keeps what was given), so resume
+    reads the same files from any folder, and `data_files` their sizes and sha256, checked on resume."""
+    absolute, typed = absolute_paths(cfg)
     record = {"task": task_obj.name, "seqtasks_version": _version(),
               "created": datetime.datetime.now().isoformat(timespec="seconds"),
-              "settings": dataclasses.asdict(cfg), "resolved": {"precision": precision}, "data": data}
+              "settings": dataclasses.asdict(absolute), "resolved": {"precision": precision}, "data": data,
+              "data_files": data_fingerprints(absolute)}
+    if typed:
+        record["typed"] = typed
     if parent:
         record["parent"] = parent
     return record
@@ -107,9 +114,10 @@ def _fit_new(task_obj, run_dir: RunDirectory, cfg, prep, plan, initial_model, ve
     return Run(run_dir.path)
 
 
-def resume(path: str | Path, verbose: int = 1, **overrides) -> "Run":
+def resume(path: str | Path, verbose: int = 1, allow_changed_data: bool = False, **overrides) -> "Run":
     """Continue an interrupted run exactly: weights, optimizer, schedule, epoch and batch position.
-    `epochs` or `max_time` may be raised to extend a finished run."""
+    `epochs` or `max_time` may be raised to extend a finished run. The run's data files must be
+    what it trained on (size and sha256), unless `allow_changed_data`."""
     run = Run(path)
     run_dir, task_obj = run.directory, run.task
     removed = run_dir.recover()  # whatever a kill left half-done or behind
@@ -127,6 +135,7 @@ def resume(path: str | Path, verbose: int = 1, **overrides) -> "Run":
                         str(run_dir.path), "use `seqtasks finetune` to train with other settings")
     settings.update(extended)
     cfg = config_from_dict(task_obj.Config, settings)
+    check_ranges(cfg, {name: COMMAND_LINE for name in extended}, names=extended)
     if extended:
         state.finished = False
         record = run.record
@@ -136,6 +145,9 @@ def resume(path: str | Path, verbose: int = 1, **overrides) -> "Run":
         print(f"{run_dir.path}: training already finished ({state.stop_reason}); "
               "raise --epochs or --max-time to train further")
         return run
+    files = check_unchanged(run.record.get("data_files", {}), cfg, run_dir.path, allow_changed_data)
+    if allow_changed_data and files != run.record.get("data_files", files):
+        run_dir.write_config({**run.record, "data_files": files})
     if fresh:
         return _restart(run, cfg, verbose)
     data = task_obj.read(cfg)
@@ -178,7 +190,8 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     parent = Run(path)
     task_obj = parent.task
     toml = read_toml(config_file) if config_file else {}
-    given = {**toml, **{k: v for k, v in overrides.items() if v is not None}}
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    given = {**toml, **flags}
     if data is not None:  # tasks whose data flags are not --data (caption: --images/--captions) leave it out
         given["data"] = data
     shape_keys = {"arch", "layers", "units", "heads", "tokenizer", "vocab_size", "positions", "activation",
@@ -192,7 +205,9 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
                if key in task_obj.data_settings or (key == "valid" or key.startswith("valid_")) and isinstance(value, str)}
     settings = {**parent.record["settings"], "max_time": 0.0, **sources}
     settings.update(given)
-    cfg = resolve_config(task_obj.Config, {}, settings, where=config_file or "settings")
+    origins = {**{key: f"from {parent.directory.config_path}" for key in parent.record["settings"]},
+               **{key: f"from {config_file}" for key in toml}, **{key: COMMAND_LINE for key in flags}}
+    cfg = resolve_config(task_obj.Config, {}, settings, where=config_file or "settings", origins=origins)
     task_obj.check_finetune(parent.record["settings"], cfg)
     out = Path(out)
     if out.exists():

@@ -80,20 +80,36 @@ def tasks() -> None:
 
 
 # ---- train ---------------------------------------------------------------------------------------
+class _Raw(click.ParamType):
+    """A number flag passed on as typed: resolve_config converts and range-checks it, so that a bad
+    value is the one-line error of a bad TOML value, not click's usage message."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def convert(self, value, param, ctx):
+        return value
+
+
+_RAW = {int: _Raw("integer"), float: _Raw("float")}
+
+
 def _options_from_config(config_class: type):
     """click options for every field of a config dataclass, default None ('not given')."""
+    from seqtasks.config import setting_type
 
     def decorate(command):
         for f in reversed(dataclasses.fields(config_class)):
             flag = "--" + f.name.replace("_", "-")
             help_text = f.metadata.get("help", "")
             choices = f.metadata.get("choices")
-            kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool}.get(str(f.type), str)
+            kind = setting_type(f.type)
             if kind is bool:
                 option = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None,
                                       help=f"{help_text}  [default: {'on' if f.default else 'off'}]")
             else:
-                click_type = click.Choice(choices) if choices else kind
+                # numbers reach resolve_config as typed, which checks type and range in one line
+                click_type = click.Choice(choices) if choices else _RAW.get(kind, kind)
                 option = click.option(flag, *f.metadata.get("aliases", ()), f.name, type=click_type, default=None,
                                       help=f"{help_text}  [default: {f.default!r}]")
             command = option(command)
@@ -165,9 +181,12 @@ def train() -> None:
 @click.argument("run", type=click.Path())
 @click.option("--epochs", type=int, default=None, help="Raise the epoch limit to train a finished run further.")
 @click.option("--max-time", type=float, default=None, help="Raise the time budget (minutes, in total).")
+@click.option("--allow-changed-data", is_flag=True, default=False,
+              help="Continue even though the run's data files changed since it began (size or sha256).")
 @click.option("--quiet", is_flag=True, help="No progress bars or samples.")
-def resume(run, epochs, max_time, quiet) -> None:
-    """Continue an interrupted run exactly where it stopped.
+def resume(run, epochs, max_time, allow_changed_data, quiet) -> None:
+    """Continue an interrupted run exactly where it stopped, on the same data files (found by the
+    absolute paths the run recorded, and checked against their recorded sha256).
 
     \b
     Example:
@@ -175,7 +194,8 @@ def resume(run, epochs, max_time, quiet) -> None:
     """
     from seqtasks import api
 
-    result = api.resume(run, verbose=0 if quiet else 1, epochs=epochs, max_time=max_time)
+    result = api.resume(run, verbose=0 if quiet else 1, epochs=epochs, max_time=max_time,
+                        allow_changed_data=allow_changed_data)
     state = result.directory.read_train_state() or {}
     click.echo(f"run {result.path}: {state.get('stop_reason', '')} at step {state.get('global_step')}")
 
@@ -194,15 +214,15 @@ def resume(run, epochs, max_time, quiet) -> None:
 @click.option("--extend-labels", is_flag=True, default=False,
               help="classify, tag: add labels the parent never saw (the output layer grows).")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file of settings.")
-@click.option("--epochs", type=int, default=None, help="Epochs of fine-tuning.")
-@click.option("--lr", type=float, default=None, help="Peak learning rate (fresh optimizer and schedule).")
-@click.option("--batch-size", type=int, default=None, help="Examples per step.")
-@click.option("--steps-per-epoch", type=int, default=None, help="Steps between validations.")
-@click.option("--warmup-steps", type=int, default=None, help="Warmup steps.")
-@click.option("--max-time", type=float, default=None, help="Training budget in minutes.")
-@click.option("--patience", type=int, default=None, help="Early-stopping patience (validations).")
-@click.option("--dropout", type=float, default=None, help="Dropout rate.")
-@click.option("--seed", type=int, default=None, help="Random seed.")
+@click.option("--epochs", type=_RAW[int], default=None, help="Epochs of fine-tuning.")
+@click.option("--lr", type=_RAW[float], default=None, help="Peak learning rate (fresh optimizer and schedule).")
+@click.option("--batch-size", type=_RAW[int], default=None, help="Examples per step.")
+@click.option("--steps-per-epoch", type=_RAW[int], default=None, help="Steps between validations.")
+@click.option("--warmup-steps", type=_RAW[int], default=None, help="Warmup steps.")
+@click.option("--max-time", type=_RAW[float], default=None, help="Training budget in minutes.")
+@click.option("--patience", type=_RAW[int], default=None, help="Early-stopping patience (validations).")
+@click.option("--dropout", type=_RAW[float], default=None, help="Dropout rate.")
+@click.option("--seed", type=_RAW[int], default=None, help="Random seed.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None, help="Precision.")
 @click.option("--quiet", is_flag=True, help="No progress bars or samples.")
 def finetune(run, data, out, valid, freeze, extend_labels, config_file, quiet, **settings) -> None:

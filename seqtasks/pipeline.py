@@ -137,7 +137,22 @@ class _Progress:
 
 
 def count_windows(num_tokens: int, seq_len: int) -> int:
+    """Training windows every pass holds, whatever its random offset (see _pass_window_starts): with an
+    offset of up to seq_len - 1 tokens, one window fewer than tile the ids from the start."""
+    if num_tokens > 2 * seq_len + 1:
+        return num_tokens // seq_len - 1
     return max((num_tokens - 1) // seq_len, 0)
+
+
+def fit_batch_size(batch_size: int, available: int, items: str) -> int:
+    """The batch size for training data of `available` items (`items`: "examples", "windows of 128
+    tokens"): batch_size, or all of them when there are fewer, said in one line, so that a small
+    corpus trains (one step per pass) instead of failing on a batch it cannot fill."""
+    if available >= batch_size or available < 1:
+        return batch_size
+    print(f"note: the training data holds {available} {items}: batch size {batch_size} -> {available} "
+          "(one step per pass over it)", flush=True)
+    return available
 
 
 def batches_per_pass(corpus: EncodedCorpus, seq_len: int, batch_size: int) -> int:
@@ -152,7 +167,7 @@ def _pass_window_starts(num_tokens: int, seq_len: int, seed: int, pass_index: in
     offset = int(rng.integers(0, seq_len)) if num_tokens > 2 * seq_len + 1 else 0
     starts = np.arange(offset, num_tokens - seq_len, seq_len, dtype=np.int64)
     rng.shuffle(starts)
-    return starts
+    return starts[:count_windows(num_tokens, seq_len)]  # every pass the same size, whatever its offset
 
 
 def language_model_batches(corpus: EncodedCorpus, seq_len: int, batch_size: int, *, seed: int,

@@ -6,7 +6,8 @@ callback, `RunKeeper`, owns everything that outlives a step:
 
     learning rate  lr(p) = lr_max · min(1, step / warmup) · (r + (1 - r) · ½(1 + cos(π p)))
                    with progress p = max(step / planned_steps, elapsed / budget), so the schedule
-                   fits itself to --max-time as well as to --epochs;
+                   fits itself to --max-time as well as to --epochs; a warmup longer than half
+                   the planned steps shrinks to a tenth of them (fitted_warmup);
     checkpoints    checkpoints/last.keras + train_state.json at each epoch end and every few minutes;
                    model.keras whenever the monitored validation metric improves;
     history.csv    one row per finished epoch, derived from train_state.json;
@@ -17,6 +18,7 @@ print how to resume; any other error inside training does too, then raises Train
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import math
 import signal
@@ -89,6 +91,26 @@ def make_optimizer(cfg) -> keras.optimizers.Optimizer:
     return optimizer
 
 
+DEFAULT_EPOCHS = 10  # the epoch limit when neither --epochs nor --max-time is given
+
+
+def planned_epochs(cfg) -> int | None:
+    """The epochs to run: --epochs when given; with only --max-time, None (until the budget is
+    spent, so the epochs are no hidden second limit); with neither, DEFAULT_EPOCHS."""
+    if cfg.epochs:
+        return cfg.epochs
+    return None if cfg.max_time else DEFAULT_EPOCHS
+
+
+def fitted_warmup(warmup_steps: int, planned_steps: float) -> int:
+    """Warmup steps that leave the schedule room to reach its peak: a warmup longer than half the
+    planned steps (a small fine-tuning set) would keep the learning rate far below --lr throughout,
+    so it shrinks to a tenth of them (at least 1)."""
+    if warmup_steps > planned_steps / 2:
+        return max(1, int(planned_steps) // 10)
+    return warmup_steps
+
+
 def learning_rate(step: int, progress: float, cfg) -> float:
     warmup = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
     cosine = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
@@ -152,12 +174,21 @@ def unigram_log_prior(target_ids, vocab_size: int, stops: int = 0, stop_id: int 
 class _EpochProgress(keras.callbacks.ProgbarLogger):
     """Keras' progress bar, told the run's total epochs (fit is called one epoch at a time)."""
 
-    def __init__(self, total_epochs: int):
+    def __init__(self, total_epochs: int | None):
         super().__init__()
-        self.total_epochs = total_epochs
+        self.total_epochs = total_epochs  # None: until the time budget is spent
 
     def set_params(self, params):
-        super().set_params({**params, "epochs": max(self.total_epochs, 2)})
+        super().set_params({**params, "epochs": max(self.total_epochs or 2, 2)})
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.total_epochs is not None:
+            return super().on_epoch_begin(epoch, logs)
+        verbose, self.verbose = self.verbose, 0  # Keras would print "Epoch n/2"
+        super().on_epoch_begin(epoch, logs)
+        self.verbose = verbose
+        if verbose:
+            print(f"Epoch {epoch + 1} (until the time budget is spent)", flush=True)
 
 
 class RunKeeper(keras.callbacks.Callback):
@@ -266,14 +297,20 @@ def fit(model: keras.Model, run: RunDirectory, plan: FitPlan, cfg, state: TrainS
     """Train `model` (compiled) for cfg.epochs or cfg.max_time minutes; return the final TrainState."""
     state = state or TrainState()
     budget = cfg.max_time * 60.0 if cfg.max_time else 0.0
-    planned = cfg.epochs * plan.steps_per_epoch
+    epochs = planned_epochs(cfg)
+    planned = epochs * plan.steps_per_epoch if epochs else math.inf  # inf: the schedule follows the clock
+    warmup = fitted_warmup(cfg.warmup_steps, planned)
+    if warmup != cfg.warmup_steps:
+        print(f"note: {planned:,} training steps: warmup {cfg.warmup_steps} -> {warmup} step{'s' * (warmup != 1)}, so the "
+              f"learning rate reaches --lr", flush=True)
+        cfg = dataclasses.replace(cfg, warmup_steps=warmup)
     keeper = RunKeeper(run, plan, cfg, state, budget, planned)
     callbacks = [keeper, keras.callbacks.TensorBoard(str(run.logs_dir), write_graph=False, profile_batch=0)]
     if verbose:
-        callbacks.append(_EpochProgress(cfg.epochs))
+        callbacks.append(_EpochProgress(epochs))
     with terminate_as_interrupt():
         try:
-            while state.epoch < cfg.epochs and not state.finished:
+            while (epochs is None or state.epoch < epochs) and not state.finished:
                 epoch = state.epoch
                 if state.step_in_epoch >= plan.steps_per_epoch:
                     close_epoch(model, keeper, plan, epoch)

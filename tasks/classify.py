@@ -33,10 +33,11 @@ from seqtasks.training import FitPlan, dtype_policy
 
 @dataclasses.dataclass
 class ClassificationConfig(EncoderSettings):
-    data: str = setting("", "training data: TSV/CSV with a header, JSONL, .gz, or tfds:NAME[:SPLIT]")
+    data: str = setting("", "training data: TSV/CSV with a header, JSONL, .gz, or tfds:NAME[:SPLIT]", path="data")
     text_col: str = setting("", "the text column: a header name (default: text, sentence, ...) or an index")
     label_col: str = setting("", "the label column: a header name (default: label, class, ...) or an index")
-    tfds_dir: str = setting("", "tfds sources: the data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    tfds_dir: str = setting("", "tfds sources: the data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
+                            path="place")
     pooling: str = setting("max", "how token states become one vector", POOLING_KINDS)
 
 
