@@ -319,9 +319,9 @@ def fit(model: keras.Model, run: RunDirectory, plan: FitPlan, cfg, state: TrainS
                               initial_epoch=epoch, epochs=epoch + 1, callbacks=callbacks, verbose=verbose,
                               shuffle=False)
                 if keeper.diverged_at is not None:
-                    committed = run.read_train_state()
-                    if committed is not None:  # the state of the last good checkpoint, marked
-                        run.write_train_state({**committed, "stop_reason": "diverged"})
+                    # the state of the last good checkpoint (or of none: step 0), marked, so info tells why
+                    committed = run.read_train_state() or dict(TrainState().__dict__)
+                    run.write_train_state({**committed, "stop_reason": "diverged"})
                     raise UserError(
                         f"training diverged: the loss became NaN or infinite at step {keeper.diverged_at}",
                         str(run.path),
