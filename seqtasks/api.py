@@ -21,7 +21,7 @@ import keras
 
 from seqtasks.config import COMMAND_LINE, check_ranges, config_from_dict, read_toml, resolve_config
 from seqtasks.datafiles import absolute_paths, check_unchanged, data_fingerprints
-from seqtasks.errors import UserError
+from seqtasks.errors import TrainingFailed, UserError, describe_exception
 from seqtasks.runs import RunDirectory
 from seqtasks.training import TrainState, compile_model, fit, make_strategy, resolve_precision
 
@@ -97,16 +97,23 @@ def _run_record(task_obj, cfg, precision: str, data: dict[str, Any], parent: dic
 def _fit_new(task_obj, run_dir: RunDirectory, cfg, prep, plan, initial_model, verbose: int,
              freeze: str | None = None, grow_outputs: bool = False) -> "Run":
     strategy = make_strategy(cfg.strategy)
-    with strategy.scope():
-        model = task_obj.build(cfg, prep)
-        if initial_model is not None:
-            copy_weights(model, initial_model, grow=grow_outputs)
-        elif plan.output_log_prior is not None:
-            model.output_layer.bias.assign(plan.output_log_prior)
-        if freeze:
-            apply_freeze(model, freeze)
-        loss, metrics = task_obj.loss_and_metrics(cfg, prep)
-        compile_model(model, cfg, loss, metrics)
+    try:
+        with strategy.scope():
+            model = task_obj.build(cfg, prep)
+            if initial_model is not None:
+                copy_weights(model, initial_model, grow=grow_outputs)
+            elif plan.output_log_prior is not None:
+                model.output_layer.bias.assign(plan.output_log_prior)
+            if freeze:
+                apply_freeze(model, freeze)
+            loss, metrics = task_obj.loss_and_metrics(cfg, prep)
+            compile_model(model, cfg, loss, metrics)
+    except UserError:
+        raise
+    except Exception as error:  # the run folder exists by now: say how to come back to it
+        raise TrainingFailed(f"building the model failed: {describe_exception(error)}", str(run_dir.path),
+                             f"once the cause is fixed, `seqtasks resume {run_dir.path}` starts the run; "
+                             "--debug shows the traceback") from error
     if verbose:
         trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
         print(f"model: {cfg.arch}, {model.count_params():,} parameters ({trainable:,} trainable)", flush=True)

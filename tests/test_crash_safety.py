@@ -261,3 +261,8 @@ def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
         (tmp_path / name).write_text("partial")
     run.recover()
     assert {name: (tmp_path / name).exists() for name in names} == names
+
+    half_made = tmp_path / f".new.creating.tmp{dead.pid}.q1w2"  # a `train --out new` killed while creating
+    (half_made / "tokenizer").mkdir(parents=True)
+    runs.RunDirectory.create(tmp_path / "new", {"task": "lm"}, lambda folder: None)
+    assert not half_made.exists() and (tmp_path / "new" / "config.json").is_file()
