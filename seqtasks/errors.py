@@ -27,3 +27,11 @@ class UserError(Exception):
         if self.fix:
             text += f": {self.fix}"
         return text
+
+
+class SeqtasksWarning(UserWarning):
+    """Something the user should know that does not stop the work (a result that could not be saved).
+    Raised with warnings.warn; the CLI shows it as one line, `seqtasks: warning: WHAT (WHERE): FIX`."""
+
+    def __init__(self, what: str, where: str | None = None, fix: str | None = None):
+        super().__init__(UserError(what, where, fix).message)
