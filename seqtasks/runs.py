@@ -90,7 +90,9 @@ class RunDirectory:
         path = Path(path)
         if not path.exists():
             raise UserError("no such run folder", str(path), "give the folder that `seqtasks train --out` made")
-        if not (path / CONFIG_FILE).is_file():
+        if not path.is_dir():
+            raise UserError("the run is a file, not a folder", str(path), "give the folder that `seqtasks train --out` made")
+        if not (path / CONFIG_FILE).exists():
             raise UserError("not a seqtasks run (no config.json)", str(path),
                             "give the folder that `seqtasks train --out` made")
         return cls(path)

@@ -12,7 +12,7 @@ run works on a copy.
 from __future__ import annotations
 
 import dataclasses
-import gzip
+import functools
 import json
 import os
 import shutil
@@ -227,6 +227,8 @@ RUN_DAMAGE = {
     **{("checkpoints/last.keras", kind): ("resume",) for kind in ("empty", "binary", "truncated", "folder", "lambda")},
     **{("checkpoints/train_state.json", kind): ("info", "resume")
        for kind in ("empty", "binary", "latin1", "truncated", "folder", "not-an-object")},
+    **{("tokenizer", kind): ("evaluate", "predict", "sample") for kind in ("missing", "truncated")},
+    **{(file, kind): ("info",) for file in ("history.csv", "metrics.json") for kind in ("binary", "folder")},
 }
 
 
@@ -252,6 +254,17 @@ def cases() -> list[Case]:
 
 
 # ---- damaging a run ---------------------------------------------------------------------------------
+@functools.cache
+def code_model_bytes(foreign: bool) -> bytes:
+    """Made once: keras is slow to build and save even a tiny model."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.keras"
+        code_model(path, foreign)
+        return path.read_bytes()
+
+
 def code_model(path: Path, foreign: bool) -> None:
     """A .keras file holding a Lambda (Python code) or a layer class seqtasks does not know."""
     import keras
@@ -287,8 +300,12 @@ def damage_run(run: Path, tmp_path: Path, file: str, kind: str) -> tuple[Path, s
     if target.is_dir():
         shutil.rmtree(target)
     else:
-        target.unlink()
-    if kind == "folder":
+        target.unlink(missing_ok=True)
+    if kind == "truncated" and (run / file).is_dir():  # every file of the folder cut in half
+        shutil.copytree(run / file, target)
+        for part in (p for p in target.rglob("*") if p.is_file()):
+            part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+    elif kind == "folder":
         target.mkdir()
     elif kind == "empty":
         target.write_bytes(b"")
@@ -304,7 +321,7 @@ def damage_run(run: Path, tmp_path: Path, file: str, kind: str) -> tuple[Path, s
     elif kind == "not-an-object":
         target.write_text("[1, 2, 3]\n")
     elif kind in ("lambda", "foreign"):
-        code_model(target, foreign=kind == "foreign")
+        target.write_bytes(code_model_bytes(foreign=kind == "foreign"))
     return copy, Path(file).name
 
 
