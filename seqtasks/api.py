@@ -21,6 +21,7 @@ import keras
 
 from seqtasks.config import config_from_dict, read_toml, resolve_config
 from seqtasks.errors import SeqtasksWarning, UserError
+from seqtasks.files import check_output_folder
 from seqtasks.runs import RunDirectory, load_model
 from seqtasks.training import TrainState, compile_model, fit, make_strategy, resolve_precision
 
@@ -67,6 +68,7 @@ def train(task: str, out: str | Path | None = None, config_file: str | None = No
     if out.exists():
         raise UserError("the run folder already exists", str(out),
                         f"continue it with `seqtasks resume {out}`, or choose another --out")
+    check_output_folder(out, "--out")
     data = task_obj.read(cfg)  # bad sources fail here, before anything is printed or made
     if verbose:
         _print_settings(cfg, {"resolved_precision": precision, "out": str(out)})
@@ -173,6 +175,7 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     out = Path(out)
     if out.exists():
         raise UserError("the run folder already exists", str(out), "choose another --out")
+    check_output_folder(out, "--out")
     precision = resolve_precision(cfg.precision)
     task_data = task_obj.read(cfg)
     if verbose:

@@ -10,6 +10,7 @@ reported the same way wherever it was named, naming the file (and the line of a 
               numbered_lines(path, role)       stream (number, line); bad bytes name their line
               read_json_object(path, role)     a small JSON file that must hold an object
     outputs   check_output_file(path, role)    not a folder; its folder exists and takes new files
+              check_output_folder(path, role)  a folder can be made there (a run's --out)
               open_output(path, role)          the file opened for writing, after that check
 
 `role` says what the file is for ("training data", "--output file") and appears in the message.
@@ -227,6 +228,24 @@ def check_output_file(path: str | Path, role: str) -> Path:
             os.unlink(probe)
     except OSError as error:
         raise unwritable_error(path, role, error) from None
+    return path
+
+
+def check_output_folder(path: str | Path, role: str) -> Path:
+    """`path` as a Path once a folder can be made there: its nearest existing ancestor is a folder
+    that takes new entries (missing folders between are made later, as `mkdir -p` would)."""
+    path = Path(os.path.expanduser(str(path)))
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"the {role} folder cannot be made: {ancestor} is a file, not a folder", str(path),
+                        "name a folder elsewhere")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=ancestor, prefix=f".{path.name}.probe."))
+    except OSError as error:
+        raise UserError(f"cannot make the {role} folder ({error.strerror or error})", str(path),
+                        "choose a folder you can write to") from None
     return path
 
 

@@ -212,6 +212,8 @@ def input_arguments(verb: str, task: str) -> dict[str, str]:
 
 
 def output_arguments(verb: str, task: str) -> list[str]:
+    if verb in ("train", "finetune"):
+        return ["--out"]
     if verb == "predict":
         return ["--output"] + (["--plot"] if task in ("translate", "caption") else [])
     return ["--output"] if verb == "sample" and task in GENERATIVE else []
@@ -240,8 +242,9 @@ def cases() -> list[Case]:
                 continue
             for flag, fmt in input_arguments(verb, task).items():
                 found += [Case(verb, task, flag, kind, fmt) for kind in INPUT_DAMAGE]
-            for flag in output_arguments(verb, task):
-                found += [Case(verb, task, flag, kind) for kind in OUTPUT_DAMAGE]
+            for flag in output_arguments(verb, task):  # a run folder --out that exists is fine: "already exists"
+                found += [Case(verb, task, flag, kind) for kind in OUTPUT_DAMAGE
+                          if not (flag == "--out" and kind in ("folder", "no-parent"))]
             if verb == "predict" and task == "caption":
                 found += [Case(verb, task, "TEXT", kind, "image") for kind in ("missing", "empty", "folder", "binary",
                                                                                 "truncated")]
@@ -352,8 +355,8 @@ def make_bad(case: Case, args: dict[str, str], data: Path, run: Path, tmp_path: 
         args.pop("--input")
         args["TEXT"] = str(image)
         return image.name
-    if case.flag in ("--output", "--plot"):
-        path = write_output(tmp_path, case.kind, "out.png" if case.flag == "--plot" else "out.txt")
+    if case.flag in ("--output", "--plot", "--out"):
+        path = write_output(tmp_path, case.kind, {"--plot": "out.png", "--out": "new-run"}.get(case.flag, "out.txt"))
         args[case.flag] = str(path)
         if case.flag == "--plot":
             args["TEXT"] = str(IMAGES[0]) if case.task == "caption" else "ab cd"
