@@ -19,13 +19,13 @@ from typing import Any
 
 import keras
 
-from seqtasks.config import config_from_dict, read_toml, resolve_config
+from seqtasks.config import COMMAND_LINE, check_ranges, config_from_dict, read_toml, resolve_config
+from seqtasks.datafiles import absolute_paths, check_unchanged, data_fingerprints
 from seqtasks.errors import SeqtasksWarning, UserError
 from seqtasks.files import check_output_folder
 from seqtasks.runs import RunDirectory, load_model
 from seqtasks.training import TrainState, compile_model, fit, make_strategy, resolve_precision
 
-FREEZE_HELP = "embeddings, or layers:N (the first N layers/blocks)"
 
 
 def _version() -> str:
@@ -38,8 +38,8 @@ def resolve_task_config(task, config_file: str | None, overrides: dict[str, Any]
     toml = read_toml(config_file) if config_file else {}
     given = {k: v for k, v in overrides.items() if v is not None}
     if not any(given.get(key) or toml.get(key) for key in task.data_settings):
-        # no data: the bundled demo, with the user's other settings on top
-        given = {**task.default_overrides(), **given}
+        # no data: the bundled demo, with the user's other settings (TOML and flags) on top
+        given = {**{k: v for k, v in task.default_overrides().items() if k not in toml}, **given}
     return resolve_config(task.Config, toml, given, where=config_file or "settings")
 
 
@@ -82,9 +82,15 @@ def train(task: str, out: str | Path | None = None, config_file: str | None = No
 
 
 def _run_record(task_obj, cfg, precision: str, data: dict[str, Any], parent: dict[str, Any] | None = None):
+    """config.json: the settings with absolute data paths (`typed` keeps what was given), so resume
+    reads the same files from any folder, and `data_files` their sizes and sha256, checked on resume."""
+    absolute, typed = absolute_paths(cfg)
     record = {"task": task_obj.name, "seqtasks_version": _version(),
               "created": datetime.datetime.now().isoformat(timespec="seconds"),
-              "settings": dataclasses.asdict(cfg), "resolved": {"precision": precision}, "data": data}
+              "settings": dataclasses.asdict(absolute), "resolved": {"precision": precision}, "data": data,
+              "data_files": data_fingerprints(absolute)}
+    if typed:
+        record["typed"] = typed
     if parent:
         record["parent"] = parent
     return record
@@ -110,16 +116,19 @@ def _fit_new(task_obj, run_dir: RunDirectory, cfg, prep, plan, initial_model, ve
     return Run(run_dir.path)
 
 
-def resume(path: str | Path, verbose: int = 1, **overrides) -> "Run":
+def resume(path: str | Path, verbose: int = 1, allow_changed_data: bool = False, **overrides) -> "Run":
     """Continue an interrupted run exactly: weights, optimizer, schedule, epoch and batch position.
-    `epochs` or `max_time` may be raised to extend a finished run."""
+    `epochs` or `max_time` may be raised to extend a finished run. The run's data files must be
+    what it trained on (size and sha256), unless `allow_changed_data`."""
     run = Run(path)
     run_dir, task_obj = run.directory, run.task
+    removed = run_dir.recover()  # whatever a kill left half-done or behind
+    if removed and verbose:
+        print(f"removed {len(removed)} temporary file(s) left by an interrupted session", flush=True)
     state_data = run_dir.read_train_state()
-    if state_data is None or not run_dir.last_checkpoint_path.exists():
-        raise UserError("the run has no checkpoint to resume from", str(run_dir.path),
-                        "train a new run with `seqtasks train`")
-    state = TrainState.from_dict(state_data)
+    # killed before its first checkpoint: the folder holds the settings and tokenizer, so start it over
+    fresh = state_data is None or not run_dir.last_checkpoint_path.exists()
+    state = TrainState() if fresh else TrainState.from_dict(state_data)
     settings = dict(run.record["settings"])
     extended = {k: v for k, v in overrides.items() if v is not None}
     unknown = set(extended) - {"epochs", "max_time"}
@@ -128,6 +137,7 @@ def resume(path: str | Path, verbose: int = 1, **overrides) -> "Run":
                         str(run_dir.path), "use `seqtasks finetune` to train with other settings")
     settings.update(extended)
     cfg = config_from_dict(task_obj.Config, settings)
+    check_ranges(cfg, {name: COMMAND_LINE for name in extended}, names=extended)
     if extended:
         state.finished = False
         record = run.record
@@ -137,6 +147,11 @@ def resume(path: str | Path, verbose: int = 1, **overrides) -> "Run":
         print(f"{run_dir.path}: training already finished ({state.stop_reason}); "
               "raise --epochs or --max-time to train further")
         return run
+    files = check_unchanged(run.record.get("data_files", {}), cfg, run_dir.path, allow_changed_data)
+    if allow_changed_data and files != run.record.get("data_files", files):
+        run_dir.write_config({**run.record, "data_files": files})
+    if fresh:
+        return _restart(run, cfg, verbose)
     data = task_obj.read(cfg)
     plan = task_obj.plan(cfg, run.preprocessor, data)
     if verbose:
@@ -149,6 +164,27 @@ def resume(path: str | Path, verbose: int = 1, **overrides) -> "Run":
     return Run(run_dir.path)
 
 
+def _restart(run: "Run", cfg, verbose: int) -> "Run":
+    """Train a run that has no checkpoint from step 0, from its saved settings and tokenizer (and,
+    for a fine-tuning run, its parent's weights again)."""
+    run_dir, task_obj = run.directory, run.task
+    print(f"{run_dir.path} has no checkpoint yet: starting it over from its saved settings (step 0)", flush=True)
+    for derived in (run_dir.history_path, run_dir.train_state_path):  # no weights back them
+        derived.unlink(missing_ok=True)
+    data = task_obj.read(cfg)
+    plan = task_obj.plan(cfg, run.preprocessor, data)
+    parent = run.record.get("parent")
+    initial_model = None
+    if parent:
+        try:
+            initial_model = Run(parent["path"]).model
+        except UserError as error:
+            raise UserError(f"cannot start the fine-tuning run over: its parent run is unusable ({error.message})",
+                            str(run_dir.path), "fine-tune the parent again with `seqtasks finetune`") from error
+    return _fit_new(task_obj, run_dir, cfg, run.preprocessor, plan, initial_model=initial_model, verbose=verbose,
+                    freeze=(parent or {}).get("freeze"), grow_outputs=bool(parent))
+
+
 def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | None = None,
              config_file: str | None = None, verbose: int = 1, extend_labels: bool = False, **overrides) -> "Run":
     """A new run from RUN's weights on new data: same tokenizer, fresh optimizer and schedule.
@@ -156,7 +192,8 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     parent = Run(path)
     task_obj = parent.task
     toml = read_toml(config_file) if config_file else {}
-    given = {**toml, **{k: v for k, v in overrides.items() if v is not None}}
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    given = {**toml, **flags}
     if data is not None:  # tasks whose data flags are not --data (caption: --images/--captions) leave it out
         given["data"] = data
     shape_keys = {"arch", "layers", "units", "heads", "tokenizer", "vocab_size", "positions", "activation",
@@ -170,12 +207,16 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
                if key in task_obj.data_settings or (key == "valid" or key.startswith("valid_")) and isinstance(value, str)}
     settings = {**parent.record["settings"], "max_time": 0.0, **sources}
     settings.update(given)
-    cfg = resolve_config(task_obj.Config, {}, settings, where=config_file or "settings")
+    origins = {**{key: f"from {parent.directory.config_path}" for key in parent.record["settings"]},
+               **{key: f"from {config_file}" for key in toml}, **{key: COMMAND_LINE for key in flags}}
+    cfg = resolve_config(task_obj.Config, {}, settings, where=config_file or "settings", origins=origins)
     task_obj.check_finetune(parent.record["settings"], cfg)
     out = Path(out)
     if out.exists():
         raise UserError("the run folder already exists", str(out), "choose another --out")
     check_output_folder(out, "--out")
+    if freeze:
+        freeze_layers(parent.model, freeze)  # a wrong part fails here, before the run folder exists
     precision = resolve_precision(cfg.precision)
     task_data = task_obj.read(cfg)
     if verbose:
@@ -223,21 +264,34 @@ def copy_weights(model: keras.Model, source: keras.Model, grow: bool = False) ->
     model.set_weights(weights)
 
 
+def freeze_layers(model: keras.Model, freeze: str) -> list[keras.layers.Layer]:
+    """The layers that --freeze FREEZE names: a comma-separated list of the model's freezable parts
+    (seqtasks.models.freezing). A name the model does not have is a UserError listing the ones it has."""
+    parts = model.freezable_parts()
+    names = [name.strip() for name in freeze.split(",") if name.strip()]
+    depth = sum(name.startswith("layers:") for name in parts)
+    shown = {("layers:N" if name.startswith("layers:") else name): None for name in parts}
+    listed = ", ".join(shown).replace("layers:N", f"layers:N (N from 1 to {depth})")
+    if not names:
+        raise UserError(f"--freeze {freeze!r} names no part", fix=f"this model has: {listed}")
+    layers = []
+    for name in names:
+        count = name.partition(":")[2]
+        if name not in parts and name.startswith("layers:") and count.isdigit():
+            raise UserError(f"cannot freeze {count} layers: this model has {depth}", f"--freeze {freeze}",
+                            f"use layers:N with N from 1 to {depth}" if depth else f"this model has: {listed}")
+        if name not in parts:
+            raise UserError(f"this model has no part {name!r} to freeze", f"--freeze {freeze}",
+                            f"its parts are: {listed}")
+        layers.extend(parts[name])
+    return layers
+
+
 def apply_freeze(model: keras.Model, freeze: str) -> None:
-    """Freeze the embeddings, or the first N recurrent layers / Transformer blocks."""
-    parts = [p.strip() for p in freeze.split(",") if p.strip()]
-    for part in parts:
-        if part == "embeddings":
-            model.embedding.trainable = False
-        elif part.startswith("layers:") and part[7:].isdigit():
-            count = int(part[7:])
-            layers = getattr(model, "blocks", None) or getattr(getattr(model, "recurrent", None), "forward_layers", [])
-            if count > len(layers):
-                raise UserError(f"cannot freeze {count} layers: the model has {len(layers)}", fix="lower N in layers:N")
-            for layer in layers[:count]:
-                layer.trainable = False
-        else:
-            raise UserError(f"unknown --freeze value {part!r}", fix=f"use {FREEZE_HELP}")
+    """Hold the parts that --freeze names fixed: their weights leave the trainable set (and a frozen
+    batch norm runs in inference mode), so the optimizer never sees them."""
+    for layer in freeze_layers(model, freeze):
+        layer.trainable = False
 
 
 class Run:

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from seqtasks.errors import UserError
+from seqtasks.errors import Terminated, UserError, describe_exception
 from seqtasks.files import (check_input_file, check_output_file, check_text_head, checked_lines, open_output,
                             unwritable_error)
 
@@ -25,18 +25,29 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
 class SeqtasksGroup(click.Group):
-    """Shows a user mistake as one line, `seqtasks: error: ...`, exit 1 (a traceback with --debug)."""
+    """Shows a user mistake as one line, `seqtasks: error: ...`, exit 1 (a traceback with --debug).
+    Any other error is one line too, naming its type; Ctrl-C exits 130, SIGTERM in training 143."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except UserError as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(f"seqtasks: error: {error.message}", err=True)
             ctx.exit(1)
+        except Terminated:
+            ctx.exit(143)
         except KeyboardInterrupt:
             ctx.exit(130)
+        except Exception as error:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"seqtasks: error: {describe_exception(error)}: rerun with --debug for the traceback",
+                       err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=SeqtasksGroup, context_settings=CONTEXT)
@@ -73,20 +84,36 @@ def tasks() -> None:
 
 
 # ---- train ---------------------------------------------------------------------------------------
+class _Raw(click.ParamType):
+    """A number flag passed on as typed: resolve_config converts and range-checks it, so that a bad
+    value is the one-line error of a bad TOML value, not click's usage message."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def convert(self, value, param, ctx):
+        return value
+
+
+_RAW = {int: _Raw("integer"), float: _Raw("float")}
+
+
 def _options_from_config(config_class: type):
     """click options for every field of a config dataclass, default None ('not given')."""
+    from seqtasks.config import setting_type
 
     def decorate(command):
         for f in reversed(dataclasses.fields(config_class)):
             flag = "--" + f.name.replace("_", "-")
             help_text = f.metadata.get("help", "")
             choices = f.metadata.get("choices")
-            kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool}.get(str(f.type), str)
+            kind = setting_type(f.type)
             if kind is bool:
                 option = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None,
                                       help=f"{help_text}  [default: {'on' if f.default else 'off'}]")
             else:
-                click_type = click.Choice(choices) if choices else kind
+                # numbers reach resolve_config as typed, which checks type and range in one line
+                click_type = click.Choice(choices) if choices else _RAW.get(kind, kind)
                 option = click.option(flag, *f.metadata.get("aliases", ()), f.name, type=click_type, default=None,
                                       help=f"{help_text}  [default: {f.default!r}]")
             command = option(command)
@@ -165,9 +192,12 @@ def train() -> None:
 @click.argument("run", type=click.Path())
 @click.option("--epochs", type=int, default=None, help="Raise the epoch limit to train a finished run further.")
 @click.option("--max-time", type=float, default=None, help="Raise the time budget (minutes, in total).")
+@click.option("--allow-changed-data", is_flag=True, default=False,
+              help="Continue even though the run's data files changed since it began (size or sha256).")
 @click.option("--quiet", is_flag=True, help="No progress bars or samples.")
-def resume(run, epochs, max_time, quiet) -> None:
-    """Continue an interrupted run exactly where it stopped.
+def resume(run, epochs, max_time, allow_changed_data, quiet) -> None:
+    """Continue an interrupted run exactly where it stopped, on the same data files (found by the
+    absolute paths the run recorded, and checked against their recorded sha256).
 
     \b
     Example:
@@ -175,7 +205,8 @@ def resume(run, epochs, max_time, quiet) -> None:
     """
     from seqtasks import api
 
-    result = api.resume(run, verbose=0 if quiet else 1, epochs=epochs, max_time=max_time)
+    result = api.resume(run, verbose=0 if quiet else 1, epochs=epochs, max_time=max_time,
+                        allow_changed_data=allow_changed_data)
     state = result.directory.read_train_state() or {}
     click.echo(f"run {result.path}: {state.get('stop_reason', '')} at step {state.get('global_step')}")
 
@@ -187,19 +218,22 @@ def resume(run, epochs, max_time, quiet) -> None:
 @click.option("--captions", default=None, help="caption: the new caption table or COCO JSON (instead of --data).")
 @click.option("--out", required=True, type=click.Path(), help="The new run folder.")
 @click.option("--valid", default=None, help="Validation data; default: held out from --data.")
-@click.option("--freeze", default=None, help="Freeze parts: embeddings, layers:N, or both comma-separated.")
+@click.option("--freeze", default=None,
+              help="Parts to hold fixed, comma-separated: embeddings, layers:N (the first N layers or blocks), "
+                   "or the task model's own parts (encoder, decoder, backbone, char_features, crf); "
+                   "a name the model lacks is refused with the list of its parts.")
 @click.option("--extend-labels", is_flag=True, default=False,
               help="classify, tag: add labels the parent never saw (the output layer grows).")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file of settings.")
-@click.option("--epochs", type=int, default=None, help="Epochs of fine-tuning.")
-@click.option("--lr", type=float, default=None, help="Peak learning rate (fresh optimizer and schedule).")
-@click.option("--batch-size", type=int, default=None, help="Examples per step.")
-@click.option("--steps-per-epoch", type=int, default=None, help="Steps between validations.")
-@click.option("--warmup-steps", type=int, default=None, help="Warmup steps.")
-@click.option("--max-time", type=float, default=None, help="Training budget in minutes.")
-@click.option("--patience", type=int, default=None, help="Early-stopping patience (validations).")
-@click.option("--dropout", type=float, default=None, help="Dropout rate.")
-@click.option("--seed", type=int, default=None, help="Random seed.")
+@click.option("--epochs", type=_RAW[int], default=None, help="Epochs of fine-tuning.")
+@click.option("--lr", type=_RAW[float], default=None, help="Peak learning rate (fresh optimizer and schedule).")
+@click.option("--batch-size", type=_RAW[int], default=None, help="Examples per step.")
+@click.option("--steps-per-epoch", type=_RAW[int], default=None, help="Steps between validations.")
+@click.option("--warmup-steps", type=_RAW[int], default=None, help="Warmup steps.")
+@click.option("--max-time", type=_RAW[float], default=None, help="Training budget in minutes.")
+@click.option("--patience", type=_RAW[int], default=None, help="Early-stopping patience (validations).")
+@click.option("--dropout", type=_RAW[float], default=None, help="Dropout rate.")
+@click.option("--seed", type=_RAW[int], default=None, help="Random seed.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None, help="Precision.")
 @click.option("--quiet", is_flag=True, help="No progress bars or samples.")
 def finetune(run, data, out, valid, freeze, extend_labels, config_file, quiet, **settings) -> None:
@@ -475,10 +509,13 @@ def info(run, as_json) -> None:
     if details["parent"]:
         click.echo(f"parent:    {details['parent']['path']}")
     training = details["training"]
-    click.echo(f"training:  epoch {training['epoch']}, step {training['global_step']}, "
-               f"{(training['elapsed_seconds'] or 0) / 60:.1f} min, best {training['best_metric']}, "
-               f"{'finished: ' + str(training['stop_reason']) if training['finished'] else 'not finished'}")
-    click.echo(f"model:     {details['model_file']}")
+    if training["global_step"] is None:
+        click.echo(f"training:  not started: no trained weights yet: seqtasks resume {details['path']}")
+    else:
+        click.echo(f"training:  epoch {training['epoch']}, step {training['global_step']}, "
+                   f"{(training['elapsed_seconds'] or 0) / 60:.1f} min, best {training['best_metric']}, "
+                   f"{'finished: ' + str(training['stop_reason']) if training['finished'] else 'not finished'}")
+    click.echo(f"model:     {details['model_file'] or 'none yet'}")
     for split, described in details["data"].items():
         click.echo(f"data {split}: {described.get('source')} ({described.get('bytes', '?')} bytes)")
     click.echo("settings:")

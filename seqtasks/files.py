@@ -8,6 +8,7 @@ reported the same way wherever it was named, naming the file (and the line of a 
               check_input_file(path, role)     exists, is a file, readable, not empty
               check_text_head(path, role)      the first 64 KiB: no NUL byte, valid UTF-8
               numbered_lines(path, role)       stream (number, line); bad bytes name their line
+              text_blocks(path, role, n)       stream blocks of n characters, same checks
               read_json_object(path, role)     a small JSON file that must hold an object
     outputs   check_output_file(path, role)    not a folder; its folder exists and takes new files
               check_output_folder(path, role)  a folder can be made there (a run's --out)
@@ -133,6 +134,20 @@ def numbered_lines(path: Path, role: str) -> Iterator[tuple[int, str]]:
         # The text layer decodes ahead in blocks, so its position is not the line: rescan.
         bad_line = first_non_utf8_line(path) or line_number + 1
         raise not_utf8_error(path, bad_line, role) from None
+    except GZIP_ERRORS:
+        raise _bad_gzip_error(path, role) from None
+    except OSError as error:
+        raise unreadable_error(path, role, error) from None
+
+
+def text_blocks(path: Path, role: str, max_chars: int) -> Iterator[str]:
+    """Stream a file's text in blocks of at most max_chars characters; errors as numbered_lines."""
+    try:
+        with open_text_file(path) as stream:
+            while block := stream.read(max_chars):
+                yield block
+    except UnicodeDecodeError:
+        raise not_utf8_error(path, first_non_utf8_line(path) or 1, role) from None
     except GZIP_ERRORS:
         raise _bad_gzip_error(path, role) from None
     except OSError as error:

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from seqtasks.errors import UserError
-from seqtasks.files import HEAD_BYTES, check_text_head, file_chunks, numbered_lines, open_text_file, resolve_paths
+from seqtasks.files import (HEAD_BYTES, check_text_head, file_chunks, numbered_lines, open_text_file, resolve_paths,
+                            text_blocks)
 
 __all__ = ["HEAD_BYTES", "TextSource", "open_text_source", "open_text_file"]
 
+BLOCK_CHARS = 1 << 20  # characters per block when text is streamed in blocks
 TFDS_PREFIX = "tfds:"
 TEXT_FEATURE_NAMES = ("text", "content", "document", "sentence", "article")
 
@@ -60,6 +62,33 @@ class TextSource:
                     yield previous, self.doc_per_line
                 previous = line
                 saw_text = saw_text or not line.isspace()
+            if previous is not None:
+                yield previous, True
+        if not saw_text:
+            raise _empty_error(self.spec, self.paths, self.role)
+
+    def blocks(self, max_chars: int = BLOCK_CHARS) -> Iterator[tuple[str, bool]]:
+        """Stream the corpus as (text, ends_document) blocks of at most `max_chars` characters.
+
+        A block is cut wherever `max_chars` falls (inside a line, inside a word), so memory stays
+        bounded whatever the line structure, a file with no newline included. ends_document is True
+        on the last block of each file (tfds: of each example). doc_per_line is the caller's to
+        apply: each line inside the blocks is then a document. Same newline rules and checks as
+        lines().
+        """
+        if self.tfds_name is not None:
+            for line, ends_document in self._tfds_lines():
+                for start in range(0, len(line), max_chars):
+                    yield line[start:start + max_chars], ends_document and start + max_chars >= len(line)
+            return
+        saw_text = False
+        for path in self.paths:
+            previous: str | None = None  # held back: only the next read tells whether it was the last
+            for block in text_blocks(path, self.role, max_chars):
+                if previous is not None:
+                    yield previous, False
+                previous = block
+                saw_text = saw_text or not block.isspace()
             if previous is not None:
                 yield previous, True
         if not saw_text:
