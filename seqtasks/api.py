@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,9 @@ import keras
 
 from seqtasks.config import COMMAND_LINE, check_ranges, config_from_dict, read_toml, resolve_config
 from seqtasks.datafiles import absolute_paths, check_unchanged, data_fingerprints
-from seqtasks.errors import TrainingFailed, UserError, describe_exception
-from seqtasks.runs import RunDirectory
+from seqtasks.errors import SeqtasksWarning, TrainingFailed, UserError, describe_exception
+from seqtasks.files import check_output_folder
+from seqtasks.runs import RunDirectory, load_model
 from seqtasks.training import TrainState, compile_model, fit, make_strategy, resolve_precision
 
 
@@ -67,6 +68,7 @@ def train(task: str, out: str | Path | None = None, config_file: str | None = No
     if out.exists():
         raise UserError("the run folder already exists", str(out),
                         f"continue it with `seqtasks resume {out}`, or choose another --out")
+    check_output_folder(out, "--out")
     data = task_obj.read(cfg)  # bad sources fail here, before anything is printed or made
     if verbose:
         _print_settings(cfg, {"resolved_precision": precision, "out": str(out)})
@@ -132,7 +134,7 @@ def resume(path: str | Path, verbose: int = 1, allow_changed_data: bool = False,
         print(f"removed {len(removed)} temporary file(s) left by an interrupted session", flush=True)
     state_data = run_dir.read_train_state()
     # killed before its first checkpoint: the folder holds the settings and tokenizer, so start it over
-    fresh = state_data is None or not run_dir.last_checkpoint_path.is_file()
+    fresh = state_data is None or not run_dir.last_checkpoint_path.exists()
     state = TrainState() if fresh else TrainState.from_dict(state_data)
     settings = dict(run.record["settings"])
     extended = {k: v for k, v in overrides.items() if v is not None}
@@ -164,7 +166,7 @@ def resume(path: str | Path, verbose: int = 1, allow_changed_data: bool = False,
               f"(step {state.global_step})", flush=True)
     strategy = make_strategy(cfg.strategy)
     with strategy.scope():
-        model = keras.saving.load_model(run_dir.last_checkpoint_path, compile=True, safe_mode=True)
+        model = load_model(run_dir.last_checkpoint_path, compile=True)
     fit(model, run_dir, plan, cfg, state, verbose=verbose)
     return Run(run_dir.path)
 
@@ -219,6 +221,7 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     out = Path(out)
     if out.exists():
         raise UserError("the run folder already exists", str(out), "choose another --out")
+    check_output_folder(out, "--out")
     if freeze:
         freeze_layers(parent.model, freeze)  # a wrong part fails here, before the run folder exists
     precision = resolve_precision(cfg.precision)
@@ -232,8 +235,9 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     parent_info = {"path": str(parent.directory.path.resolve()), "model": parent.directory.model_file().name,
                    "freeze": freeze}
     record = _run_record(task_obj, cfg, precision, task_obj.describe_data(task_data), parent_info)
+    parent_model = parent.model  # a damaged or unsafe parent model fails before the new folder is made
     run_dir = RunDirectory.create(out, record, lambda tmp: prep.save(tmp / "tokenizer"))
-    return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=parent.model, verbose=verbose,
+    return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=parent_model, verbose=verbose,
                     freeze=freeze, grow_outputs=extend_labels)
 
 
@@ -319,20 +323,28 @@ class Run:
     @property
     def preprocessor(self):
         if self._preprocessor is None:
-            self._preprocessor = self.task.load_preprocessor(self.directory.tokenizer_dir)
+            self._preprocessor = self.directory.load_tokenizer(self.task.load_preprocessor)
         return self._preprocessor
 
     @property
     def model(self) -> keras.Model:
         if self._model is None:
-            self._model = keras.saving.load_model(self.directory.model_file(), compile=False, safe_mode=True)
+            self._model = load_model(self.directory.model_file(), compile=False)
         return self._model
 
     def evaluate(self, source: str | None = None, **options) -> dict[str, Any]:
+        """The task's metrics, also saved as RUN/metrics.json. A run folder that cannot be written
+        (read-only, full) still gives the metrics, with a SeqtasksWarning that they were not saved."""
         _check_options(self.task.evaluate, options, self.task.name)
         start = time.monotonic()
         metrics = self.task.evaluate(self, source, **options)
-        self.directory.write_metrics({**metrics, "data": source, "seconds": round(time.monotonic() - start, 2)})
+        try:
+            self.directory.write_metrics({**metrics, "data": source, "seconds": round(time.monotonic() - start, 2)})
+        except OSError as error:
+            warnings.warn(SeqtasksWarning(f"the metrics could not be saved in the run folder "
+                                          f"({error.strerror or error})", str(self.directory.path / "metrics.json"),
+                                          "they are complete as shown; make the folder writable to keep them"),
+                          stacklevel=2)
         return metrics
 
     def predict(self, inputs: list[str], **options):
@@ -358,7 +370,6 @@ class Run:
     def info(self) -> dict[str, Any]:
         state = self.directory.read_train_state() or {}
         history = self.directory.read_history()
-        metrics_path = self.directory.path / "metrics.json"
         return {
             "path": str(self.path), "task": self.record["task"], "created": self.record.get("created"),
             "seqtasks_version": self.record.get("seqtasks_version"), "settings": self.record["settings"],
@@ -369,7 +380,7 @@ class Run:
             "epochs_recorded": len(history), "last_epoch": history[-1] if history else None,
             "model_file": str(self.directory.model_file()) if (self.directory.best_model_path.is_file()
                                                                or self.directory.last_checkpoint_path.is_file()) else None,
-            "last_evaluation": json.loads(metrics_path.read_text()) if metrics_path.is_file() else None,
+            "last_evaluation": self.directory.read_metrics(),
         }
 
 

@@ -6,16 +6,20 @@ so `seqtasks train lm --help` lists them all with their defaults.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import itertools
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 
 from seqtasks.errors import Terminated, UserError, describe_exception
+from seqtasks.files import (check_input_file, check_output_file, check_text_head, checked_lines, open_output,
+                            unwritable_error)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -135,10 +139,17 @@ def _make_train_command(task_cls) -> click.Command:
     def command(out, config_file, quiet, **settings):
         from seqtasks import api
 
+        _check_config_file(config_file)
         run = api.train(task_cls.name, out=out, config_file=config_file, verbose=0 if quiet else 1, **settings)
         _after_training(run, quiet)
 
     return command
+
+
+def _check_config_file(path: str | None) -> None:
+    """--config names a readable, non-empty UTF-8 file (bad bytes: their line); its TOML is read later."""
+    if path:
+        check_text_head(check_input_file(path, "--config"), "--config")
 
 
 def _after_training(run, quiet: bool) -> None:
@@ -234,6 +245,7 @@ def finetune(run, data, out, valid, freeze, extend_labels, config_file, quiet, *
     """
     from seqtasks import api
 
+    _check_config_file(config_file)
     result = api.finetune(run, data=data, out=out, freeze=freeze, config_file=config_file,
                           verbose=0 if quiet else 1, valid=valid, extend_labels=extend_labels, **settings)
     _after_training(result, quiet=True)
@@ -262,7 +274,8 @@ def evaluate(run, as_json, **options) -> None:
     from seqtasks import api
 
     given = {k: v for k, v in options.items() if v is not None}
-    metrics = api.load(run).evaluate(given.pop("data", None), **given)
+    with _warnings_as_lines():  # e.g. a read-only run folder: the metrics are shown, metrics.json is not saved
+        metrics = api.load(run).evaluate(given.pop("data", None), **given)
     if as_json:
         click.echo(json.dumps(metrics))
         return
@@ -272,11 +285,31 @@ def evaluate(run, as_json, **options) -> None:
         click.echo(f"{key:>12}: {value:.4f}" if isinstance(value, float) else f"{key:>12}: {value}")
 
 
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Show a SeqtasksWarning as one line, `seqtasks: warning: ...`; other warnings as Python shows them."""
+    from seqtasks.errors import SeqtasksWarning
+
+    shown_before = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, SeqtasksWarning):
+            click.echo(f"seqtasks: warning: {message}", err=True)
+        else:
+            shown_before(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", SeqtasksWarning)
+        warnings.showwarning = show
+        yield
+
+
 def _read_inputs(texts: tuple[str, ...], input_file: str | None) -> list[str]:
     inputs = list(texts)
-    if input_file:
-        handle = sys.stdin if input_file == "-" else _open_input(input_file)
-        inputs.extend(line.rstrip("\n") for line in handle)
+    if input_file == "-":
+        inputs.extend(line.rstrip("\n") for line in sys.stdin)
+    elif input_file:
+        inputs.extend(checked_lines(input_file, "--input"))
     if not inputs:
         raise UserError("nothing to predict", fix="give TEXT arguments or --input FILE (- for stdin)")
     return inputs
@@ -300,10 +333,26 @@ def _streamed_predictions(loaded, texts: tuple[str, ...], options: dict):
         raise UserError("nothing to predict: stdin was empty", fix="give TEXT arguments or lines on stdin")
 
 
-def _open_input(path: str):
-    if not Path(path).is_file():
-        raise UserError("no such input file", path, "check the path given to --input")
-    return open(path, encoding="utf-8")
+class _Output:
+    """Where predictions and samples go: --output FILE (checked and opened before any work) or stdout.
+    A failed write (a full disk) is one UserError; a closed pipe (`| head`) ends the output quietly."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+        self.stream = open_output(path, "--output file") if path else sys.stdout
+
+    def write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except BrokenPipeError:
+            raise SystemExit(0) from None
+        except OSError as error:
+            raise unwritable_error(Path(self.path or "<stdout>"), "--output file", error) from None
+
+    def close(self) -> None:
+        if self.path:
+            self.stream.close()
 
 
 @cli.command(context_settings=CONTEXT)
@@ -333,12 +382,14 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
 
     loaded = api.load(run)
     given = {k: v for k, v in options.items() if v is not None}
+    if given.get("plot"):
+        check_output_file(given["plot"], "--plot file")
     if input_file == "-" and loaded.task.streams_predictions:
         pairs = _streamed_predictions(loaded, texts, given)  # each line is answered as soon as it is read
     else:
         inputs = _read_inputs(texts, input_file)
         pairs = zip(inputs, loaded.predict(inputs, **given))
-    out = open(output_file, "w", encoding="utf-8") if output_file else sys.stdout
+    out = _Output(output_file)  # before the model loads: a bad --output costs no work
     try:
         for text, result in pairs:
             if as_json:
@@ -346,10 +397,8 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
             else:
                 line = loaded.task.format_prediction(result)
             out.write(line + "\n")
-            out.flush()
     finally:
-        if output_file:
-            out.close()
+        out.close()
 
 
 @cli.command(context_settings=CONTEXT)
@@ -410,7 +459,7 @@ def sample(run, prompt, input_file, num_samples, temperature, beam, stop, as_jso
                             fix="drop --beam, or give one --temperature")
         options["beam_width"] = beam
     streaming = not (as_json or output_file or num_samples > 1 or beam is not None)
-    out = open(output_file, "w", encoding="utf-8") if output_file else None
+    out = _Output(output_file) if output_file else None
     echo = (lambda text, nl=True: out.write(text + ("\n" if nl else ""))) if out else click.echo
     try:
         for t in temperatures:

@@ -29,6 +29,14 @@ class UserError(Exception):
         return text
 
 
+class SeqtasksWarning(UserWarning):
+    """Something the user should know that does not stop the work (a result that could not be saved).
+    Raised with warnings.warn; the CLI shows it as one line, `seqtasks: warning: WHAT (WHERE): FIX`."""
+
+    def __init__(self, what: str, where: str | None = None, fix: str | None = None):
+        super().__init__(UserError(what, where, fix).message)
+
+
 class TrainingFailed(UserError):
     """An unexpected error inside training, after the run folder exists. The run is kept (with a
     checkpoint of the last finished step when one could be saved), so the fix names `seqtasks resume`;

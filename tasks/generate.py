@@ -292,9 +292,9 @@ class ConditionalGenerationTask(LanguageModelTask):
         loss (nats per completion token, EOS included) with teacher forcing."""
         if not source:
             raise UserError("no evaluation pairs given", fix="pass --data PAIRS.jsonl|PAIRS.tsv")
-        cfg, tokenizer, model = run.settings, run.preprocessor, run.model
-        pairs = list(open_pair_source(source, "evaluation data").pairs())
-        nats, scored = scored_nats(model, evaluation_dataset(encode_pairs(tokenizer, pairs, cfg.seq_len),
+        cfg, tokenizer = run.settings, run.preprocessor
+        pairs = list(open_pair_source(source, "evaluation data").pairs())  # bad data fails before the model loads
+        nats, scored = scored_nats(run.model, evaluation_dataset(encode_pairs(tokenizer, pairs, cfg.seq_len),
                                                              cfg.batch_size, cfg.seq_len))
         options = {"temperature": 0.0} if beam is None else {"beam_width": beam}
         outputs = [texts[0] for texts in self.generate_batch(run, [p for p, _ in pairs], **options)]

@@ -188,13 +188,13 @@ class LanguageModelTask(Task):
 
     # ---- use ----------------------------------------------------------------------------------
     def evaluate(self, run, source: str | None) -> dict[str, Any]:
-        cfg, tokenizer, model = run.settings, run.preprocessor, run.model
+        cfg, tokenizer = run.settings, run.preprocessor
         if not source:
             raise UserError("no evaluation data given", fix="pass --data FILE")
         text = self._source(source, cfg, "evaluation data")
-        corpus = encode_corpus(text, tokenizer)
+        corpus = encode_corpus(text, tokenizer)  # bad data fails before the model is loaded
         dataset = language_model_windows(corpus, cfg.seq_len, cfg.batch_size)
-        total_nats, tokens = scored_nats(model, dataset)
+        total_nats, tokens = scored_nats(run.model, dataset)
         return language_model_scores(total_nats, int(tokens), corpus.characters)
 
     # ---- generation: sample / generate_batch / stream take the same options ---------------------
