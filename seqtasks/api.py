@@ -25,7 +25,6 @@ from seqtasks.errors import UserError
 from seqtasks.runs import RunDirectory
 from seqtasks.training import TrainState, compile_model, fit, make_strategy, resolve_precision
 
-FREEZE_HELP = "embeddings, or layers:N (the first N layers/blocks)"
 
 
 def _version() -> str:
@@ -121,11 +120,13 @@ def resume(path: str | Path, verbose: int = 1, allow_changed_data: bool = False,
     what it trained on (size and sha256), unless `allow_changed_data`."""
     run = Run(path)
     run_dir, task_obj = run.directory, run.task
+    removed = run_dir.recover()  # whatever a kill left half-done or behind
+    if removed and verbose:
+        print(f"removed {len(removed)} temporary file(s) left by an interrupted session", flush=True)
     state_data = run_dir.read_train_state()
-    if state_data is None or not run_dir.last_checkpoint_path.is_file():
-        raise UserError("the run has no checkpoint to resume from", str(run_dir.path),
-                        "train a new run with `seqtasks train`")
-    state = TrainState.from_dict(state_data)
+    # killed before its first checkpoint: the folder holds the settings and tokenizer, so start it over
+    fresh = state_data is None or not run_dir.last_checkpoint_path.is_file()
+    state = TrainState() if fresh else TrainState.from_dict(state_data)
     settings = dict(run.record["settings"])
     extended = {k: v for k, v in overrides.items() if v is not None}
     unknown = set(extended) - {"epochs", "max_time"}
@@ -147,6 +148,8 @@ def resume(path: str | Path, verbose: int = 1, allow_changed_data: bool = False,
     files = check_unchanged(run.record.get("data_files", {}), cfg, run_dir.path, allow_changed_data)
     if allow_changed_data and files != run.record.get("data_files", files):
         run_dir.write_config({**run.record, "data_files": files})
+    if fresh:
+        return _restart(run, cfg, verbose)
     data = task_obj.read(cfg)
     plan = task_obj.plan(cfg, run.preprocessor, data)
     if verbose:
@@ -157,6 +160,27 @@ def resume(path: str | Path, verbose: int = 1, allow_changed_data: bool = False,
         model = keras.saving.load_model(run_dir.last_checkpoint_path, compile=True, safe_mode=True)
     fit(model, run_dir, plan, cfg, state, verbose=verbose)
     return Run(run_dir.path)
+
+
+def _restart(run: "Run", cfg, verbose: int) -> "Run":
+    """Train a run that has no checkpoint from step 0, from its saved settings and tokenizer (and,
+    for a fine-tuning run, its parent's weights again)."""
+    run_dir, task_obj = run.directory, run.task
+    print(f"{run_dir.path} has no checkpoint yet: starting it over from its saved settings (step 0)", flush=True)
+    for derived in (run_dir.history_path, run_dir.train_state_path):  # no weights back them
+        derived.unlink(missing_ok=True)
+    data = task_obj.read(cfg)
+    plan = task_obj.plan(cfg, run.preprocessor, data)
+    parent = run.record.get("parent")
+    initial_model = None
+    if parent:
+        try:
+            initial_model = Run(parent["path"]).model
+        except UserError as error:
+            raise UserError(f"cannot start the fine-tuning run over: its parent run is unusable ({error.message})",
+                            str(run_dir.path), "fine-tune the parent again with `seqtasks finetune`") from error
+    return _fit_new(task_obj, run_dir, cfg, run.preprocessor, plan, initial_model=initial_model, verbose=verbose,
+                    freeze=(parent or {}).get("freeze"), grow_outputs=bool(parent))
 
 
 def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | None = None,
@@ -188,6 +212,8 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     out = Path(out)
     if out.exists():
         raise UserError("the run folder already exists", str(out), "choose another --out")
+    if freeze:
+        freeze_layers(parent.model, freeze)  # a wrong part fails here, before the run folder exists
     precision = resolve_precision(cfg.precision)
     task_data = task_obj.read(cfg)
     if verbose:
@@ -234,21 +260,34 @@ def copy_weights(model: keras.Model, source: keras.Model, grow: bool = False) ->
     model.set_weights(weights)
 
 
+def freeze_layers(model: keras.Model, freeze: str) -> list[keras.layers.Layer]:
+    """The layers that --freeze FREEZE names: a comma-separated list of the model's freezable parts
+    (seqtasks.models.freezing). A name the model does not have is a UserError listing the ones it has."""
+    parts = model.freezable_parts()
+    names = [name.strip() for name in freeze.split(",") if name.strip()]
+    depth = sum(name.startswith("layers:") for name in parts)
+    shown = {("layers:N" if name.startswith("layers:") else name): None for name in parts}
+    listed = ", ".join(shown).replace("layers:N", f"layers:N (N from 1 to {depth})")
+    if not names:
+        raise UserError(f"--freeze {freeze!r} names no part", fix=f"this model has: {listed}")
+    layers = []
+    for name in names:
+        count = name.partition(":")[2]
+        if name not in parts and name.startswith("layers:") and count.isdigit():
+            raise UserError(f"cannot freeze {count} layers: this model has {depth}", f"--freeze {freeze}",
+                            f"use layers:N with N from 1 to {depth}" if depth else f"this model has: {listed}")
+        if name not in parts:
+            raise UserError(f"this model has no part {name!r} to freeze", f"--freeze {freeze}",
+                            f"its parts are: {listed}")
+        layers.extend(parts[name])
+    return layers
+
+
 def apply_freeze(model: keras.Model, freeze: str) -> None:
-    """Freeze the embeddings, or the first N recurrent layers / Transformer blocks."""
-    parts = [p.strip() for p in freeze.split(",") if p.strip()]
-    for part in parts:
-        if part == "embeddings":
-            model.embedding.trainable = False
-        elif part.startswith("layers:") and part[7:].isdigit():
-            count = int(part[7:])
-            layers = getattr(model, "blocks", None) or getattr(getattr(model, "recurrent", None), "forward_layers", [])
-            if count > len(layers):
-                raise UserError(f"cannot freeze {count} layers: the model has {len(layers)}", fix="lower N in layers:N")
-            for layer in layers[:count]:
-                layer.trainable = False
-        else:
-            raise UserError(f"unknown --freeze value {part!r}", fix=f"use {FREEZE_HELP}")
+    """Hold the parts that --freeze names fixed: their weights leave the trainable set (and a frozen
+    batch norm runs in inference mode), so the optimizer never sees them."""
+    for layer in freeze_layers(model, freeze):
+        layer.trainable = False
 
 
 class Run:

@@ -15,24 +15,35 @@ from typing import Any
 
 import click
 
-from seqtasks.errors import UserError
+from seqtasks.errors import Terminated, UserError, describe_exception
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
 class SeqtasksGroup(click.Group):
-    """Shows a user mistake as one line, `seqtasks: error: ...`, exit 1 (a traceback with --debug)."""
+    """Shows a user mistake as one line, `seqtasks: error: ...`, exit 1 (a traceback with --debug).
+    Any other error is one line too, naming its type; Ctrl-C exits 130, SIGTERM in training 143."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except UserError as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(f"seqtasks: error: {error.message}", err=True)
             ctx.exit(1)
+        except Terminated:
+            ctx.exit(143)
         except KeyboardInterrupt:
             ctx.exit(130)
+        except Exception as error:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"seqtasks: error: {describe_exception(error)}: rerun with --debug for the traceback",
+                       err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=SeqtasksGroup, context_settings=CONTEXT)
@@ -196,7 +207,10 @@ def resume(run, epochs, max_time, allow_changed_data, quiet) -> None:
 @click.option("--captions", default=None, help="caption: the new caption table or COCO JSON (instead of --data).")
 @click.option("--out", required=True, type=click.Path(), help="The new run folder.")
 @click.option("--valid", default=None, help="Validation data; default: held out from --data.")
-@click.option("--freeze", default=None, help="Freeze parts: embeddings, layers:N, or both comma-separated.")
+@click.option("--freeze", default=None,
+              help="Parts to hold fixed, comma-separated: embeddings, layers:N (the first N layers or blocks), "
+                   "or the task model's own parts (encoder, decoder, backbone, char_features, crf); "
+                   "a name the model lacks is refused with the list of its parts.")
 @click.option("--extend-labels", is_flag=True, default=False,
               help="classify, tag: add labels the parent never saw (the output layer grows).")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file of settings.")
@@ -446,10 +460,13 @@ def info(run, as_json) -> None:
     if details["parent"]:
         click.echo(f"parent:    {details['parent']['path']}")
     training = details["training"]
-    click.echo(f"training:  epoch {training['epoch']}, step {training['global_step']}, "
-               f"{(training['elapsed_seconds'] or 0) / 60:.1f} min, best {training['best_metric']}, "
-               f"{'finished: ' + str(training['stop_reason']) if training['finished'] else 'not finished'}")
-    click.echo(f"model:     {details['model_file']}")
+    if training["global_step"] is None:
+        click.echo(f"training:  not started: no trained weights yet: seqtasks resume {details['path']}")
+    else:
+        click.echo(f"training:  epoch {training['epoch']}, step {training['global_step']}, "
+                   f"{(training['elapsed_seconds'] or 0) / 60:.1f} min, best {training['best_metric']}, "
+                   f"{'finished: ' + str(training['stop_reason']) if training['finished'] else 'not finished'}")
+    click.echo(f"model:     {details['model_file'] or 'none yet'}")
     for split, described in details["data"].items():
         click.echo(f"data {split}: {described.get('source')} ({described.get('bytes', '?')} bytes)")
     click.echo("settings:")

@@ -8,7 +8,8 @@ Classification: accuracy, macro-F1, per-class P/R/F1, confusion. Tagging: token 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections import Counter
+from typing import Any, Mapping, Sequence
 
 
 def language_model_scores(total_nats: float, tokens: int, characters: int) -> dict[str, Any]:
@@ -70,6 +71,15 @@ def classification_scores(gold: Sequence[int], predicted: Sequence[int], names: 
     macro_f1 = sum(c["f1"] for c in per_class.values()) / len(per_class) if per_class else 0.0
     return {"accuracy": correct / len(gold) if gold else 0.0, "macro_f1": macro_f1, "per_class": per_class,
             "confusion": {"labels": list(names), "matrix": confusion}, "examples": len(gold)}
+
+
+def unseen_warning(counts: Mapping[str, int], carriers: str, kind: str, consequence: str, shown: int = 5) -> str:
+    """The one line that tells evaluate's user that gold CARRIERS ("12 tokens in 3 sentences") carry
+    KINDs the run never saw in training (COUNTS: name -> how often, the commonest shown first), and
+    how they were scored."""
+    names = [name for name, _ in Counter(counts).most_common()]
+    listed = ", ".join(names[:shown]) + (f", ... ({len(names)} in all)" if len(names) > shown else "")
+    return f"seqtasks: warning: {carriers} carry {kind} the run never saw in training ({listed}); {consequence}"
 
 
 def token_accuracy(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> float:

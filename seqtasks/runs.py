@@ -8,14 +8,28 @@
     RUN/logs/           TensorBoard
 
 The folder is built under a temporary name and renamed once config and tokenizer are complete, so a
-half-made run never appears. Every later file is written to a temporary file and moved into place.
+half-made run never appears. Every later file is written to a temporary file and moved into place;
+temporary names carry the writer's PID, so the next start of the run removes those of dead writers.
+
+A checkpoint is three files that must agree: the weights (last.keras), the train state and history.
+`save_checkpoint` writes them so that a kill at any instant leaves a run that `resume` continues:
+the weights go to checkpoints/last.pending-STEP.keras, train_state.json (which carries the history
+rows) is the commit point, then the pending file is renamed to last.keras and history.csv is derived
+from the state. `recover` finishes or undoes whatever a killed writer left half-done.
+
+Test hook: SEQTASKS_CRASH_AT="NAME:N" ends the process with os._exit(9) (no cleanup at all, like
+kill -9) the Nth time this process is about to move a file NAME into place, its temporary written;
+"NAME:N:after" ends it just after (counting from when the variable last changed). NAME is the file name (model.keras, last.pending.keras,
+train_state.json, last.keras, history.csv), a pending checkpoint's step left out.
 """
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,18 +38,47 @@ from typing import Any, Callable
 from seqtasks.errors import UserError
 
 CONFIG_FILE = "config.json"
+CRASH_HOOK_ENV = "SEQTASKS_CRASH_AT"
+_TEMP_PID = re.compile(r"\.tmp(\d+)(\.|$)")
+_crash_counts: dict[str, int] = {}
+
+
+def _crash_point(path: Path, moment: str) -> None:
+    """The SEQTASKS_CRASH_AT test hook (see the module docstring)."""
+    spec = os.environ.get(CRASH_HOOK_ENV)
+    if not spec:
+        return
+    name, count, *when = spec.split(":")
+    if re.sub(r"-\d+(?=\.keras$)", "", path.name) != name or (when or ["before"])[0] != moment:
+        return
+    seen = _crash_counts.get(spec, 0) + 1
+    _crash_counts.clear()  # counting starts again whenever the spec changes
+    _crash_counts[spec] = seen
+    if seen == int(count):
+        os._exit(9)
+
+
+def _move_into_place(temporary: Path, path: Path) -> None:
+    _crash_point(path, "before")
+    os.replace(temporary, path)
+    _crash_point(path, "after")
+
+
+def temp_name(path: Path) -> str:
+    """The prefix of a temporary file for `path`: hidden, and naming this process (see is_stray)."""
+    return f".{path.name}.tmp{os.getpid()}."
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=temp_name(path))
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        _move_into_place(Path(temporary), path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -52,10 +95,42 @@ def atomic_save_model(model, path: str | Path) -> None:
     temporary = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
     try:
         model.save(temporary)
-        os.replace(temporary, path)
+        _move_into_place(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def is_stray(name: str) -> bool:
+    """A temporary file name whose writer is gone: its PID is dead or ours (a starting run writes
+    nothing yet), or it has none (written before temporary names carried one)."""
+    found = _TEMP_PID.search(name)
+    if found is None:
+        return True
+    pid = int(found.group(1))
+    return pid == os.getpid() or not _process_alive(pid)
+
+
+def remove_stray(paths) -> list[Path]:
+    removed = []
+    for path in paths:
+        if is_stray(path.name):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 class RunDirectory:
@@ -73,7 +148,9 @@ class RunDirectory:
             raise UserError("the run folder already exists", str(path),
                             f"continue it with `seqtasks resume {path}`, or choose another --out")
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.creating."))
+        prefix = f".{path.name}.creating."
+        remove_stray(p for p in path.parent.glob(f"{glob.escape(prefix)}*"))  # left by a killed `train`
+        temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f"{prefix}tmp{os.getpid()}."))
         try:
             write_contents(temporary)
             atomic_write_json(temporary / CONFIG_FILE, config)
@@ -139,6 +216,41 @@ class RunDirectory:
     def write_train_state(self, state: dict[str, Any]) -> None:
         atomic_write_json(self.train_state_path, state)
 
+    def pending_checkpoint_path(self, step: int) -> Path:
+        return self.last_checkpoint_path.with_name(f"last.pending-{step}.keras")
+
+    # ---- checkpoints, crash-safe (see the module docstring) ---------------------------------
+    def save_checkpoint(self, model, state: dict[str, Any]) -> None:
+        """Weights + optimizer, train state and history, in the order that survives a kill anywhere."""
+        step = int(state["global_step"])
+        pending = self.pending_checkpoint_path(step)
+        atomic_save_model(model, pending)
+        try:
+            self.write_train_state({**state, "checkpoint_step": step})  # the commit point
+        except Exception:  # not replaced (a disk full, say); an interrupt leaves the pick to recover()
+            pending.unlink(missing_ok=True)
+            raise
+        _move_into_place(pending, self.last_checkpoint_path)
+        self.write_history(state.get("history", []))
+
+    def recover(self) -> list[Path]:
+        """Make the run whole after a kill at any instant; call it only when starting to train the run.
+        A pending checkpoint the train state names is moved into place, any other is dropped; history.csv
+        is rewritten from the state; temporary files of dead writers are removed. Returns what was removed."""
+        folders = [self.path, self.last_checkpoint_path.parent]
+        removed = remove_stray(p for folder in folders for p in folder.glob(".*") if p.is_file())
+        state = self.read_train_state()
+        committed = state.get("checkpoint_step") if state else None
+        for pending in self.last_checkpoint_path.parent.glob("last.pending-*.keras"):
+            if committed is not None and pending == self.pending_checkpoint_path(committed):
+                os.replace(pending, self.last_checkpoint_path)
+            else:
+                pending.unlink(missing_ok=True)
+                removed.append(pending)
+        if state is not None:
+            self.write_history(state.get("history", []), only_if_changed=True)
+        return removed
+
     def model_file(self) -> Path:
         """The best model, or the last checkpoint if no validation has finished yet."""
         for candidate in (self.best_model_path, self.last_checkpoint_path):
@@ -154,7 +266,7 @@ class RunDirectory:
         with open(self.history_path, newline="", encoding="utf-8") as handle:
             return list(csv.DictReader(handle))
 
-    def write_history(self, rows: list[dict[str, Any]]) -> None:
+    def write_history(self, rows: list[dict[str, Any]], only_if_changed: bool = False) -> None:
         columns: list[str] = []
         for row in rows:
             columns.extend(key for key in row if key not in columns)
@@ -162,7 +274,10 @@ class RunDirectory:
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        atomic_write_text(self.history_path, buffer.getvalue())
+        text = buffer.getvalue()
+        if only_if_changed and self.history_path.is_file() and self.history_path.read_text(encoding="utf-8") == text:
+            return
+        atomic_write_text(self.history_path, text)
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         atomic_write_json(self.path / "metrics.json", metrics)

@@ -16,7 +16,7 @@ left as they are.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from seqtasks.errors import UserError
 
@@ -99,6 +99,15 @@ def convert(tags: Sequence[str], source: str, target: str) -> list[str]:
 def is_chunk_tag(tag: str) -> bool:
     prefix, kind = split_tag(tag)
     return tag == "O" or (prefix in _PREFIXES and bool(kind))
+
+
+def known_to(trained_tags: Iterable[str], chunked: bool) -> Callable[[str], bool]:
+    """Whether an evaluation tag is one a run trained on TRAINED_TAGS can predict. With chunk tags the
+    type decides, whatever the scheme (a BIO B-PER is the run's S-PER or B-PER); plain tags must be
+    the very tag."""
+    trained = set(trained_tags)
+    types = {split_tag(tag)[1] for tag in trained if tag != "O" and is_chunk_tag(tag)} if chunked else set()
+    return lambda tag: tag in trained or (tag != "O" and is_chunk_tag(tag) and split_tag(tag)[1] in types)
 
 
 def detect(sentences: Iterable[Sequence[str]]) -> str:

@@ -8,6 +8,8 @@ a seeded --valid-fraction of the examples is held out. Training watches validati
 from __future__ import annotations
 
 import dataclasses
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,7 +19,7 @@ import numpy as np
 from seqtasks.config import setting
 from seqtasks.errors import UserError
 from seqtasks.layers.pooling import POOLING_KINDS
-from seqtasks.metrics import classification_scores
+from seqtasks.metrics import classification_scores, unseen_warning
 from seqtasks.models.classifier import SequenceClassifier
 from seqtasks.models.encoder import ARCHITECTURES
 from seqtasks.readers.tables import LabeledText, read_labeled_texts
@@ -144,9 +146,19 @@ class ClassificationTask(Task):
             raise UserError("no evaluation data given", fix="pass --data FILE")
         prep = run.preprocessor
         examples = self._read(run.settings, source, "evaluation data")
-        gold = self.label_ids(prep, examples, "a classifier can only be scored on labels it knows")
+        # a label the run never saw is scored as it is: an error it could not avoid, in a class of its own
+        unseen = Counter(e.label for e in examples if e.label not in prep.labels)
+        names = prep.labels.names + sorted(unseen)
+        index = {name: i for i, name in enumerate(names)}
         predicted = [int(np.argmax(p)) for p in self.probabilities(run, [e.text for e in examples])]
-        return classification_scores(list(gold), predicted, prep.labels.names)
+        metrics = classification_scores([index[e.label] for e in examples], predicted, names)
+        if unseen:
+            count = sum(unseen.values())
+            print(unseen_warning(unseen, f"{count} of {len(examples)} examples", "labels",
+                                 "they count as errors (their classes score 0 and enter macro-F1)"),
+                  file=sys.stderr, flush=True)
+            metrics["unseen_labels"] = {"examples": count, "labels": dict(unseen.most_common())}
+        return metrics
 
     def predict(self, run, inputs: list[str], top_k: int = 1) -> Iterator[dict[str, Any]]:
         """The likeliest label of each text and its probability (the k likeliest with top_k)."""

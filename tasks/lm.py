@@ -20,7 +20,7 @@ from seqtasks.errors import UserError
 from seqtasks.metrics import language_model_scores
 from seqtasks.layers.attention import ACTIVATIONS
 from seqtasks.models.language_model import RecurrentLanguageModel, TransformerLanguageModel
-from seqtasks.pipeline import (count_windows, encode_corpus, fit_batch_size, language_model_batches,
+from seqtasks.pipeline import (corpus_pieces, count_windows, encode_corpus, fit_batch_size, language_model_batches,
                                language_model_windows)
 from seqtasks.readers import open_text_source
 from seqtasks.tokenizers import PAD_ID, Tokenizer, load_tokenizer, train_tokenizer
@@ -42,7 +42,8 @@ class LanguageModelConfig(TrainConfig):
     tfds_dir: str = setting("", "tfds sources: the data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
                             path="place")
     arch: str = setting("lstm", "model family", ("rnn", "gru", "lstm", "transformer"))
-    tokenizer: str = setting("char", "char, SentencePiece subwords (spm) or words", ("char", "spm", "word"))
+    tokenizer: str = setting("char", "char, SentencePiece subwords (spm), words, or whitespace: text already "
+                             "tokenized, one sentence a line (perplexity per word)", ("char", "spm", "word", "whitespace"))
     vocab_size: int = setting(0, "tokenizer vocabulary size; 0 = the tokenizer's default (spm 8000)",
                               minimum=0, maximum=1_000_000)
     spm_model_type: str = setting("unigram", "SentencePiece algorithm", ("unigram", "bpe"))
@@ -124,7 +125,7 @@ class LanguageModelTask(Task):
         return described
 
     def prepare(self, cfg, data: LanguageModelData) -> Tokenizer:
-        texts = (line for line, _ in data.train.lines())
+        texts = (piece for piece, _ in corpus_pieces(data.train, cfg.tokenizer))  # bounded memory
         return train_tokenizer(cfg.tokenizer, texts, vocab_size=cfg.vocab_size or None,
                                model_type=cfg.spm_model_type)
 

@@ -142,8 +142,8 @@ def test_bad_inputs_are_one_line_errors_and_make_no_run(case, tmp_path):
 
 
 def test_held_out_validation_and_unseen_evaluation_label(run_path, tmp_path):
-    (tmp_path / "odd.tsv").write_text("text\tlabel\nthe film\tweird\n")
-    with pytest.raises(UserError, match="'weird' was not seen in training"):
-        seqtasks.load(run_path).evaluate(str(tmp_path / "odd.tsv"))
+    (tmp_path / "odd.tsv").write_text("text\tlabel\nthe film\tweird\nthe film was good\tpos\n")
+    metrics = seqtasks.load(run_path).evaluate(str(tmp_path / "odd.tsv"))  # warned of and counted as an error
+    assert metrics["unseen_labels"] == {"examples": 1, "labels": {"weird": 1}} and metrics["accuracy"] <= 0.5
     record = json.loads((run_path / "config.json").read_text())
     assert record["data"]["train"]["examples"] + record["data"]["valid"]["examples"] == 700

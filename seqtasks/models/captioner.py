@@ -29,6 +29,7 @@ from keras import ops
 
 from seqtasks.layers import AdditiveAttention, RecurrentStack, TransformerBlock, causal_attention_mask, kv_pairs
 from seqtasks.layers import make_position_layer
+from seqtasks.models.freezing import layer_prefixes, recurrent_depth
 from seqtasks.models.image_encoder import ImageEncoder
 from seqtasks.models.language_model import _flatten, _unflatten  # (h, c) per layer <-> a flat state tuple
 
@@ -209,6 +210,14 @@ class RecurrentCaptioner(_ImageCaptioner):
         h, states = self.recurrent.step(x_t, states)
         return self.logits(h), _flatten(states)
 
+    def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
+        """embeddings, layers:N (the LSTM's first N), the encoder's backbone and encoder (the image side),
+        and decoder (the caption side, the image-to-state layers included) (seqtasks.models.freezing)."""
+        attention = [self.attention_layer, self.gate] if self.attention else []
+        decoder = [self.embedding, *self.initial_h, *self.initial_c, self.recurrent, *attention, self.output_layer]
+        return {"embeddings": [self.embedding], **layer_prefixes(recurrent_depth(self.recurrent)),
+                **self.encoder.freezable_parts(), "decoder": decoder}
+
     def get_config(self):
         return {**super().get_config(), "units": self.units, "num_layers": self.num_layers,
                 "attention": self.attention, "attention_units": self.attention_units,
@@ -294,6 +303,12 @@ class TransformerCaptioner(_ImageCaptioner):
             x, cache = block(x, self_mask=mask, cache=cache, cache_index=index, memory_keys_values=memory)
             new_caches.extend(cache)
         return self.logits(x)[:, 0], (*new_caches, *state[pairs:])
+
+    def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
+        """embeddings (token and position tables; the output is tied to the token table), layers:N (the
+        first N blocks), the encoder's backbone and encoder, and decoder (seqtasks.models.freezing)."""
+        return {"embeddings": [self.embedding, self.position], **layer_prefixes([[block] for block in self.blocks]),
+                **self.encoder.freezable_parts(), "decoder": [self.embedding, self.position, *self.blocks, self.final_norm]}
 
     def get_config(self):
         return {**super().get_config(), "d_model": self.d_model, "heads": self.heads, "num_layers": self.num_layers,

@@ -23,6 +23,7 @@ from keras import ops
 
 from seqtasks.layers import RecurrentStack, TransformerBlock, make_position_layer
 from seqtasks.layers.char_features import CharFeatures
+from seqtasks.models.freezing import layer_prefixes, recurrent_depth
 from seqtasks.tokenizers import UNK_ID
 
 ARCHITECTURES = ("rnn", "gru", "lstm", "transformer")
@@ -125,6 +126,14 @@ class SequenceEncoder(keras.layers.Layer):
             x, _ = block(x, self_mask=key_mask, training=training)
         return self.final_norm(x), mask
 
+    def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
+        """embeddings (with a learned position table), char_features, layers:N and the whole encoder."""
+        parts = {"embeddings": [self.embedding] + ([self.position] if self.recurrent is None else [])}
+        if self.chars is not None:
+            parts["char_features"] = [self.chars]
+        depth = recurrent_depth(self.recurrent) if self.recurrent is not None else [[block] for block in self.blocks]
+        return {**parts, **layer_prefixes(depth), "encoder": [self]}
+
     @property
     def backward_features(self) -> int:
         """How many trailing output features come from a backward recurrent pass."""
@@ -141,17 +150,8 @@ class SequenceEncoder(keras.layers.Layer):
 
 
 class EncoderModel:
-    """Mixin of the models built on a SequenceEncoder (`self.encoder`): the parts that
-    `seqtasks finetune --freeze` reaches for (embedding, recurrent, blocks)."""
+    """Mixin of the models built on a SequenceEncoder (`self.encoder`)."""
 
-    @property
-    def embedding(self):
-        return self.encoder.embedding
-
-    @property
-    def recurrent(self):
-        return self.encoder.recurrent
-
-    @property
-    def blocks(self):
-        return self.encoder.blocks
+    def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
+        """What `seqtasks finetune --freeze` can hold fixed (seqtasks.models.freezing)."""
+        return self.encoder.freezable_parts()

@@ -214,6 +214,10 @@ class ImageEncoder(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.grid_cells, self.features)
 
+    def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
+        """backbone (the CNN) and encoder (the CNN, its projection and grid positions) (seqtasks.models.freezing)."""
+        return {"backbone": [self.backbone], "encoder": [self]}
+
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone_name, "image_size": self.image_size,
                 "features": self.features, "cnn_filters": self.cnn_filters, "cnn_blocks": self.cnn_blocks,

@@ -18,6 +18,7 @@ import keras
 from keras import ops
 
 from seqtasks.layers import RecurrentStack, TransformerBlock, causal_attention_mask, kv_pairs, make_position_layer
+from seqtasks.models.freezing import layer_prefixes, recurrent_depth
 
 _EMBEDDING_INIT = keras.initializers.RandomNormal(stddev=0.02)
 
@@ -69,6 +70,10 @@ class RecurrentLanguageModel(keras.Model):
     def step(self, token_ids, state, index=None):
         h, states = self.recurrent.step(self.embedding(token_ids), _unflatten(state, self.num_layers))
         return ops.cast(self.output_layer(h), "float32"), _flatten(states)
+
+    def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
+        """embeddings and layers:N (seqtasks.models.freezing)."""
+        return {"embeddings": [self.embedding], **layer_prefixes(recurrent_depth(self.recurrent))}
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "cell": self.cell, "units": self.units,
@@ -154,6 +159,11 @@ class TransformerLanguageModel(keras.Model):
             x, cache = block(x, self_mask=mask, cache=cache, cache_index=index)
             new_state.extend(cache)
         return self.logits(x)[:, 0], tuple(new_state)
+
+    def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
+        """embeddings (token and position tables; the token table also scores the output, which is tied
+        to it) and layers:N, the first N blocks (seqtasks.models.freezing)."""
+        return {"embeddings": [self.embedding, self.position], **layer_prefixes([[block] for block in self.blocks])}
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "d_model": self.d_model, "heads": self.heads,

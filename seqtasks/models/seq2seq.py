@@ -28,6 +28,7 @@ import keras
 from keras import ops
 
 from seqtasks.layers import AdditiveAttention, MultiplicativeAttention, RecurrentStack
+from seqtasks.models.freezing import layer_prefixes, recurrent_depth
 
 ATTENTION_KINDS = ("none", "bahdanau", "luong")
 PAD_ID = 0
@@ -212,6 +213,17 @@ class RecurrentSeq2Seq(keras.Model):
         *flat, feed, memory, mask, keys = state
         return self._nest(flat), feed, memory, mask, keys
 
+    def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
+        """embeddings (both tables), layers:N (the first N layers of the encoder and of the decoder),
+        encoder (what reads the source: its embeddings, the encoder, the bridges) and decoder (the rest;
+        a shared table is in both) (seqtasks.models.freezing)."""
+        attention = [self.attention_layer, self.combine] if self.attention != "none" else []
+        depth = [source + target for source, target in zip(recurrent_depth(self.encoder), recurrent_depth(self.decoder))]
+        tables = [self.source_embedding] + ([] if self.shared_embeddings else [self.target_embedding])
+        return {"embeddings": tables, **layer_prefixes(depth),
+                "encoder": [self.source_embedding, self.encoder, *self.bridges],
+                "decoder": [self.target_embedding, self.decoder, *attention, self.output_layer]}
+
     def get_config(self):
         return {**super().get_config(), "source_vocab": self.source_vocab, "target_vocab": self.target_vocab,
                 "cell": self.cell, "units": self.units, "num_layers": self.num_layers,
@@ -219,3 +231,4 @@ class RecurrentSeq2Seq(keras.Model):
                 "attention_units": self.attention_units, "bidirectional": self.bidirectional,
                 "input_feeding": self.input_feeding, "shared_embeddings": self.shared_embeddings,
                 "dropout": self.dropout_rate}
+

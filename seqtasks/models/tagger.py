@@ -93,5 +93,10 @@ class SequenceTagger(EncoderModel, keras.Model):
             y_pred = ops.one_hot(path, self.num_tags)
         return super().compute_metrics(x, y, y_pred, sample_weight)
 
+    def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
+        """The encoder's parts (seqtasks.models.freezing), and the CRF's transition scores."""
+        parts = super().freezable_parts()
+        return {**parts, "crf": [self.crf]} if self.crf is not None else parts
+
     def get_config(self):
         return {**super().get_config(), "num_tags": self.num_tags, "crf": self.use_crf, "encoder": self.encoder_config}

@@ -22,6 +22,7 @@ import keras
 from keras import ops
 
 from seqtasks.layers import TransformerBlock, causal_attention_mask, kv_pairs, make_position_layer
+from seqtasks.models.freezing import layer_prefixes, stack_depth
 
 PAD_ID = 0
 
@@ -145,6 +146,17 @@ class TransformerSeq2Seq(keras.Model):
                              memory_keys_values=keys_values)
             new_caches.extend(cache)
         return self.logits(y)[:, 0], (*new_caches, *state[pairs:])
+
+    def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
+        """embeddings (both tables and the position table), layers:N (the first N encoder and decoder
+        blocks), encoder and decoder, each with its embeddings (a shared table or a learned position
+        table is in both; the tied output is the target table) (seqtasks.models.freezing)."""
+        tables = [self.source_embedding] + ([] if self.shared_embeddings else [self.target_embedding])
+        output = [] if self.tied_output else [self.output_layer]
+        return {"embeddings": [*tables, self.position],
+                **layer_prefixes(stack_depth(self.encoder_blocks, self.decoder_blocks)),
+                "encoder": [self.source_embedding, self.position, *self.encoder_blocks, self.encoder_norm],
+                "decoder": [self.target_embedding, self.position, *self.decoder_blocks, self.decoder_norm, *output]}
 
     def get_config(self):
         return {**super().get_config(), "source_vocab": self.source_vocab, "target_vocab": self.target_vocab,

@@ -28,6 +28,7 @@ __all__ = ["TextSource", "open_text_source", "open_text_file"]
 
 HEAD_BYTES = 64 * 1024  # how much of each file is checked when a source is opened
 CHUNK_BYTES = 1024 * 1024  # read size when hashing whole files
+BLOCK_CHARS = 1 << 20  # characters per block when text is streamed in blocks
 TFDS_PREFIX = "tfds:"
 TEXT_FEATURE_NAMES = ("text", "content", "document", "sentence", "article")
 _GLOB_CHARS = "*?["
@@ -69,6 +70,33 @@ class TextSource:
                     yield previous, self.doc_per_line
                 previous = line
                 saw_text = saw_text or not line.isspace()
+            if previous is not None:
+                yield previous, True
+        if not saw_text:
+            raise _empty_error(self.spec, self.paths, self.role)
+
+    def blocks(self, max_chars: int = BLOCK_CHARS) -> Iterator[tuple[str, bool]]:
+        """Stream the corpus as (text, ends_document) blocks of at most `max_chars` characters.
+
+        A block is cut wherever `max_chars` falls (inside a line, inside a word), so memory stays
+        bounded whatever the line structure, a file with no newline included. ends_document is True
+        on the last block of each file (tfds: of each example). doc_per_line is the caller's to
+        apply: each line inside the blocks is then a document. Same newline rules and checks as
+        lines().
+        """
+        if self.tfds_name is not None:
+            for line, ends_document in self._tfds_lines():
+                for start in range(0, len(line), max_chars):
+                    yield line[start:start + max_chars], ends_document and start + max_chars >= len(line)
+            return
+        saw_text = False
+        for path in self.paths:
+            previous: str | None = None  # held back: only the next read tells whether it was the last
+            for block in _text_blocks(path, self.role, max_chars):
+                if previous is not None:
+                    yield previous, False
+                previous = block
+                saw_text = saw_text or not block.isspace()
             if previous is not None:
                 yield previous, True
         if not saw_text:
@@ -294,6 +322,20 @@ def _numbered_lines(path: Path, role: str) -> Iterator[tuple[int, str]]:
         # The text layer decodes ahead in blocks, so its position is not the line: rescan.
         bad_line = _first_non_utf8_line(path) or line_number + 1
         raise _not_utf8_error(path, bad_line, role) from None
+    except _GZIP_ERRORS:
+        raise _bad_gzip_error(path, role) from None
+    except OSError as error:
+        raise _unreadable_error(path, role, error) from None
+
+
+def _text_blocks(path: Path, role: str, max_chars: int) -> Iterator[str]:
+    """Stream a file's text in blocks of at most max_chars characters; errors as _numbered_lines."""
+    try:
+        with open_text_file(path) as stream:
+            while block := stream.read(max_chars):
+                yield block
+    except UnicodeDecodeError:
+        raise _not_utf8_error(path, _first_non_utf8_line(path) or 1, role) from None
     except _GZIP_ERRORS:
         raise _bad_gzip_error(path, role) from None
     except OSError as error:
