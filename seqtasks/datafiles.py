@@ -83,7 +83,8 @@ def _change(name: str, old: dict[str, Any], new: dict[str, Any] | None) -> str |
     if new["files"] != old["files"]:
         return f"{flag} now holds {new['files']} files (was {old['files']})"
     if new["sha256"] != old["sha256"]:
-        return f"{flag} has the same size but other content (sha256 {new['sha256'][:12]}…, was {old['sha256'][:12]}…)"
+        return (f"{flag} has the same size but other content "
+                f"(sha256 {new['sha256'][:12]}…, was {old['sha256'][:12]}…)")
     return None
 
 

@@ -301,8 +301,9 @@ def fit(model: keras.Model, run: RunDirectory, plan: FitPlan, cfg, state: TrainS
     planned = epochs * plan.steps_per_epoch if epochs else math.inf  # inf: the schedule follows the clock
     warmup = fitted_warmup(cfg.warmup_steps, planned)
     if warmup != cfg.warmup_steps:
-        print(f"note: {planned:,} training steps: warmup {cfg.warmup_steps} -> {warmup} step{'s' * (warmup != 1)}, so the "
-              f"learning rate reaches --lr", flush=True)
+        steps = f"{planned:,} training step{'s' * (planned != 1)}"
+        print(f"note: {steps}: warmup {cfg.warmup_steps} -> {warmup} step{'s' * (warmup != 1)}, so the "
+              "learning rate reaches --lr", flush=True)
         cfg = dataclasses.replace(cfg, warmup_steps=warmup)
     keeper = RunKeeper(run, plan, cfg, state, budget, planned)
     callbacks = [keeper, keras.callbacks.TensorBoard(str(run.logs_dir), write_graph=False, profile_batch=0)]
