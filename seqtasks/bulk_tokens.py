@@ -9,6 +9,7 @@ are exactly those of a dictionary look-up, without one Python object per token.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,11 +32,26 @@ def class_of(char: str) -> int:
     return SPACE if char.isspace() else OTHER  # isspace is exactly \s
 
 
+def _classes_below(limit: int) -> np.ndarray:
+    """class_of for every code point below `limit`, by the regex itself over all of them at once."""
+    every = "".join(map(chr, range(limit)))
+    codes = np.arange(limit, dtype=np.uint32)
+    # a character the substitution left alone is in the class (\x01 itself is in neither)
+    word = code_points(re.sub(r"\W", "\x01", every)) == codes
+    space = code_points(re.sub(r"\S", "\x01", every)) == codes
+    word[1] = space[1] = False
+    classes = np.full(limit, OTHER, np.uint8)
+    classes[word] = WORD
+    classes[space] = SPACE
+    classes[ord("\n")] = NEWLINE
+    return classes
+
+
 def character_classes(codes: np.ndarray) -> np.ndarray:
     """WORD, SPACE, NEWLINE or OTHER for each code point."""
     global _bmp_classes
     if _bmp_classes is None:
-        _bmp_classes = np.array([class_of(chr(code)) for code in range(0x10000)], np.uint8)
+        _bmp_classes = _classes_below(0x10000)
     classes = _bmp_classes[np.minimum(codes, 0xFFFF)]
     astral = codes > 0xFFFF  # emoji and rare scripts: classified once per distinct code point
     if astral.any():
@@ -98,16 +114,17 @@ class HashedVocabulary:
                 break
         else:  # pragma: no cover - three independent 64-bit collisions within a vocabulary
             raise RuntimeError("the vocabulary's token hashes collide")
-        self.slot_hash = np.zeros(1 << bits, np.uint64)
-        self.slot_entry = np.full(1 << bits, -1, np.int64)
+        slot_hash, slot_entry = [0] * (1 << bits), [-1] * (1 << bits)  # lists: fast to fill one by one
         self.probes = 1
         for entry, (value, slot) in enumerate(zip(hashes.tolist(), (hashes >> self.shift).tolist())):
             probe = 0
-            while self.slot_entry[(slot + probe) & self.mask] >= 0:
+            while slot_entry[(slot + probe) & self.mask] >= 0:
                 probe += 1
-            self.slot_hash[(slot + probe) & self.mask] = value
-            self.slot_entry[(slot + probe) & self.mask] = entry
+            slot_hash[(slot + probe) & self.mask] = value
+            slot_entry[(slot + probe) & self.mask] = entry
             self.probes = max(self.probes, probe + 1)
+        self.slot_hash = np.array(slot_hash, np.uint64)
+        self.slot_entry = np.array(slot_entry, np.int64)
 
     def _entries(self, hashes: np.ndarray) -> np.ndarray:
         """The vocabulary entry whose hash each of `hashes` is, or -1."""

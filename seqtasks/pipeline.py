@@ -1,6 +1,6 @@
 """Examples -> tf.data: encode a corpus once, cache its ids on disk, stream training windows.
 
-A corpus is read in blocks of a million characters (whatever its line structure: a file with no
+A corpus is read in blocks of 128K characters (whatever its line structure: a file with no
 newline takes no more memory than one of short lines), cut where its tokenizer would split anyway,
 encoded in bulk, and written as a flat array of token ids to a cache file keyed by the corpus'
 checksum and the tokenizer's fingerprint (seqtasks.disk_cache keeps that folder tidy and bounded).
@@ -27,8 +27,8 @@ from seqtasks.tokenizers import safe_pieces
 
 __all__ = ["EncodedCorpus", "Progress", "default_cache_dir", "encode_corpus", "corpus_pieces"]
 
-READ_BLOCK_CHARS = 1 << 20  # characters read at once
-ENCODE_BATCH_CHARS = 1 << 20  # characters handed to the tokenizer at once
+READ_BLOCK_CHARS = 1 << 17  # characters read at once
+ENCODE_BATCH_CHARS = 1 << 17  # characters encoded at once: their arrays stay in the CPU cache
 _FORMAT = "seqtasks ids v2"  # v2: a leading end-of-document id
 
 
