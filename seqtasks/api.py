@@ -166,7 +166,7 @@ def resume(path: str | Path, verbose: int = 1, allow_changed_data: bool = False,
               f"(step {state.global_step})", flush=True)
     strategy = make_strategy(cfg.strategy)
     with strategy.scope():
-        model = load_model(run_dir.last_checkpoint_path, compile=True)
+        model = _load_checkpoint(run, cfg)
     fit(model, run_dir, plan, cfg, state, verbose=verbose)
     return Run(run_dir.path)
 
@@ -190,6 +190,23 @@ def _restart(run: "Run", cfg, verbose: int) -> "Run":
                             str(run_dir.path), "fine-tune the parent again with `seqtasks finetune`") from error
     return _fit_new(task_obj, run_dir, cfg, run.preprocessor, plan, initial_model=initial_model, verbose=verbose,
                     freeze=(parent or {}).get("freeze"), grow_outputs=bool(parent))
+
+
+def _load_checkpoint(run: "Run", cfg) -> keras.Model:
+    """The last checkpoint, compiled, with its optimizer state. A fine-tuned run's --freeze is applied
+    again first: a saved model does not keep which layers were frozen, and its optimizer state covers
+    only the weights that were trainable."""
+    path = run.directory.last_checkpoint_path
+    freeze = (run.record.get("parent") or {}).get("freeze")
+    if not freeze:
+        return load_model(path, compile=True)
+    model = load_model(path, compile=False)
+    apply_freeze(model, freeze)
+    loss, metrics = run.task.loss_and_metrics(cfg, run.preprocessor)
+    compile_model(model, cfg, loss, metrics)
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(path)  # the weights and the optimizer's moments and step, now that the sets match
+    return model
 
 
 def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | None = None,
@@ -277,8 +294,8 @@ def freeze_layers(model: keras.Model, freeze: str) -> list[keras.layers.Layer]:
     parts = model.freezable_parts()
     names = [name.strip() for name in freeze.split(",") if name.strip()]
     depth = sum(name.startswith("layers:") for name in parts)
-    shown = {("layers:N" if name.startswith("layers:") else name): None for name in parts}
-    listed = ", ".join(shown).replace("layers:N", f"layers:N (N from 1 to {depth})")
+    layers_form = f"layers:N (N from 1 to {depth})" if depth > 1 else "layers:1"
+    listed = ", ".join({(layers_form if name.startswith("layers:") else name): None for name in parts})
     if not names:
         raise UserError(f"--freeze {freeze!r} names no part", fix=f"this model has: {listed}")
     layers = []
@@ -286,7 +303,7 @@ def freeze_layers(model: keras.Model, freeze: str) -> list[keras.layers.Layer]:
         count = name.partition(":")[2]
         if name not in parts and name.startswith("layers:") and count.isdigit():
             raise UserError(f"cannot freeze {count} layers: this model has {depth}", f"--freeze {freeze}",
-                            f"use layers:N with N from 1 to {depth}" if depth else f"this model has: {listed}")
+                            f"use {layers_form}" if depth else f"its parts are: {listed}")
         if name not in parts:
             raise UserError(f"this model has no part {name!r} to freeze", f"--freeze {freeze}",
                             f"its parts are: {listed}")

@@ -14,7 +14,8 @@ from seqtasks.models.seq2seq import RecurrentSeq2Seq
 
 # a real part of each task's tiny model (tests/conftest.py), the task's own parts among them
 FREEZES = {"lm": "embeddings,layers:1", "generate": "layers:1", "classify": "embeddings", "tag": "crf,char_features",
-           "translate": "embeddings,layers:1", "caption": "backbone"}
+           "translate": "encoder", "caption": "backbone"}
+DEPTH = {"lm": 2, "generate": 2}  # layers of each tiny model (tests/conftest.py); the others have one
 FEW_STEPS = dict(epochs=1, steps_per_epoch=2, warmup_steps=1, lr=1e-2)
 
 
@@ -52,19 +53,23 @@ def test_frozen_parts_keep_their_weights_while_the_rest_trains(task, tiny_runs, 
 def test_a_part_the_model_lacks_is_one_line_listing_its_parts_and_makes_no_folder(task, tiny_runs, tmp_path):
     parent, data = tiny_runs(task)
     args = [arg for key, value in data.items() for arg in (f"--{key}", value)]
-    for freeze, expected in (("embedding", "its parts are: embeddings"), ("layers:9", "cannot freeze 9 layers")):
+    depth = DEPTH.get(task, 1)
+    layers = "layers:N (N from 1 to 2)" if depth == 2 else "layers:1"
+    listed = f"embeddings, char_features, {layers}" if task == "tag" else f"embeddings, {layers}"
+    for freeze, expected in (("embedding", f"its parts are: {listed}"),
+                             ("layers:9", f"cannot freeze 9 layers: this model has {depth}")):
         result = CliRunner().invoke(cli, ["finetune", str(parent.path), *args, "--out", str(tmp_path / "tuned"),
                                           "--freeze", freeze, "--epochs", "1"])
         assert result.exit_code == 1, result.output
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("seqtasks: error: ") and expected in lines[0], result.stderr
-        assert "N from 1 to 2" in lines[0]
+        assert layers in lines[0]
         assert not (tmp_path / "tuned").exists()
 
 
 def test_the_translate_parts_are_listed_when_a_name_is_wrong(tiny_runs, tmp_path):
     parent, data = tiny_runs("translate")
-    with pytest.raises(UserError, match=r"embeddings, layers:N \(N from 1 to 2\), encoder, decoder$"):
+    with pytest.raises(UserError, match=r"its parts are: embeddings, layers:1, encoder, decoder$"):
         finetune(parent, data, tmp_path / "tuned", freeze="embeddings,backbone")
     assert not (tmp_path / "tuned").exists()
 
@@ -91,3 +96,16 @@ def test_models_outside_the_tiny_runs_name_their_parts_and_each_part_holds_weigh
     # a bidirectional recurrent layer is both its directions; an encoder-decoder layer is both sides'
     if isinstance(model, RecurrentSeq2Seq):
         assert [layer.name for layer in parts["layers:1"]] == ["forward_0", "backward_0", "forward_0"]
+
+
+def test_resuming_a_frozen_finetune_keeps_the_parts_frozen_and_the_optimizer_state(tiny_runs, tmp_path, recwarn):
+    parent, data = tiny_runs("lm")
+    child = finetune(parent, data, tmp_path / "tuned", freeze="embeddings", **FEW_STEPS)
+    first = values(child.model)
+    seqtasks.resume(child.path, epochs=2, verbose=0)
+    resumed = seqtasks.load(child.path)
+    assert resumed.info()["training"]["global_step"] == 4
+    frozen = frozen_values(parent.model, "embeddings")
+    assert all(np.array_equal(value, frozen_values(resumed.model, "embeddings")[path]) for path, value in frozen.items())
+    assert any(not np.array_equal(value, values(resumed.model)[path]) for path, value in first.items())
+    assert not [w for w in recwarn if "Skipping variable loading for optimizer" in str(w.message)]
