@@ -89,7 +89,9 @@ class ClassificationTask(Task):
         return described
 
     def prepare(self, cfg, data: ClassificationData) -> InputEncoder:
-        labels = LabelVocabulary.from_examples(e.label for e in data.train)
+        # the label set is the training file's: a label seen once may be in the held-out part
+        held_out = [] if cfg.valid else data.valid
+        labels = LabelVocabulary.from_examples(e.label for e in data.train + held_out)
         if len(labels) < 2:
             raise UserError(f"the training data has only one label ({labels.names[0]!r})", cfg.data,
                             "a classifier needs examples of at least two labels")

@@ -95,8 +95,10 @@ class TaggingTask(Task):
     def prepare(self, cfg, data: TaggingData) -> InputEncoder:
         scheme = schemes.resolve_scheme(cfg.scheme, [s.tags for s in data.train], cfg.data)
         internal = schemes.INTERNAL_SCHEME if scheme != "none" else "none"
+        # the tag set is the training file's: a tag seen once may be in the held-out part
+        held_out = [] if cfg.valid else data.valid
         labels = LabelVocabulary.from_examples(
-            tag for s in data.train for tag in schemes.convert(s.tags, scheme, internal))
+            tag for s in data.train + held_out for tag in schemes.convert(s.tags, scheme, internal))
         words = (token for s in data.train for token in s.tokens)
         texts = [" ".join(s.tokens) for s in data.train] if cfg.tokenizer == "spm" else None
         return build_input_encoder(cfg, words, texts, labels, {"scheme": scheme, "internal_scheme": internal})
