@@ -384,6 +384,7 @@ def test_a_bad_file_is_one_line_and_exit_1(case: Case, data: Path, runs: dict[st
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (result.exception, result.output)
     assert len(lines) == 1 and lines[0].startswith("seqtasks: error: "), result.stderr
     assert named in lines[0], lines[0]
+    assert "rerun with --debug" not in lines[0], lines[0]  # a UserError saying what to do, not the catch-all
     if case.kind == "latin1" and not case.flag.startswith("RUN:"):
         assert f"line {BAD_LINE}" in lines[0], lines[0]
     if case.kind in ("lambda", "foreign"):
