@@ -16,6 +16,7 @@ import numpy as np
 
 WORD, SPACE, NEWLINE, OTHER = 0, 1, 2, 3  # what the word regex \w+|[^\w\s]|\n makes of a character
 _BASES = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9)  # odd: invertible mod 2**64
+_MIX = 0xFF51AFD7ED558CCD  # MurmurHash3's finalizer constant
 _bmp_classes: np.ndarray | None = None  # the class of every code point below 0x10000, built once
 
 
@@ -105,7 +106,7 @@ class HashedVocabulary:
         self.starts = self.ends - lengths
         self.codes, self.lengths = codes, lengths
         self.ids = np.asarray(ids, np.int64)
-        bits = max(12, int(np.ceil(np.log2(4 * max(len(tokens), 1)))))  # at most a quarter full
+        bits = max(12, int(np.ceil(np.log2(8 * max(len(tokens), 1)))))  # at most an eighth full
         self.shift, self.mask = np.uint64(64 - bits), (1 << bits) - 1
         for base in _BASES:
             self.hasher = _Hasher(base)
@@ -116,7 +117,7 @@ class HashedVocabulary:
             raise RuntimeError("the vocabulary's token hashes collide")
         slot_hash, slot_entry = [0] * (1 << bits), [-1] * (1 << bits)  # lists: fast to fill one by one
         self.probes = 1
-        for entry, (value, slot) in enumerate(zip(hashes.tolist(), (hashes >> self.shift).tolist())):
+        for entry, (value, slot) in enumerate(zip(hashes.tolist(), self._slots(hashes).tolist())):
             probe = 0
             while slot_entry[(slot + probe) & self.mask] >= 0:
                 probe += 1
@@ -126,11 +127,17 @@ class HashedVocabulary:
         self.slot_hash = np.array(slot_hash, np.uint64)
         self.slot_entry = np.array(slot_entry, np.int64)
 
+    def _slots(self, hashes: np.ndarray) -> np.ndarray:
+        """Home slot of each hash: its top bits after a multiplicative mix (a polynomial hash's own
+        bits cluster, which made probe sequences 40 long)."""
+        with np.errstate(over="ignore"):
+            return ((hashes * np.uint64(_MIX)) >> self.shift).astype(np.int64)
+
     def _entries(self, hashes: np.ndarray) -> np.ndarray:
         """The vocabulary entry whose hash each of `hashes` is, or -1."""
         entry = np.full(len(hashes), -1, np.int64)
         pending = np.arange(len(hashes))
-        slots = (hashes >> self.shift).astype(np.int64)
+        slots = self._slots(hashes)
         for probe in range(self.probes):
             at = (slots[pending] + probe) & self.mask
             held = self.slot_entry[at]
