@@ -1,11 +1,16 @@
-"""P-scale: encoding a growing corpus keeps its rate and keeps memory flat.
+"""P-scale: tokenizing speed and memory on corpora of many lines and of one line, before vs after.
 
-    python benchmarks/scale.py --sizes 10,100,1000 --tokenizer spm
+    python benchmarks/scale.py --megabytes 50 --tokenizers char,word --before 10833ff
 
-For each size (MB), builds a corpus by repeating tiny-shakespeare with per-copy noise (so SentencePiece
-cannot cheat on exact repeats), then in a fresh subprocess: opens it as a TextSource, encodes it with
-a tokenizer trained once on the first 10 MB, and measures MB/s and peak RSS (ru_maxrss). Targets: ≥ 5 MB/s
-on 2 cores; peak RSS at the largest size ≤ 1.5x the smallest.
+Builds two corpora of the given size from tiny-shakespeare repeated with per-copy noise (so
+SentencePiece cannot cheat on exact repeats): "lines" (its own short lines) and "one line" (the same
+text with every newline a space: a file with no line end). Then, for each tokenizer (trained once on
+tiny-shakespeare) and corpus, in fresh subprocesses side by side, the code of this checkout ("after")
+and of the commit `--before` ("before", extracted with git archive): opens the corpus as a
+TextSource and encodes it with encode_corpus into an empty cache. Measures MB/s (corpus bytes over
+the encode_corpus wall time) and the peak memory the encoding adds (ru_maxrss at the end minus
+ru_maxrss after the imports, which hold TensorFlow). Targets: after ≥ 4x before in MB/s for char and
+word; peak memory for the one-line corpus about that of the many-line one.
 """
 from __future__ import annotations
 
@@ -14,27 +19,33 @@ import json
 import random
 import subprocess
 import sys
+import tarfile
+import io
 
-from common import WORK, shared_file, write_result
+from common import ROOT, WORK, shared_file, write_result
 
 CHILD = r"""
-import json, resource, sys, time
+import json, os, resource, sys, time
 sys.path.insert(0, {root!r})
 import seqtasks
 from seqtasks.readers import open_text_source
-from seqtasks.tokenizers import load_tokenizer
+from seqtasks.tokenizers import train_tokenizer
 from seqtasks.pipeline import encode_corpus
+text = open({training!r}, encoding="utf-8").read()
+tokenizer = train_tokenizer({kind!r}, iter(text.splitlines(keepends=True)))
 source = open_text_source({corpus!r})
-tokenizer = load_tokenizer({tokenizer_dir!r})
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 encoded = encode_corpus(source, tokenizer, cache_dir={cache!r}, show_progress=False)
 seconds = time.perf_counter() - start
-print(json.dumps({{"seconds": seconds, "tokens": len(encoded), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"seconds": seconds, "tokens": len(encoded), "added_rss_mb": (peak - before) / 1024,
+                  "peak_rss_mb": peak / 1024}}))
 """
 
 
-def build_corpus(path, megabytes: int, text: str) -> None:
-    rng = random.Random(megabytes)
+def build_corpus(path, megabytes: float, text: str, one_line: bool) -> None:
+    rng = random.Random(int(megabytes * 1000))
     lines = text.splitlines(keepends=True)
     written = 0
     with open(path, "w", encoding="utf-8") as out:
@@ -42,46 +53,65 @@ def build_corpus(path, megabytes: int, text: str) -> None:
             start = rng.randrange(len(lines) - 200)
             chunk = "".join(lines[start:start + 200])
             chunk = chunk.replace("the", rng.choice(["the", "thy", "thee", "that"]))
+            if one_line:
+                chunk = chunk.replace("\n", " ")
             out.write(chunk)
             written += len(chunk.encode("utf-8"))
 
 
+def extract_commit(commit: str, folder) -> str:
+    """The seqtasks package of `commit`, extracted into folder/COMMIT (the code 'before')."""
+    target = folder / f"code-{commit}"
+    if not (target / "seqtasks").is_dir():
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "seqtasks"],
+                                 capture_output=True, check=True).stdout
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(target)
+    return str(target)
+
+
+def measure(code_root: str, kind: str, corpus, training, cache) -> dict:
+    subprocess.run(["rm", "-rf", str(cache)], check=True)
+    child = CHILD.format(root=code_root, kind=kind, corpus=str(corpus), training=str(training), cache=str(cache))
+    output = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout
+    subprocess.run(["rm", "-rf", str(cache)], check=True)
+    return json.loads(output.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="10,100,1000", help="corpus sizes in MB")
-    parser.add_argument("--tokenizer", choices=["char", "spm"], default="spm")
+    parser.add_argument("--megabytes", type=float, default=50, help="size of each corpus")
+    parser.add_argument("--tokenizers", default="char,word", help="comma-separated: char, word, whitespace, spm")
+    parser.add_argument("--before", default="10833ff", help="the commit to compare with (git archive)")
     args = parser.parse_args()
-    sys.path.insert(0, str(WORK.parent.parent))
-    import seqtasks  # noqa: F401
-    from seqtasks.tokenizers import train_tokenizer
-
-    from common import ROOT
-
-    text = shared_file("lm", "tinyshakespeare.txt").read_text(encoding="utf-8")
+    training = shared_file("lm", "tinyshakespeare.txt")
+    text = training.read_text(encoding="utf-8")
     folder = WORK / "scale"
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer_dir = folder / f"tokenizer-{args.tokenizer}"
-    tokenizer = train_tokenizer(args.tokenizer, iter(text.splitlines(keepends=True)), vocab_size=8000 if args.tokenizer == "spm" else None)
-    tokenizer.save(tokenizer_dir)
-    rows = []
-    for size in [int(s) for s in args.sizes.split(",")]:
-        corpus = folder / f"corpus-{size}mb.txt"
+    before_root = extract_commit(args.before, folder)
+    corpora = {}
+    for shape in ("lines", "one line"):
+        corpus = folder / f"corpus-{args.megabytes:g}mb-{shape.replace(' ', '')}.txt"
         if not corpus.exists():
-            build_corpus(corpus, size, text)
-        cache = folder / f"cache-{size}-{args.tokenizer}"
-        subprocess.run(["rm", "-rf", str(cache)], check=True)
-        child = CHILD.format(root=str(ROOT), corpus=str(corpus), tokenizer_dir=str(tokenizer_dir), cache=str(cache))
-        output = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout
-        measured = json.loads(output.strip().splitlines()[-1])
-        megabytes = corpus.stat().st_size / 1e6
-        rows.append({"size_mb": round(megabytes, 1), "mb_per_s": round(megabytes / measured["seconds"], 2),
-                     "tokens": measured["tokens"], "peak_rss_mb": round(measured["peak_rss_mb"], 1)})
-        print(rows[-1], flush=True)
-        subprocess.run(["rm", "-rf", str(cache)], check=True)
-    write_result(f"scale-{args.tokenizer}", {
-        "target_id": "P-scale", "tokenizer": args.tokenizer, "rows": rows,
-        "min_mb_per_s": min(r["mb_per_s"] for r in rows),
-        "rss_growth": round(rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"], 2)})
+            build_corpus(corpus, args.megabytes, text, one_line=shape == "one line")
+        corpora[shape] = corpus
+    rows = []
+    for kind in args.tokenizers.split(","):
+        for shape, corpus in corpora.items():
+            megabytes = corpus.stat().st_size / 1e6
+            row = {"tokenizer": kind, "corpus": shape, "size_mb": round(megabytes, 1)}
+            for label, code_root in (("before", before_root), ("after", str(ROOT))):
+                measured = measure(code_root, kind, corpus, training, folder / "cache")
+                row[f"{label}_mb_per_s"] = round(megabytes / measured["seconds"], 2)
+                row[f"{label}_added_rss_mb"] = round(measured["added_rss_mb"], 1)
+                row[f"{label}_tokens"] = measured["tokens"]
+            row["speedup"] = round(row["after_mb_per_s"] / row["before_mb_per_s"], 2)
+            rows.append(row)
+            print(row, flush=True)
+    write_result("scale", {
+        "target_id": "P-scale", "before": args.before, "rows": rows,
+        "min_speedup_char_word": min((r["speedup"] for r in rows if r["tokenizer"] in ("char", "word")), default=None)})
 
 
 if __name__ == "__main__":

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import keras
 
-from seqtasks.config import config_from_dict, read_toml, resolve_config
-from seqtasks.errors import UserError
-from seqtasks.runs import RunDirectory
+from seqtasks.config import COMMAND_LINE, check_ranges, config_from_dict, read_toml, resolve_config
+from seqtasks.datafiles import absolute_paths, check_unchanged, data_fingerprints
+from seqtasks.errors import SeqtasksWarning, TrainingFailed, UserError, describe_exception
+from seqtasks.files import check_output_folder
+from seqtasks.runs import RunDirectory, load_model
 from seqtasks.training import TrainState, compile_model, fit, make_strategy, resolve_precision
 
 
@@ -36,8 +38,8 @@ def resolve_task_config(task, config_file: str | None, overrides: dict[str, Any]
     toml = read_toml(config_file) if config_file else {}
     given = {k: v for k, v in overrides.items() if v is not None}
     if not any(given.get(key) or toml.get(key) for key in task.data_settings):
-        # no data: the bundled demo, with the user's other settings on top
-        given = {**task.default_overrides(), **given}
+        # no data: the bundled demo, with the user's other settings (TOML and flags) on top
+        given = {**{k: v for k, v in task.default_overrides().items() if k not in toml}, **given}
     return resolve_config(task.Config, toml, given, where=config_file or "settings")
 
 
@@ -66,6 +68,7 @@ def train(task: str, out: str | Path | None = None, config_file: str | None = No
     if out.exists():
         raise UserError("the run folder already exists", str(out),
                         f"continue it with `seqtasks resume {out}`, or choose another --out")
+    check_output_folder(out, "--out")
     data = task_obj.read(cfg)  # bad sources fail here, before anything is printed or made
     if verbose:
         _print_settings(cfg, {"resolved_precision": precision, "out": str(out)})
@@ -79,9 +82,15 @@ def train(task: str, out: str | Path | None = None, config_file: str | None = No
 
 
 def _run_record(task_obj, cfg, precision: str, data: dict[str, Any], parent: dict[str, Any] | None = None):
+    """config.json: the settings with absolute data paths (`typed` keeps what was given), so resume
+    reads the same files from any folder, and `data_files` their sizes and sha256, checked on resume."""
+    absolute, typed = absolute_paths(cfg)
     record = {"task": task_obj.name, "seqtasks_version": _version(),
               "created": datetime.datetime.now().isoformat(timespec="seconds"),
-              "settings": dataclasses.asdict(cfg), "resolved": {"precision": precision}, "data": data}
+              "settings": dataclasses.asdict(absolute), "resolved": {"precision": precision}, "data": data,
+              "data_files": data_fingerprints(absolute)}
+    if typed:
+        record["typed"] = typed
     if parent:
         record["parent"] = parent
     return record
@@ -90,16 +99,23 @@ def _run_record(task_obj, cfg, precision: str, data: dict[str, Any], parent: dic
 def _fit_new(task_obj, run_dir: RunDirectory, cfg, prep, plan, initial_model, verbose: int,
              freeze: str | None = None, grow_outputs: bool = False) -> "Run":
     strategy = make_strategy(cfg.strategy)
-    with strategy.scope():
-        model = task_obj.build(cfg, prep)
-        if initial_model is not None:
-            copy_weights(model, initial_model, grow=grow_outputs)
-        elif plan.output_log_prior is not None:
-            model.output_layer.bias.assign(plan.output_log_prior)
-        if freeze:
-            apply_freeze(model, freeze)
-        loss, metrics = task_obj.loss_and_metrics(cfg, prep)
-        compile_model(model, cfg, loss, metrics)
+    try:
+        with strategy.scope():
+            model = task_obj.build(cfg, prep)
+            if initial_model is not None:
+                copy_weights(model, initial_model, grow=grow_outputs)
+            elif plan.output_log_prior is not None:
+                model.output_layer.bias.assign(plan.output_log_prior)
+            if freeze:
+                apply_freeze(model, freeze)
+            loss, metrics = task_obj.loss_and_metrics(cfg, prep)
+            compile_model(model, cfg, loss, metrics)
+    except UserError:
+        raise
+    except Exception as error:  # the run folder exists by now: say how to come back to it
+        raise TrainingFailed(f"building the model failed: {describe_exception(error)}", str(run_dir.path),
+                             f"once the cause is fixed, `seqtasks resume {run_dir.path}` starts the run; "
+                             "--debug shows the traceback") from error
     if verbose:
         trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
         print(f"model: {cfg.arch}, {model.count_params():,} parameters ({trainable:,} trainable)", flush=True)
@@ -107,16 +123,19 @@ def _fit_new(task_obj, run_dir: RunDirectory, cfg, prep, plan, initial_model, ve
     return Run(run_dir.path)
 
 
-def resume(path: str | Path, verbose: int = 1, **overrides) -> "Run":
+def resume(path: str | Path, verbose: int = 1, allow_changed_data: bool = False, **overrides) -> "Run":
     """Continue an interrupted run exactly: weights, optimizer, schedule, epoch and batch position.
-    `epochs` or `max_time` may be raised to extend a finished run."""
+    `epochs` or `max_time` may be raised to extend a finished run. The run's data files must be
+    what it trained on (size and sha256), unless `allow_changed_data`."""
     run = Run(path)
     run_dir, task_obj = run.directory, run.task
+    removed = run_dir.recover()  # whatever a kill left half-done or behind
+    if removed and verbose:
+        print(f"removed {len(removed)} temporary file(s) left by an interrupted session", flush=True)
     state_data = run_dir.read_train_state()
-    if state_data is None or not run_dir.last_checkpoint_path.is_file():
-        raise UserError("the run has no checkpoint to resume from", str(run_dir.path),
-                        "train a new run with `seqtasks train`")
-    state = TrainState.from_dict(state_data)
+    # killed before its first checkpoint: the folder holds the settings and tokenizer, so start it over
+    fresh = state_data is None or not run_dir.last_checkpoint_path.exists()
+    state = TrainState() if fresh else TrainState.from_dict(state_data)
     settings = dict(run.record["settings"])
     extended = {k: v for k, v in overrides.items() if v is not None}
     unknown = set(extended) - {"epochs", "max_time"}
@@ -125,6 +144,7 @@ def resume(path: str | Path, verbose: int = 1, **overrides) -> "Run":
                         str(run_dir.path), "use `seqtasks finetune` to train with other settings")
     settings.update(extended)
     cfg = config_from_dict(task_obj.Config, settings)
+    check_ranges(cfg, {name: COMMAND_LINE for name in extended}, names=extended)
     if extended:
         state.finished = False
         record = run.record
@@ -134,6 +154,11 @@ def resume(path: str | Path, verbose: int = 1, **overrides) -> "Run":
         print(f"{run_dir.path}: training already finished ({state.stop_reason}); "
               "raise --epochs or --max-time to train further")
         return run
+    files = check_unchanged(run.record.get("data_files", {}), cfg, run_dir.path, allow_changed_data)
+    if allow_changed_data and files != run.record.get("data_files", files):
+        run_dir.write_config({**run.record, "data_files": files})
+    if fresh:
+        return _restart(run, cfg, verbose)
     data = task_obj.read(cfg)
     plan = task_obj.plan(cfg, run.preprocessor, data)
     if verbose:
@@ -146,6 +171,27 @@ def resume(path: str | Path, verbose: int = 1, **overrides) -> "Run":
     return Run(run_dir.path)
 
 
+def _restart(run: "Run", cfg, verbose: int) -> "Run":
+    """Train a run that has no checkpoint from step 0, from its saved settings and tokenizer (and,
+    for a fine-tuning run, its parent's weights again)."""
+    run_dir, task_obj = run.directory, run.task
+    print(f"{run_dir.path} has no checkpoint yet: starting it over from its saved settings (step 0)", flush=True)
+    for derived in (run_dir.history_path, run_dir.train_state_path):  # no weights back them
+        derived.unlink(missing_ok=True)
+    data = task_obj.read(cfg)
+    plan = task_obj.plan(cfg, run.preprocessor, data)
+    parent = run.record.get("parent")
+    initial_model = None
+    if parent:
+        try:
+            initial_model = Run(parent["path"]).model
+        except UserError as error:
+            raise UserError(f"cannot start the fine-tuning run over: its parent run is unusable ({error.message})",
+                            str(run_dir.path), "fine-tune the parent again with `seqtasks finetune`") from error
+    return _fit_new(task_obj, run_dir, cfg, run.preprocessor, plan, initial_model=initial_model, verbose=verbose,
+                    freeze=(parent or {}).get("freeze"), grow_outputs=bool(parent))
+
+
 def _load_checkpoint(run: "Run", cfg) -> keras.Model:
     """The last checkpoint, compiled, with its optimizer state. A fine-tuned run's --freeze is applied
     again first: a saved model does not keep which layers were frozen, and its optimizer state covers
@@ -153,8 +199,8 @@ def _load_checkpoint(run: "Run", cfg) -> keras.Model:
     path = run.directory.last_checkpoint_path
     freeze = (run.record.get("parent") or {}).get("freeze")
     if not freeze:
-        return keras.saving.load_model(path, compile=True, safe_mode=True)
-    model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        return load_model(path, compile=True)
+    model = load_model(path, compile=False)
     apply_freeze(model, freeze)
     loss, metrics = run.task.loss_and_metrics(cfg, run.preprocessor)
     compile_model(model, cfg, loss, metrics)
@@ -170,7 +216,8 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     parent = Run(path)
     task_obj = parent.task
     toml = read_toml(config_file) if config_file else {}
-    given = {**toml, **{k: v for k, v in overrides.items() if v is not None}}
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    given = {**toml, **flags}
     if data is not None:  # tasks whose data flags are not --data (caption: --images/--captions) leave it out
         given["data"] = data
     shape_keys = {"arch", "layers", "units", "heads", "tokenizer", "vocab_size", "positions", "activation",
@@ -184,11 +231,14 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
                if key in task_obj.data_settings or (key == "valid" or key.startswith("valid_")) and isinstance(value, str)}
     settings = {**parent.record["settings"], "max_time": 0.0, **sources}
     settings.update(given)
-    cfg = resolve_config(task_obj.Config, {}, settings, where=config_file or "settings")
+    origins = {**{key: f"from {parent.directory.config_path}" for key in parent.record["settings"]},
+               **{key: f"from {config_file}" for key in toml}, **{key: COMMAND_LINE for key in flags}}
+    cfg = resolve_config(task_obj.Config, {}, settings, where=config_file or "settings", origins=origins)
     task_obj.check_finetune(parent.record["settings"], cfg)
     out = Path(out)
     if out.exists():
         raise UserError("the run folder already exists", str(out), "choose another --out")
+    check_output_folder(out, "--out")
     if freeze:
         freeze_layers(parent.model, freeze)  # a wrong part fails here, before the run folder exists
     precision = resolve_precision(cfg.precision)
@@ -202,8 +252,9 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     parent_info = {"path": str(parent.directory.path.resolve()), "model": parent.directory.model_file().name,
                    "freeze": freeze}
     record = _run_record(task_obj, cfg, precision, task_obj.describe_data(task_data), parent_info)
+    parent_model = parent.model  # a damaged or unsafe parent model fails before the new folder is made
     run_dir = RunDirectory.create(out, record, lambda tmp: prep.save(tmp / "tokenizer"))
-    return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=parent.model, verbose=verbose,
+    return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=parent_model, verbose=verbose,
                     freeze=freeze, grow_outputs=extend_labels)
 
 
@@ -289,20 +340,28 @@ class Run:
     @property
     def preprocessor(self):
         if self._preprocessor is None:
-            self._preprocessor = self.task.load_preprocessor(self.directory.tokenizer_dir)
+            self._preprocessor = self.directory.load_tokenizer(self.task.load_preprocessor)
         return self._preprocessor
 
     @property
     def model(self) -> keras.Model:
         if self._model is None:
-            self._model = keras.saving.load_model(self.directory.model_file(), compile=False, safe_mode=True)
+            self._model = load_model(self.directory.model_file(), compile=False)
         return self._model
 
     def evaluate(self, source: str | None = None, **options) -> dict[str, Any]:
+        """The task's metrics, also saved as RUN/metrics.json. A run folder that cannot be written
+        (read-only, full) still gives the metrics, with a SeqtasksWarning that they were not saved."""
         _check_options(self.task.evaluate, options, self.task.name)
         start = time.monotonic()
         metrics = self.task.evaluate(self, source, **options)
-        self.directory.write_metrics({**metrics, "data": source, "seconds": round(time.monotonic() - start, 2)})
+        try:
+            self.directory.write_metrics({**metrics, "data": source, "seconds": round(time.monotonic() - start, 2)})
+        except OSError as error:
+            warnings.warn(SeqtasksWarning(f"the metrics could not be saved in the run folder "
+                                          f"({error.strerror or error})", str(self.directory.path / "metrics.json"),
+                                          "they are complete as shown; make the folder writable to keep them"),
+                          stacklevel=2)
         return metrics
 
     def predict(self, inputs: list[str], **options):
@@ -328,7 +387,6 @@ class Run:
     def info(self) -> dict[str, Any]:
         state = self.directory.read_train_state() or {}
         history = self.directory.read_history()
-        metrics_path = self.directory.path / "metrics.json"
         return {
             "path": str(self.path), "task": self.record["task"], "created": self.record.get("created"),
             "seqtasks_version": self.record.get("seqtasks_version"), "settings": self.record["settings"],
@@ -339,7 +397,7 @@ class Run:
             "epochs_recorded": len(history), "last_epoch": history[-1] if history else None,
             "model_file": str(self.directory.model_file()) if (self.directory.best_model_path.is_file()
                                                                or self.directory.last_checkpoint_path.is_file()) else None,
-            "last_evaluation": json.loads(metrics_path.read_text()) if metrics_path.is_file() else None,
+            "last_evaluation": self.directory.read_metrics(),
         }
 
 

@@ -6,33 +6,48 @@ so `seqtasks train lm --help` lists them all with their defaults.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import itertools
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 
-from seqtasks.errors import UserError
+from seqtasks.errors import Terminated, UserError, describe_exception
+from seqtasks.files import (check_input_file, check_output_file, check_text_head, checked_lines, open_output,
+                            unwritable_error)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
 class SeqtasksGroup(click.Group):
-    """Shows a user mistake as one line, `seqtasks: error: ...`, exit 1 (a traceback with --debug)."""
+    """Shows a user mistake as one line, `seqtasks: error: ...`, exit 1 (a traceback with --debug).
+    Any other error is one line too, naming its type; Ctrl-C exits 130, SIGTERM in training 143."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except UserError as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(f"seqtasks: error: {error.message}", err=True)
             ctx.exit(1)
+        except Terminated:
+            ctx.exit(143)
         except KeyboardInterrupt:
             ctx.exit(130)
+        except Exception as error:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"seqtasks: error: {describe_exception(error)}: rerun with --debug for the traceback",
+                       err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=SeqtasksGroup, context_settings=CONTEXT)
@@ -69,20 +84,36 @@ def tasks() -> None:
 
 
 # ---- train ---------------------------------------------------------------------------------------
+class _Raw(click.ParamType):
+    """A number flag passed on as typed: resolve_config converts and range-checks it, so that a bad
+    value is the one-line error of a bad TOML value, not click's usage message."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def convert(self, value, param, ctx):
+        return value
+
+
+_RAW = {int: _Raw("integer"), float: _Raw("float")}
+
+
 def _options_from_config(config_class: type):
     """click options for every field of a config dataclass, default None ('not given')."""
+    from seqtasks.config import setting_type
 
     def decorate(command):
         for f in reversed(dataclasses.fields(config_class)):
             flag = "--" + f.name.replace("_", "-")
             help_text = f.metadata.get("help", "")
             choices = f.metadata.get("choices")
-            kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool}.get(str(f.type), str)
+            kind = setting_type(f.type)
             if kind is bool:
                 option = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None,
                                       help=f"{help_text}  [default: {'on' if f.default else 'off'}]")
             else:
-                click_type = click.Choice(choices) if choices else kind
+                # numbers reach resolve_config as typed, which checks type and range in one line
+                click_type = click.Choice(choices) if choices else _RAW.get(kind, kind)
                 option = click.option(flag, *f.metadata.get("aliases", ()), f.name, type=click_type, default=None,
                                       help=f"{help_text}  [default: {f.default!r}]")
             command = option(command)
@@ -108,10 +139,17 @@ def _make_train_command(task_cls) -> click.Command:
     def command(out, config_file, quiet, **settings):
         from seqtasks import api
 
+        _check_config_file(config_file)
         run = api.train(task_cls.name, out=out, config_file=config_file, verbose=0 if quiet else 1, **settings)
         _after_training(run, quiet)
 
     return command
+
+
+def _check_config_file(path: str | None) -> None:
+    """--config names a readable, non-empty UTF-8 file (bad bytes: their line); its TOML is read later."""
+    if path:
+        check_text_head(check_input_file(path, "--config"), "--config")
 
 
 def _after_training(run, quiet: bool) -> None:
@@ -154,9 +192,12 @@ def train() -> None:
 @click.argument("run", type=click.Path())
 @click.option("--epochs", type=int, default=None, help="Raise the epoch limit to train a finished run further.")
 @click.option("--max-time", type=float, default=None, help="Raise the time budget (minutes, in total).")
+@click.option("--allow-changed-data", is_flag=True, default=False,
+              help="Continue even though the run's data files changed since it began (size or sha256).")
 @click.option("--quiet", is_flag=True, help="No progress bars or samples.")
-def resume(run, epochs, max_time, quiet) -> None:
-    """Continue an interrupted run exactly where it stopped.
+def resume(run, epochs, max_time, allow_changed_data, quiet) -> None:
+    """Continue an interrupted run exactly where it stopped, on the same data files (found by the
+    absolute paths the run recorded, and checked against their recorded sha256).
 
     \b
     Example:
@@ -164,7 +205,8 @@ def resume(run, epochs, max_time, quiet) -> None:
     """
     from seqtasks import api
 
-    result = api.resume(run, verbose=0 if quiet else 1, epochs=epochs, max_time=max_time)
+    result = api.resume(run, verbose=0 if quiet else 1, epochs=epochs, max_time=max_time,
+                        allow_changed_data=allow_changed_data)
     state = result.directory.read_train_state() or {}
     click.echo(f"run {result.path}: {state.get('stop_reason', '')} at step {state.get('global_step')}")
 
@@ -183,15 +225,15 @@ def resume(run, epochs, max_time, quiet) -> None:
 @click.option("--extend-labels", is_flag=True, default=False,
               help="classify, tag: add labels the parent never saw (the output layer grows).")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file of settings.")
-@click.option("--epochs", type=int, default=None, help="Epochs of fine-tuning.")
-@click.option("--lr", type=float, default=None, help="Peak learning rate (fresh optimizer and schedule).")
-@click.option("--batch-size", type=int, default=None, help="Examples per step.")
-@click.option("--steps-per-epoch", type=int, default=None, help="Steps between validations.")
-@click.option("--warmup-steps", type=int, default=None, help="Warmup steps.")
-@click.option("--max-time", type=float, default=None, help="Training budget in minutes.")
-@click.option("--patience", type=int, default=None, help="Early-stopping patience (validations).")
-@click.option("--dropout", type=float, default=None, help="Dropout rate.")
-@click.option("--seed", type=int, default=None, help="Random seed.")
+@click.option("--epochs", type=_RAW[int], default=None, help="Epochs of fine-tuning.")
+@click.option("--lr", type=_RAW[float], default=None, help="Peak learning rate (fresh optimizer and schedule).")
+@click.option("--batch-size", type=_RAW[int], default=None, help="Examples per step.")
+@click.option("--steps-per-epoch", type=_RAW[int], default=None, help="Steps between validations.")
+@click.option("--warmup-steps", type=_RAW[int], default=None, help="Warmup steps.")
+@click.option("--max-time", type=_RAW[float], default=None, help="Training budget in minutes.")
+@click.option("--patience", type=_RAW[int], default=None, help="Early-stopping patience (validations).")
+@click.option("--dropout", type=_RAW[float], default=None, help="Dropout rate.")
+@click.option("--seed", type=_RAW[int], default=None, help="Random seed.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None, help="Precision.")
 @click.option("--quiet", is_flag=True, help="No progress bars or samples.")
 def finetune(run, data, out, valid, freeze, extend_labels, config_file, quiet, **settings) -> None:
@@ -203,6 +245,7 @@ def finetune(run, data, out, valid, freeze, extend_labels, config_file, quiet, *
     """
     from seqtasks import api
 
+    _check_config_file(config_file)
     result = api.finetune(run, data=data, out=out, freeze=freeze, config_file=config_file,
                           verbose=0 if quiet else 1, valid=valid, extend_labels=extend_labels, **settings)
     _after_training(result, quiet=True)
@@ -231,7 +274,8 @@ def evaluate(run, as_json, **options) -> None:
     from seqtasks import api
 
     given = {k: v for k, v in options.items() if v is not None}
-    metrics = api.load(run).evaluate(given.pop("data", None), **given)
+    with _warnings_as_lines():  # e.g. a read-only run folder: the metrics are shown, metrics.json is not saved
+        metrics = api.load(run).evaluate(given.pop("data", None), **given)
     if as_json:
         click.echo(json.dumps(metrics))
         return
@@ -241,11 +285,31 @@ def evaluate(run, as_json, **options) -> None:
         click.echo(f"{key:>12}: {value:.4f}" if isinstance(value, float) else f"{key:>12}: {value}")
 
 
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Show a SeqtasksWarning as one line, `seqtasks: warning: ...`; other warnings as Python shows them."""
+    from seqtasks.errors import SeqtasksWarning
+
+    shown_before = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, SeqtasksWarning):
+            click.echo(f"seqtasks: warning: {message}", err=True)
+        else:
+            shown_before(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", SeqtasksWarning)
+        warnings.showwarning = show
+        yield
+
+
 def _read_inputs(texts: tuple[str, ...], input_file: str | None) -> list[str]:
     inputs = list(texts)
-    if input_file:
-        handle = sys.stdin if input_file == "-" else _open_input(input_file)
-        inputs.extend(line.rstrip("\n") for line in handle)
+    if input_file == "-":
+        inputs.extend(line.rstrip("\n") for line in sys.stdin)
+    elif input_file:
+        inputs.extend(checked_lines(input_file, "--input"))
     if not inputs:
         raise UserError("nothing to predict", fix="give TEXT arguments or --input FILE (- for stdin)")
     return inputs
@@ -269,10 +333,26 @@ def _streamed_predictions(loaded, texts: tuple[str, ...], options: dict):
         raise UserError("nothing to predict: stdin was empty", fix="give TEXT arguments or lines on stdin")
 
 
-def _open_input(path: str):
-    if not Path(path).is_file():
-        raise UserError("no such input file", path, "check the path given to --input")
-    return open(path, encoding="utf-8")
+class _Output:
+    """Where predictions and samples go: --output FILE (checked and opened before any work) or stdout.
+    A failed write (a full disk) is one UserError; a closed pipe (`| head`) ends the output quietly."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+        self.stream = open_output(path, "--output file") if path else sys.stdout
+
+    def write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except BrokenPipeError:
+            raise SystemExit(0) from None
+        except OSError as error:
+            raise unwritable_error(Path(self.path or "<stdout>"), "--output file", error) from None
+
+    def close(self) -> None:
+        if self.path:
+            self.stream.close()
 
 
 @cli.command(context_settings=CONTEXT)
@@ -302,12 +382,14 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
 
     loaded = api.load(run)
     given = {k: v for k, v in options.items() if v is not None}
+    if given.get("plot"):
+        check_output_file(given["plot"], "--plot file")
     if input_file == "-" and loaded.task.streams_predictions:
         pairs = _streamed_predictions(loaded, texts, given)  # each line is answered as soon as it is read
     else:
         inputs = _read_inputs(texts, input_file)
         pairs = zip(inputs, loaded.predict(inputs, **given))
-    out = open(output_file, "w", encoding="utf-8") if output_file else sys.stdout
+    out = _Output(output_file)  # before the model loads: a bad --output costs no work
     try:
         for text, result in pairs:
             if as_json:
@@ -315,10 +397,8 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
             else:
                 line = loaded.task.format_prediction(result)
             out.write(line + "\n")
-            out.flush()
     finally:
-        if output_file:
-            out.close()
+        out.close()
 
 
 @cli.command(context_settings=CONTEXT)
@@ -379,7 +459,7 @@ def sample(run, prompt, input_file, num_samples, temperature, beam, stop, as_jso
                             fix="drop --beam, or give one --temperature")
         options["beam_width"] = beam
     streaming = not (as_json or output_file or num_samples > 1 or beam is not None)
-    out = open(output_file, "w", encoding="utf-8") if output_file else None
+    out = _Output(output_file) if output_file else None
     echo = (lambda text, nl=True: out.write(text + ("\n" if nl else ""))) if out else click.echo
     try:
         for t in temperatures:
@@ -429,10 +509,13 @@ def info(run, as_json) -> None:
     if details["parent"]:
         click.echo(f"parent:    {details['parent']['path']}")
     training = details["training"]
-    click.echo(f"training:  epoch {training['epoch']}, step {training['global_step']}, "
-               f"{(training['elapsed_seconds'] or 0) / 60:.1f} min, best {training['best_metric']}, "
-               f"{'finished: ' + str(training['stop_reason']) if training['finished'] else 'not finished'}")
-    click.echo(f"model:     {details['model_file']}")
+    if training["global_step"] is None:
+        click.echo(f"training:  not started: no trained weights yet: seqtasks resume {details['path']}")
+    else:
+        click.echo(f"training:  epoch {training['epoch']}, step {training['global_step']}, "
+                   f"{(training['elapsed_seconds'] or 0) / 60:.1f} min, best {training['best_metric']}, "
+                   f"{'finished: ' + str(training['stop_reason']) if training['finished'] else 'not finished'}")
+    click.echo(f"model:     {details['model_file'] or 'none yet'}")
     for split, described in details["data"].items():
         click.echo(f"data {split}: {described.get('source')} ({described.get('bytes', '?')} bytes)")
     click.echo("settings:")

@@ -7,6 +7,7 @@ one name everywhere: `seq_len` in TOML is `--seq-len` on the command line.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -16,29 +17,47 @@ from typing import Any
 from seqtasks.errors import UserError
 
 
-def setting(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    """A dataclass field carrying its help text (and allowed values) for --help and error messages."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+def setting(default: Any, help: str, choices: tuple[str, ...] | None = None, *, minimum: float | None = None,
+            maximum: float | None = None, above: float | None = None, below: float | None = None,
+            path: str | None = None) -> Any:
+    """A dataclass field carrying its help text (and allowed values) for --help and error messages.
+
+    Numbers carry their range, checked by resolve_config before anything is made: `minimum` and
+    `maximum` are inclusive bounds, `above` and `below` exclusive ones. `path`: the value names a
+    file, folder or glob, recorded as an absolute path so that resume finds it from any folder:
+    "data" (training data: its size and sha256 are recorded and checked on resume) or "place" (a
+    folder only looked in, such as a tfds data dir).
+    """
+    return dataclasses.field(default=default, metadata={
+        "help": help, "choices": choices, "minimum": minimum, "maximum": maximum, "above": above, "below": below,
+        "path": path})
 
 
 @dataclasses.dataclass
 class TrainConfig:
     """Settings every task shares: the optimizer, the schedule, precision, budget and checkpoints."""
 
-    batch_size: int = setting(64, "examples per training step")
-    epochs: int = setting(10, "passes over the training data (an upper bound when --max-time is set)")
-    steps_per_epoch: int = setting(0, "steps between validations; 0 = one pass over the training data")
-    lr: float = setting(2e-3, "peak learning rate of AdamW")
-    warmup_steps: int = setting(100, "steps of linear warmup before the cosine decay")
-    min_lr_ratio: float = setting(0.1, "the cosine decays to lr × this at the end of training")
-    weight_decay: float = setting(0.01, "AdamW decoupled weight decay")
-    clip_norm: float = setting(1.0, "clip gradients to this global norm; 0 = off")
-    dropout: float = setting(0.1, "dropout rate")
+    batch_size: int = setting(64, "examples per training step (fewer when the data holds fewer)",
+                              minimum=1, maximum=65536)
+    epochs: int | None = setting(None, "passes over the training data; default: as many as --max-time allows, "
+                                       "or 10 without --max-time", minimum=1, maximum=1_000_000)
+    steps_per_epoch: int = setting(0, "steps between validations; 0 = one pass over the training data",
+                                   minimum=0, maximum=10**9)
+    lr: float = setting(2e-3, "peak learning rate of AdamW", minimum=0.0, maximum=10.0)
+    warmup_steps: int = setting(100, "steps of linear warmup before the cosine decay (at most half the planned "
+                                     "steps: a longer one shrinks to a tenth of them)", minimum=0, maximum=10**9)
+    min_lr_ratio: float = setting(0.1, "the cosine decays to lr × this at the end of training",
+                                  minimum=0.0, maximum=1.0)
+    weight_decay: float = setting(0.01, "AdamW decoupled weight decay", minimum=0.0, maximum=1.0)
+    clip_norm: float = setting(1.0, "clip gradients to this global norm; 0 = off", minimum=0.0, maximum=1e6)
+    dropout: float = setting(0.1, "dropout rate", minimum=0.0, below=1.0)
     precision: str = setting("auto", "auto: bf16 where the CPU/GPU has fast bf16, else fp32",
                              ("auto", "fp32", "bf16", "fp16"))
-    max_time: float = setting(0.0, "training budget in minutes (0 = none); the schedule fits itself to it")
-    patience: int = setting(0, "stop after this many validations without improvement; 0 = never")
-    seed: int = setting(0, "random seed for initialization and data order")
+    max_time: float = setting(0.0, "training budget in minutes (0 = none); the schedule fits itself to it",
+                              minimum=0.0, maximum=525_600.0)
+    patience: int = setting(0, "stop after this many validations without improvement; 0 = never",
+                            minimum=0, maximum=1_000_000)
+    seed: int = setting(0, "random seed for initialization and data order", minimum=0, maximum=2**32 - 1)
     strategy: str = setting("default", "tf.distribute strategy", ("default", "mirrored", "multiworker"))
 
 
@@ -46,9 +65,9 @@ def field_help(config_class: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(config_class)}
 
 
-def _coerce(name: str, value: Any, annotation: Any) -> Any:
+def _coerce(name: str, value: Any, annotation: Any, origin: str | None = None) -> Any:
     """Turn a TOML or CLI value into the field's type, with a clear error when it cannot."""
-    kind = _base_type(annotation)
+    kind = setting_type(annotation)
     if value is None:
         return None
     try:
@@ -61,19 +80,29 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
                 raise ValueError(value)
             return bool(value)
         if kind is int:
-            if isinstance(value, float) and not value.is_integer():
+            if isinstance(value, str):  # a flag: "64", or "1e8" as TOML would write it
+                value = int(value) if value.strip().lstrip("+-").isdigit() else float(value)
+            if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
             return int(value)
         if kind is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
             return float(value)
         if kind is str:
             return str(value)
-    except (TypeError, ValueError):
-        raise UserError(f"setting {name} must be {kind.__name__}, got {value!r}", fix=f"give {name} a {kind.__name__}")
+    except (TypeError, ValueError, OverflowError):
+        kind_name = _KIND_NAMES.get(kind, kind.__name__)
+        raise UserError(f"--{name.replace('_', '-')} must be {kind_name}, got {value!r}", origin,
+                        f"give --{name.replace('_', '-')} {kind_name}")
     return value
 
 
-def _base_type(annotation: Any) -> type:
+_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def setting_type(annotation: Any) -> type:
+    """int, float, bool or str: the type a field's values take (`int | None` -> int)."""
     if isinstance(annotation, str):
         annotation = {"int": int, "float": float, "str": str, "bool": bool}.get(annotation.split("|")[0].strip(), str)
     origin = typing.get_origin(annotation)
@@ -100,20 +129,29 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     return flat
 
 
+COMMAND_LINE = "from the command line"
+
+
 def resolve_config(config_class: type, toml: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
-                   where: str = "config"):
-    """defaults < toml < overrides (None values in overrides mean 'not given')."""
+                   where: str = "config", origins: dict[str, str] | None = None):
+    """defaults < toml < overrides (None values in overrides mean 'not given'), checked: every value of
+    the right type, choice and range. `origins` names where a value came from, for error messages
+    (default: TOML keys from `where`, the TOML file; overrides from the command line)."""
     fields = field_help(config_class)
     values: dict[str, Any] = {}
-    for source in (toml or {}, {k: v for k, v in (overrides or {}).items() if v is not None}):
+    came_from: dict[str, str] = {}
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for source, default_origin in ((toml or {}, f"from {where}"), (given, COMMAND_LINE)):
         for key, value in source.items():
             name = key.replace("-", "_")
             if name not in fields:
                 raise UserError(f"unknown setting {key!r}", where,
                                 f"known settings: {', '.join(sorted(fields))}")
-            values[name] = _coerce(name, value, fields[name].type)
+            came_from[name] = (origins or {}).get(key, default_origin)
+            values[name] = _coerce(name, value, fields[name].type, came_from[name])
     config = config_class(**values)
     check_choices(config)
+    check_ranges(config, came_from)
     return config
 
 
@@ -123,6 +161,46 @@ def check_choices(config) -> None:
         value = getattr(config, f.name)
         if choices and value not in choices:
             raise UserError(f"unknown {f.name.replace('_', '-')} {value!r}", fix=f"choose one of: {', '.join(choices)}")
+
+
+def allowed_range(f: dataclasses.Field) -> str:
+    """A field's range in words: 'an integer from 1 to 8192', 'a number >= 0 and < 1'."""
+    meta = f.metadata
+    kind = setting_type(f.type)
+    low, high = meta.get("minimum"), meta.get("maximum")
+    if kind is int and low is not None and high is not None:
+        return f"an integer from {_number(low)} to {_number(high)}"
+    bounds = [f"{sign} {_number(bound)}" if kind is int else f"{sign} {bound:g}"
+              for sign, bound in ((">=", low), (">", meta.get("above")), ("<=", high), ("<", meta.get("below")))
+              if bound is not None]
+    return f"{_KIND_NAMES[kind]} {' and '.join(bounds)}"
+
+
+def _number(n: float) -> str:
+    return f"{n:,}" if abs(n) >= 100_000 else str(n)
+
+
+def in_range(f: dataclasses.Field, value: Any) -> bool:
+    meta = f.metadata
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return not ((meta.get("minimum") is not None and value < meta["minimum"])
+                or (meta.get("maximum") is not None and value > meta["maximum"])
+                or (meta.get("above") is not None and value <= meta["above"])
+                or (meta.get("below") is not None and value >= meta["below"]))
+
+
+def check_ranges(config, origins: dict[str, str] | None = None, names=None) -> None:
+    """Every number (of `names`, default all) within its setting's range: one line naming the flag,
+    the value, the range and where the value came from (a TOML file, the command line)."""
+    for f in dataclasses.fields(config):
+        if names is not None and f.name not in names:
+            continue
+        value = getattr(config, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or in_range(f, value):
+            continue
+        raise UserError(f"--{f.name.replace('_', '-')} {value!r} is out of range", (origins or {}).get(f.name),
+                        f"give {allowed_range(f)}")
 
 
 def config_from_dict(config_class: type, data: dict[str, Any]):

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,9 @@ from typing import Sequence
 
 import numpy as np
 
-from seqtasks.pipeline import _Progress, default_cache_dir
+from seqtasks import disk_cache
+from seqtasks.disk_cache import default_cache_dir
+from seqtasks.pipeline import Progress
 
 _DECODE_VERSION = "seqtasks images v1"
 _LENGTH_GROUP_BATCHES = 20  # training batches are formed among this many batches' worth of similar-length captions
@@ -62,7 +63,7 @@ def decode_into(paths: Sequence[Path], size: int, out: np.ndarray, label: str = 
     dataset = dataset.ignore_errors().batch(64).prefetch(2)
     decoded = np.zeros(len(paths), bool)
     file_bytes = np.array([Path(p).stat().st_size for p in paths])
-    progress = _Progress(int(file_bytes.sum()), label)
+    progress = Progress(int(file_bytes.sum()), label)
     for batch_indices, images in dataset:
         rows = batch_indices.numpy()
         out[rows] = images.numpy()
@@ -113,7 +114,7 @@ def cached_features(encoder, decoded: DecodedImages, mirrored: bool, batch_size:
     compute = tf.function(lambda x: encoder.backbone_features(x, training=False))
 
     def make(out: np.ndarray) -> dict:
-        progress = _Progress(views * decoded.pixels.nbytes, f"computing {encoder.backbone_name} features")
+        progress = Progress(views * decoded.pixels.nbytes, f"computing {encoder.backbone_name} features")
         for view in range(views):
             for first in range(0, len(decoded.pixels), batch_size):
                 pixels = np.asarray(decoded.pixels[first:first + batch_size], np.float32)
@@ -129,25 +130,43 @@ def cached_features(encoder, decoded: DecodedImages, mirrored: bool, batch_size:
 
 def _cached_array(cache_dir, name: str, shape: tuple, dtype, make) -> tuple[np.ndarray, dict]:
     """A memory-mapped array cache_dir/NAME.array (made by make(out) -> meta on a miss), and its meta.
-    The array file appears only once complete."""
+    The array file appears only once complete; its space is reserved before the memory map is
+    written, so a full disk is a one-line error rather than a SIGBUS. A damaged entry is rebuilt."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     data_path, meta_path = cache_dir / f"{name}.array", cache_dir / f"{name}.json"
-    if data_path.is_file() and meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        if tuple(meta["shape"]) == tuple(shape):
-            return np.memmap(data_path, dtype=dtype, mode="r", shape=shape), meta
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    temporary = data_path.with_suffix(f".tmp{os.getpid()}")
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+
+    def whole(meta: dict) -> bool:
+        return (tuple(meta["shape"]) == tuple(shape) and meta["dtype"] == np.dtype(dtype).name
+                and data_path.stat().st_size == size)
+
+    meta = disk_cache.read_meta(meta_path, whole)
+    if meta is not None:
+        disk_cache.mark_used(data_path, meta_path)
+        disk_cache.tidy(cache_dir, keep=name)
+        return np.memmap(data_path, dtype=dtype, mode="r", shape=shape), meta
     try:
-        out = np.memmap(temporary, dtype=dtype, mode="w+", shape=shape)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise disk_cache.write_error(cache_dir, error) from None
+    disk_cache.tidy(cache_dir, keep=name)
+    temporary = disk_cache.temporary_path(data_path)
+    try:
+        with open(temporary, "wb") as handle:
+            disk_cache.preallocate(handle, size, cache_dir)
+        out = np.memmap(temporary, dtype=dtype, mode="r+", shape=shape)
         meta = {**make(out), "shape": list(shape), "dtype": np.dtype(dtype).name}
         out.flush()
         del out
         os.replace(temporary, data_path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise disk_cache.write_error(cache_dir, error) from None
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    meta_path.write_text(json.dumps(meta))
+    disk_cache.write_meta(meta_path, meta)
+    disk_cache.tidy(cache_dir, keep=name)  # now counting the new entry
     return np.memmap(data_path, dtype=dtype, mode="r", shape=shape), meta
 
 

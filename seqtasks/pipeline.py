@@ -1,14 +1,16 @@
 """Examples -> tf.data: encode a corpus once, cache its ids on disk, stream training windows.
 
-A corpus is encoded by the tokenizer's batch encoder, a batch of lines at a time, and written as a flat
-array of token ids (an end-of-document id between documents) to a cache file keyed by the corpus'
-checksum and the tokenizer's fingerprint. Training reads windows from that file through a memory map,
-so memory stays flat however large the corpus.
+A corpus is read in blocks of 128K characters (whatever its line structure: a file with no
+newline takes no more memory than one of short lines), cut where its tokenizer would split anyway,
+encoded in bulk, and written as a flat array of token ids to a cache file keyed by the corpus'
+checksum and the tokenizer's fingerprint (seqtasks.disk_cache keeps that folder tidy and bounded).
+The array starts with the end-of-document id and has one after every document, so every token of
+the text, the first included, is predicted from a start of document, as a prompt is. Training reads
+windows from that file through a memory map, so memory stays flat however large the corpus.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 import time
@@ -18,15 +20,16 @@ from typing import Iterator
 
 import numpy as np
 
+from seqtasks import disk_cache
+from seqtasks.disk_cache import default_cache_dir
 from seqtasks.errors import UserError
+from seqtasks.tokenizers import safe_pieces
 
-ENCODE_BATCH_LINES = 4096
+__all__ = ["EncodedCorpus", "Progress", "default_cache_dir", "encode_corpus", "corpus_pieces"]
 
-
-def default_cache_dir() -> Path:
-    root = os.environ.get("SEQTASKS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "seqtasks")
-    return Path(root) / "encoded"
+READ_BLOCK_CHARS = 1 << 17  # characters read at once
+ENCODE_BATCH_CHARS = 1 << 17  # characters encoded at once: their arrays stay in the CPU cache
+_FORMAT = "seqtasks ids v2"  # v2: a leading end-of-document id
 
 
 @dataclass(frozen=True)
@@ -46,65 +49,111 @@ class EncodedCorpus:
         return EncodedCorpus(self.ids[:cut], head_chars), EncodedCorpus(self.ids[cut:], self.characters - head_chars)
 
 
+def corpus_pieces(source, kind: str) -> Iterator[tuple[str, bool]]:
+    """The text of a TextSource as (piece, ends_document), in bounded pieces cut only where a
+    `kind` tokenizer splits anyway (with doc_per_line, each line is a piece that ends a document)."""
+    blocks = source.blocks(READ_BLOCK_CHARS)
+    if source.doc_per_line:
+        blocks = _lines_as_documents(blocks)
+    return safe_pieces(blocks, kind)
+
+
+def _lines_as_documents(blocks: Iterator[tuple[str, bool]]) -> Iterator[tuple[str, bool]]:
+    for block, ends_document in blocks:
+        lines = block.split("\n")
+        for line in lines[:-1]:
+            yield line + "\n", True
+        if lines[-1]:  # the start of a line the next block goes on with, or a file's unterminated last line
+            yield lines[-1], ends_document
+
+
 def encode_corpus(source, tokenizer, cache_dir: str | Path | None = None, show_progress: bool = True) -> EncodedCorpus:
     """Encode a TextSource with `tokenizer`, or reuse the cached ids of an earlier identical call.
 
-    Documents are separated by the tokenizer's EOS id. The cache file appears only once complete.
+    The ids start with the tokenizer's EOS id and have one after every document (a tokenizer whose
+    ids already end a line with EOS, the whitespace one, gets no second). The cache entry appears
+    only once complete; a damaged one is rebuilt.
     """
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = hashlib.sha256(f"{source.fingerprint()}|{tokenizer.fingerprint()}".encode()).hexdigest()[:32]
+    key = hashlib.sha256(f"{_FORMAT}|{source.fingerprint()}|{tokenizer.fingerprint()}".encode()).hexdigest()[:32]
     ids_path, meta_path = cache_dir / f"{key}.ids", cache_dir / f"{key}.json"
-    if ids_path.is_file() and meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
+
+    def whole(meta: dict) -> bool:
+        return (meta["format"] == _FORMAT and ids_path.stat().st_size == meta["tokens"] * np.dtype(meta["dtype"]).itemsize
+                and meta["tokens"] > 0)
+
+    meta = disk_cache.read_meta(meta_path, whole)
+    if meta is not None:
+        disk_cache.mark_used(ids_path, meta_path)
+        disk_cache.tidy(cache_dir, keep=key)
         return EncodedCorpus(np.memmap(ids_path, dtype=meta["dtype"], mode="r"), meta["characters"])
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise disk_cache.write_error(cache_dir, error) from None
+    disk_cache.tidy(cache_dir, keep=key)
     dtype = np.uint16 if tokenizer.vocab_size <= np.iinfo(np.uint16).max else np.uint32
-    temporary = ids_path.with_suffix(f".tmp{os.getpid()}")
-    total_bytes = source.describe().get("bytes") or 0
-    progress = _Progress(total_bytes, "tokenizing") if show_progress else None
-    characters = tokens = 0
+    temporary = disk_cache.temporary_path(ids_path)
+    total_bytes = sum(path.stat().st_size for path in source.paths)
+    progress = Progress(total_bytes, "tokenizing") if show_progress else None
     try:
         with open(temporary, "wb") as out:
-            for batch, ends in _line_batches(source):
-                encoded = tokenizer.encode_batch(batch)
-                flat: list[int] = []
-                for ids, end in zip(encoded, ends):
-                    flat.extend(ids)
-                    if end:
-                        flat.append(tokenizer.eos_id)
-                np.asarray(flat, dtype=dtype).tofile(out)
-                tokens += len(flat)
-                batch_chars = sum(len(line) for line in batch)
+            np.asarray([tokenizer.eos_id], dtype).tofile(out)
+            tokens, text_tokens, characters = 1, 0, 0
+            for ids, batch_chars, batch_bytes in _encoded_batches(source, tokenizer):
+                ids.astype(dtype).tofile(out)
+                tokens += len(ids)
+                text_tokens += int(np.count_nonzero(ids != tokenizer.eos_id))
                 characters += batch_chars
                 if progress:
-                    progress.advance(sum(len(line.encode("utf-8")) for line in batch))
+                    progress.advance(batch_bytes)
         if progress:
             progress.finish()
+        if text_tokens == 0:
+            raise UserError("the text encodes to no tokens", source.spec, "give a corpus with some text in it")
         os.replace(temporary, ids_path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise disk_cache.write_error(cache_dir, error) from None
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    meta_path.write_text(json.dumps({"dtype": np.dtype(dtype).name, "tokens": tokens, "characters": characters,
-                                     "source": source.spec}))
-    if tokens == 0:
-        raise UserError("the text encodes to no tokens", source.spec, "give a corpus with some text in it")
+    disk_cache.write_meta(meta_path, {"format": _FORMAT, "dtype": np.dtype(dtype).name, "tokens": tokens,
+                                      "characters": characters, "source": source.spec})
+    disk_cache.tidy(cache_dir, keep=key)  # now counting the new entry
     return EncodedCorpus(np.memmap(ids_path, dtype=dtype, mode="r"), characters)
 
 
-def _line_batches(source) -> Iterator[tuple[list[str], list[bool]]]:
-    lines: list[str] = []
+def _encoded_batches(source, tokenizer) -> Iterator[tuple[np.ndarray, int, int]]:
+    """(ids with the EOS ids of document ends, characters, UTF-8 bytes) of each batch of pieces."""
+    texts: list[str] = []
     ends: list[bool] = []
-    for line, end in source.lines():
-        lines.append(line)
-        ends.append(end)
-        if len(lines) >= ENCODE_BATCH_LINES:
-            yield lines, ends
-            lines, ends = [], []
-    if lines:
-        yield lines, ends
+    size = 0
+    for text, ends_document in corpus_pieces(source, tokenizer.kind):
+        texts.append(text)
+        ends.append(ends_document)
+        size += len(text)
+        if size >= ENCODE_BATCH_CHARS:
+            yield _encode_batch(tokenizer, texts, ends)
+            texts, ends, size = [], [], 0
+    if texts:
+        yield _encode_batch(tokenizer, texts, ends)
 
 
-class _Progress:
+def _encode_batch(tokenizer, texts: list[str], ends: list[bool]) -> tuple[np.ndarray, int, int]:
+    ids, counts = tokenizer.encode_flat(texts)
+    stops = np.cumsum(counts)
+    document_ends = stops[np.asarray(ends, bool)]
+    # no second EOS where the tokenizer's own ids end the document with one (whitespace: each line)
+    already = np.zeros(len(document_ends), bool)
+    nonempty = document_ends > 0
+    already[nonempty] = ids[document_ends[nonempty] - 1] == tokenizer.eos_id
+    ids = np.insert(ids, document_ends[~already], tokenizer.eos_id)
+    characters = sum(map(len, texts))
+    return ids, characters, len("".join(texts).encode("utf-8", "surrogatepass"))
+
+
+class Progress:
     """A one-line progress bar on stderr for long preprocessing (bytes done, rate)."""
 
     def __init__(self, total: int, label: str):
@@ -137,7 +186,22 @@ class _Progress:
 
 
 def count_windows(num_tokens: int, seq_len: int) -> int:
+    """Training windows every pass holds, whatever its random offset (see _pass_window_starts): with an
+    offset of up to seq_len - 1 tokens, one window fewer than tile the ids from the start."""
+    if num_tokens > 2 * seq_len + 1:
+        return num_tokens // seq_len - 1
     return max((num_tokens - 1) // seq_len, 0)
+
+
+def fit_batch_size(batch_size: int, available: int, items: str) -> int:
+    """The batch size for training data of `available` items (`items`: "examples", "windows of 128
+    tokens"): batch_size, or all of them when there are fewer, said in one line, so that a small
+    corpus trains (one step per pass) instead of failing on a batch it cannot fill."""
+    if available >= batch_size or available < 1:
+        return batch_size
+    print(f"note: the training data holds {available} {items}: batch size {batch_size} -> {available} "
+          "(one step per pass over it)", flush=True)
+    return available
 
 
 def batches_per_pass(corpus: EncodedCorpus, seq_len: int, batch_size: int) -> int:
@@ -152,7 +216,7 @@ def _pass_window_starts(num_tokens: int, seq_len: int, seed: int, pass_index: in
     offset = int(rng.integers(0, seq_len)) if num_tokens > 2 * seq_len + 1 else 0
     starts = np.arange(offset, num_tokens - seq_len, seq_len, dtype=np.int64)
     rng.shuffle(starts)
-    return starts
+    return starts[:count_windows(num_tokens, seq_len)]  # every pass the same size, whatever its offset
 
 
 def language_model_batches(corpus: EncodedCorpus, seq_len: int, batch_size: int, *, seed: int,

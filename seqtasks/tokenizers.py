@@ -1,10 +1,18 @@
 """Tokenizers (text <-> ids) and label vocabularies.
 
-Three tokenizers share one interface and the same special ids (0 pad, 1 unk, 2 bos, 3 eos):
+Four tokenizers share one interface and the same special ids (0 pad, 1 unk, 2 bos, 3 eos):
 
 * ``spm``  - SentencePiece (unigram or bpe); lossless: ``decode(encode(t)) == t``.
 * ``char`` - one id per character; lossless for characters seen in training.
 * ``word`` - regex words and punctuation; lossy (decode puts single spaces between tokens).
+* ``whitespace`` - text already tokenized, one sentence a line (Penn Treebank style): a token is a
+  run of non-space characters, each line ends with the end-of-sentence id, and a literal ``<unk>``
+  is the unknown token. Perplexity over these ids is the literature's per-word perplexity.
+
+``encode_flat`` encodes many texts at once into one id array (the char tokenizer through a lookup
+table on code points, word and whitespace through ``str.split`` and one dictionary look-up per
+distinct token); ``split_point`` tells where a long text may be cut without changing its ids, so
+a corpus can be encoded in bounded pieces whatever its line structure.
 
 A tokenizer is saved as a folder: the model file (``spm.model``, ``chars.json`` or ``words.json``)
 plus ``tokenizer.json`` holding the kind and options. ``fingerprint()`` hashes exactly those bytes,
@@ -21,25 +29,39 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain, repeat
 from pathlib import Path
 
+import numpy as np
 import sentencepiece
 
+from seqtasks.bulk_tokens import OTHER, NEWLINE, WORD, HashedVocabulary, character_classes, code_points, token_spans
 from seqtasks.errors import UserError
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>")
-KINDS = ("spm", "char", "word")
+KINDS = ("spm", "char", "word", "whitespace")
 SPM_MODEL_TYPES = ("unigram", "bpe")
 CONFIG_FILENAME = "tokenizer.json"
-DEFAULT_VOCAB_SIZE = {"spm": 8000, "char": None, "word": 20000}
+# whitespace: pre-tokenized text comes with its vocabulary fixed (PTB: 10k words), so all of it
+DEFAULT_VOCAB_SIZE = {"spm": 8000, "char": None, "word": 20000, "whitespace": None}
+# A text with no safe cut point is cut anyway past this many characters (see split_point).
+MAX_UNCUT_CHARS = 1 << 20
 
 _WORD_PATTERN = re.compile(r"\w+|[^\w\s]|\n")
+# Where a text may be cut: before the trailing run of characters a token could still continue.
+_TRAILING_WORD = re.compile(r"\w*\Z")
+_TRAILING_NON_SPACE = re.compile(r"\S*\Z")
+_TRAILING_NON_BLANK = re.compile(r"[^ \n]*\Z")
 _DROPPED_ON_DECODE = frozenset((PAD_ID, BOS_ID, EOS_ID))
 # SentencePiece skips training lines longer than max_sentence_length bytes; cutting long lines
 # (4 bytes per char at most) keeps every line of a document-per-line corpus in training.
 _SPM_MAX_LINE_CHARS = 8192
 _SPM_MAX_SENTENCE_BYTES = 4 * _SPM_MAX_LINE_CHARS
+# SentencePiece keeps every training sentence in memory (about 20 bytes a character at its peak):
+# past this many characters it trains on an evenly drawn sample of the lines.
+_SPM_MAX_TRAINING_CHARS = 40_000_000
+_SPM_MAX_TRAINING_SENTENCES = 2_000_000
 # Beyond this many distinct characters (CJK corpora) covering every rare one wastes the
 # vocabulary; byte fallback still round-trips them when enabled.
 _SPM_MANY_CHARS = 4000
@@ -78,6 +100,20 @@ class Tokenizer(abc.ABC):
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """Ids of each text; implementations override this with a faster path."""
         return [self.encode(text) for text in texts]
+
+    def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of all `texts` end to end (int32) and how many of them each text has.
+
+        Equal to flattening encode_batch(texts); the list tokenizers compute it in bulk.
+        """
+        encoded = self.encode_batch(list(texts))
+        counts = np.fromiter(map(len, encoded), np.int64, len(encoded))
+        return np.fromiter(chain.from_iterable(encoded), np.int32, int(counts.sum())), counts
+
+    def split_point(self, text: str) -> int:
+        """The last place `text` may be cut so that its two parts encode to the ids of the whole
+        (0: nowhere). Lines are always safe to encode apart; this is for pieces of one line."""
+        return split_point(self.kind, text)
 
     @abc.abstractmethod
     def decode(self, ids: Iterable[int]) -> str:
@@ -128,6 +164,7 @@ class _ListVocabTokenizer(Tokenizer):
     """Shared code for tokenizers whose vocabulary is a list of tokens starting with the specials."""
 
     filename: str = ""
+    _hashed_vocabulary: HashedVocabulary | None = None  # built at the first encode
 
     def __init__(self, tokens: Sequence[str], lowercase: bool = False):
         super().__init__(lowercase)
@@ -152,22 +189,70 @@ class _ListVocabTokenizer(Tokenizer):
     def _model_files(self) -> dict[str, bytes]:
         return {self.filename: _json_bytes(self.tokens)}
 
+    def _hashed(self) -> HashedVocabulary:
+        if self._hashed_vocabulary is None:
+            self._hashed_vocabulary = HashedVocabulary(list(self._ids), list(self._ids.values()))
+        return self._hashed_vocabulary
+
+    def encode(self, text: str) -> list[int]:
+        return self.encode_flat([text])[0].tolist()
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        ids, counts = self.encode_flat(texts)
+        return [part.tolist() for part in np.split(ids, np.cumsum(counts)[:-1])] if texts else []
+
+
+def _lines_of(text: str) -> list[str]:
+    """`text` cut after each "\\n" (only there, unlike str.splitlines); [""] for an empty text."""
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    if not lines[-1] and len(lines) > 1:
+        lines.pop()
+    return lines
+
+
+def _spans_and_ids(texts: Sequence[str], vocabulary: HashedVocabulary, whitespace: bool
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ids of the tokens of `texts` (word or whitespace rules), their first code points, and how
+    many each text has."""
+    joined = " ".join(texts)  # a space between texts: no token crosses it
+    codes = code_points(joined)
+    classes = character_classes(codes)
+    if whitespace:
+        starts, ends = token_spans((classes == WORD) | (classes == OTHER), classes == NEWLINE)
+    else:
+        starts, ends = token_spans(classes == WORD, classes >= NEWLINE)
+    ids = vocabulary.lookup(codes, starts, ends, UNK_ID)
+    lengths = np.fromiter(map(len, texts), np.int64, len(texts))
+    offsets = np.cumsum(lengths + 1) - lengths - 1
+    counts = np.diff(np.append(np.searchsorted(starts, offsets), len(starts)))
+    return ids, codes[starts], counts
+
 
 class CharTokenizer(_ListVocabTokenizer):
     """One id per character. Lossless for characters seen in training; others become UNK."""
 
     kind = "char"
     filename = "chars.json"
+    _table: np.ndarray | None = None
 
-    def encode(self, text: str) -> list[int]:
-        ids = self._ids
-        return [ids.get(char, UNK_ID) for char in self._prepare(text)]
+    def _lookup_table(self) -> np.ndarray:
+        """Code point -> id for every code point up to the highest known one, then UNK (the last
+        entry, where every higher code point is clipped to)."""
+        if self._table is None:
+            top = max((ord(char) for char in self._ids), default=0)
+            table = np.full(top + 2, UNK_ID, np.int32)
+            for char, i in self._ids.items():
+                table[ord(char)] = i
+            self._table = table
+        return self._table
 
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        get = self._ids.get
-        if self.lowercase:
-            texts = [text.lower() for text in texts]
-        return [[get(char, UNK_ID) for char in text] for text in texts]
+    def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        texts = [self._prepare(text) for text in texts]
+        codes = code_points("".join(texts))
+        table = self._lookup_table()
+        ids = table[np.minimum(codes, len(table) - 1)]
+        return ids, np.fromiter(map(len, texts), np.int64, len(texts))
 
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self._tokens_of(ids))
@@ -178,14 +263,17 @@ class WordTokenizer(_ListVocabTokenizer):
 
     Lossy by nature: decode joins tokens with single spaces (none around newlines), so
     ``"Hello, world!"`` comes back as ``"Hello , world !"``.
+
+    Encoding finds the regex's tokens and their ids in bulk (seqtasks.bulk_tokens); tests compare
+    them with the regex's.
     """
 
     kind = "word"
     filename = "words.json"
 
-    def encode(self, text: str) -> list[int]:
-        ids = self._ids
-        return [ids.get(token, UNK_ID) for token in _WORD_PATTERN.findall(self._prepare(text))]
+    def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        ids, _, counts = _spans_and_ids([self._prepare(text) for text in texts], self._hashed(), whitespace=False)
+        return ids.astype(np.int32), counts
 
     def decode(self, ids: Iterable[int]) -> str:
         parts: list[str] = []
@@ -196,6 +284,36 @@ class WordTokenizer(_ListVocabTokenizer):
             parts.append(token)
             previous = token
         return "".join(parts)
+
+
+class WhitespaceTokenizer(_ListVocabTokenizer):
+    """Text already tokenized, one sentence a line: a token is a run of non-space characters,
+    every "\\n" is the end-of-sentence id (EOS), and a literal ``<unk>`` is the unknown id (PTB marks
+    its out-of-vocabulary words so). Decode joins tokens with spaces and writes EOS as a line end.
+    """
+
+    kind = "whitespace"
+    filename = "words.json"
+
+    def __init__(self, tokens: Sequence[str], lowercase: bool = False):
+        super().__init__(tokens, lowercase)
+        self._ids[SPECIAL_TOKENS[UNK_ID]] = UNK_ID
+
+    def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        ids, firsts, counts = _spans_and_ids([self._prepare(text) for text in texts], self._hashed(),
+                                             whitespace=True)
+        ids[firsts == ord("\n")] = EOS_ID
+        return ids.astype(np.int32), counts
+
+    def decode(self, ids: Iterable[int]) -> str:
+        lines, words = [], []
+        for i in ids:
+            if i == EOS_ID:
+                lines.append(" ".join(words) + "\n")
+                words = []
+            elif i not in _DROPPED_ON_DECODE:
+                words.append(self.tokens[i])
+        return "".join(lines) + " ".join(words)
 
 
 class SentencePieceTokenizer(Tokenizer):
@@ -233,6 +351,14 @@ class SentencePieceTokenizer(Tokenizer):
             texts = [text.lower() for text in texts]
         return self._processor.encode(list(texts), num_threads=os.cpu_count() or 1)
 
+    def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        # line by line, as the threads share the work by list item
+        lines = [_lines_of(text) for text in texts]
+        ids, line_counts = super().encode_flat(list(chain.from_iterable(lines)))
+        ends = np.cumsum(np.fromiter(map(len, lines), np.int64, len(lines)))
+        reach = np.concatenate([[0], np.cumsum(line_counts)])
+        return ids, reach[ends] - reach[np.concatenate([[0], ends[:-1]])]
+
     def decode(self, ids: Iterable[int]) -> str:
         return self._processor.decode([int(i) for i in ids if i not in _DROPPED_ON_DECODE])
 
@@ -249,7 +375,54 @@ class SentencePieceTokenizer(Tokenizer):
 
 
 _TOKENIZER_CLASSES: dict[str, type[Tokenizer]] = {
-    "spm": SentencePieceTokenizer, "char": CharTokenizer, "word": WordTokenizer}
+    "spm": SentencePieceTokenizer, "char": CharTokenizer, "word": WordTokenizer,
+    "whitespace": WhitespaceTokenizer}
+
+
+def split_point(kind: str, text: str) -> int:
+    """Where a tokenizer of `kind` may cut `text`, a piece of one line, without changing its ids:
+    char anywhere; word before a trailing run of word characters; whitespace after the last
+    whitespace; spm before the last space (a piece starts at a space and never crosses one) or
+    after the last line end.
+    0 when there is no such place."""
+    if kind == "char":
+        return len(text)
+    pattern = {"word": _TRAILING_WORD, "whitespace": _TRAILING_NON_SPACE}.get(kind, _TRAILING_NON_BLANK)
+    # Look at the end first: searching a whole block for a trailing run is quadratic in the worst case.
+    window = 256
+    while True:
+        start = max(len(text) - window, 0)
+        cut = pattern.search(text, start).start()
+        if cut > start or start == 0:
+            break
+        window *= 16
+    if kind == "spm" and cut and text[cut - 1] == " ":
+        return cut - 1  # before the space: it begins the next piece
+    return cut
+
+
+def safe_pieces(pieces: Iterable[tuple[str, bool]], kind: str) -> Iterator[tuple[str, bool]]:
+    """Re-cut a stream of (text, ends_document) pieces, cut anywhere, so that every cut inside a
+    line falls at a `split_point` of `kind`: encoding the pieces apart gives the ids of encoding
+    them whole. A tail with no such point is carried into the next piece, up to MAX_UNCUT_CHARS
+    (a longer run without a space is cut there, so memory stays bounded)."""
+    carry = ""
+    for text, ends_document in pieces:
+        text = carry + text if carry else text
+        carry = ""
+        if ends_document or text.endswith("\n"):
+            yield text, ends_document
+            continue
+        cut = split_point(kind, text)
+        if cut == 0 and len(text) < MAX_UNCUT_CHARS:
+            carry = text
+            continue
+        cut = cut or len(text)
+        if cut:
+            yield text[:cut], False
+        carry = text[cut:]
+    if carry:
+        yield carry, False
 
 
 def _capped_lines(texts: Iterable[str], max_lines: int, lowercase: bool) -> Iterator[str]:
@@ -280,19 +453,29 @@ def _train_list_vocab(kind: str, lines: Iterator[str], vocab_size: int | None, l
                       ) -> Tokenizer:
     counts: collections.Counter[str] = collections.Counter()
     has_text = False
+    newlines = 0
     for line in lines:
-        counts.update(line if kind == "char" else _WORD_PATTERN.findall(line))
+        # word and whitespace count whitespace-separated chunks; word splits the distinct ones below
+        counts.update(line if kind == "char" else line.split())
+        newlines += line.count("\n")
         has_text = has_text or bool(line.strip())
     if not has_text:
         raise _empty_corpus_error()
+    if kind == "word":
+        chunks, counts = counts, collections.Counter()
+        for chunk, count in chunks.items():
+            for token in _WORD_PATTERN.findall(chunk):
+                counts[token] += count
+        if newlines:
+            counts["\n"] = newlines
     for special in SPECIAL_TOKENS:  # a corpus saying "<unk>" must not duplicate a special
         counts.pop(special, None)
     # Descending frequency, then the token itself (for characters: the code point).
     ranked = sorted(counts, key=lambda token: (-counts[token], token))
     if vocab_size is not None:
         ranked = ranked[: vocab_size - len(SPECIAL_TOKENS)]
-    cls = CharTokenizer if kind == "char" else WordTokenizer
-    return cls(list(SPECIAL_TOKENS) + ranked, lowercase=lowercase)
+    cls = _TOKENIZER_CLASSES[kind]
+    return cls(list(SPECIAL_TOKENS) + ranked, lowercase=lowercase)  # type: ignore[call-arg]
 
 
 def _spm_required_chars(char_counts: collections.Counter[str], coverage: float) -> int:
@@ -307,9 +490,41 @@ def _spm_required_chars(char_counts: collections.Counter[str], coverage: float) 
     return required
 
 
+def _spm_sentences(line: str) -> list[str]:
+    """`line` in pieces of at most _SPM_MAX_LINE_CHARS characters, cut before a space if it has one."""
+    pieces = []
+    while len(line) > _SPM_MAX_LINE_CHARS:
+        cut = line.rfind(" ", 1, _SPM_MAX_LINE_CHARS + 1)
+        cut = cut if cut > 0 else _SPM_MAX_LINE_CHARS
+        pieces.append(line[:cut])
+        line = line[cut:]
+    pieces.append(line)
+    return pieces
+
+
+def _spm_sample_size(sentences: int, characters: int) -> int:
+    """How many of the training sentences SentencePiece gets: all, unless there are too many."""
+    by_characters = sentences * _SPM_MAX_TRAINING_CHARS // max(characters, 1)
+    return max(1, min(sentences, _SPM_MAX_TRAINING_SENTENCES, by_characters))
+
+
+def _spooled(spool, chosen: np.ndarray | None) -> Iterator[str]:
+    """The spooled sentences, or only those whose index is in `chosen` (sorted)."""
+    position = 0
+    for index, raw in enumerate(spool):
+        if chosen is not None:
+            if position == len(chosen):
+                return
+            if chosen[position] != index:
+                continue
+            position += 1
+        yield raw[:-1].decode("utf-8")
+
+
 def _train_spm(lines: Iterator[str], vocab_size: int, model_type: str, lowercase: bool
                ) -> SentencePieceTokenizer:
     char_counts: collections.Counter[str] = collections.Counter()
+    sentences = characters = cut_lines = 0
     # Spool lines to disk: the corpus may not fit in memory, and the options below (coverage,
     # minimum vocab size) depend on the characters, which are only known after one full pass.
     with tempfile.TemporaryFile() as spool:
@@ -318,10 +533,23 @@ def _train_spm(lines: Iterator[str], vocab_size: int, model_type: str, lowercase
             if not line.strip():
                 continue
             char_counts.update(line)
-            for start in range(0, len(line), _SPM_MAX_LINE_CHARS):
-                spool.write(line[start:start + _SPM_MAX_LINE_CHARS].encode("utf-8") + b"\n")
+            pieces = _spm_sentences(line)
+            cut_lines += len(pieces) > 1
+            for piece in pieces:
+                spool.write(piece.encode("utf-8") + b"\n")
+            sentences += len(pieces)
+            characters += len(line)
         if not char_counts:
             raise _empty_corpus_error()
+        if cut_lines:
+            print(f"note: {cut_lines:,} lines longer than {_SPM_MAX_LINE_CHARS:,} characters were cut at "
+                  "spaces for SentencePiece training (it skips longer sentences)")
+        keep = _spm_sample_size(sentences, characters)
+        if keep < sentences:
+            print(f"note: SentencePiece trains on {keep:,} of the {sentences:,} lines, drawn evenly "
+                  f"(at most {_SPM_MAX_TRAINING_CHARS:,} characters, to bound its memory)")
+        chosen = np.sort(np.random.default_rng(0).choice(sentences, keep, replace=False)) \
+            if keep < sentences else None
         spool.seek(0)
 
         byte_fallback = vocab_size >= _SPM_BYTE_FALLBACK_MIN_VOCAB
@@ -332,7 +560,8 @@ def _train_spm(lines: Iterator[str], vocab_size: int, model_type: str, lowercase
         vocab_size = max(vocab_size, meta_pieces + _spm_required_chars(char_counts, coverage))
         model = io.BytesIO()
         sentencepiece.SentencePieceTrainer.train(
-            sentence_iterator=(raw[:-1].decode("utf-8") for raw in spool),
+            sentence_iterator=_spooled(spool, chosen), input_sentence_size=max(keep, 101),  # spm: 0 or > 100
+            shuffle_input_sentence=False,  # sampled above, reproducibly
             model_writer=model, vocab_size=vocab_size, model_type=model_type,
             # identity + no dummy prefix + kept whitespace: what makes decode(encode(t)) == t
             normalization_rule_name="identity", add_dummy_prefix=False, remove_extra_whitespaces=False,
@@ -357,9 +586,11 @@ def train_tokenizer(kind: str, texts: Iterable[str], *, vocab_size: int | None =
     """Train a tokenizer of `kind` ("spm", "char" or "word") on `texts`.
 
     `texts` is streamed once (a generator over a large corpus is fine); items may hold many
-    lines. Only the first `max_training_lines` lines are used, for every kind. `vocab_size`
-    counts the specials; defaults: spm 8000, char unlimited, word 20000. For spm it is a soft
-    limit: raised to the minimum SentencePiece needs, and may end lower on small corpora.
+    lines (pieces of one long line: cut them with `safe_pieces`). Only the first
+    `max_training_lines` lines are used, for every kind. `vocab_size` counts the specials;
+    defaults: spm 8000, char, whitespace unlimited, word 20000. For spm it is a soft limit: raised to
+    the minimum SentencePiece needs, and may end lower on small corpora. SentencePiece trains on
+    an even sample of the lines of a corpus of more than 40M characters.
     """
     if kind not in KINDS:
         raise UserError(f"unknown tokenizer kind {kind!r}", where=None, fix=f"use one of {', '.join(KINDS)}")

@@ -6,25 +6,33 @@ callback, `RunKeeper`, owns everything that outlives a step:
 
     learning rate  lr(p) = lr_max · min(1, step / warmup) · (r + (1 - r) · ½(1 + cos(π p)))
                    with progress p = max(step / planned_steps, elapsed / budget), so the schedule
-                   fits itself to --max-time as well as to --epochs;
+                   fits itself to --max-time as well as to --epochs; a warmup longer than half
+                   the planned steps shrinks to a tenth of them (fitted_warmup);
     checkpoints    checkpoints/last.keras + train_state.json at each epoch end and every few minutes;
                    model.keras whenever the monitored validation metric improves;
-    history.csv    one row per finished epoch (rewritten atomically);
+    history.csv    one row per finished epoch, derived from train_state.json;
     stopping       the time budget, early stopping (patience), a non-finite loss.
-Ctrl-C saves the last checkpoint and prints how to resume.
+The writes of an epoch's end are ordered (best model, then RunDirectory.save_checkpoint) so that a
+kill at any instant leaves a run `resume` continues. Ctrl-C and SIGTERM save the last checkpoint and
+print how to resume; any other error inside training does too, then raises TrainingFailed (one line).
 """
 from __future__ import annotations
 
+import dataclasses
+import errno
 import math
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import keras
 
-from seqtasks.errors import UserError
+from seqtasks.errors import Terminated, TrainingFailed, UserError, describe_exception
 from seqtasks.runs import RunDirectory, atomic_save_model
 
 MID_EPOCH_CHECKPOINT_SECONDS = 600.0
@@ -83,6 +91,26 @@ def make_optimizer(cfg) -> keras.optimizers.Optimizer:
     return optimizer
 
 
+DEFAULT_EPOCHS = 10  # the epoch limit when neither --epochs nor --max-time is given
+
+
+def planned_epochs(cfg) -> int | None:
+    """The epochs to run: --epochs when given; with only --max-time, None (until the budget is
+    spent, so the epochs are no hidden second limit); with neither, DEFAULT_EPOCHS."""
+    if cfg.epochs:
+        return cfg.epochs
+    return None if cfg.max_time else DEFAULT_EPOCHS
+
+
+def fitted_warmup(warmup_steps: int, planned_steps: float) -> int:
+    """Warmup steps that leave the schedule room to reach its peak: a warmup longer than half the
+    planned steps (a small fine-tuning set) would keep the learning rate far below --lr throughout,
+    so it shrinks to a tenth of them (at least 1)."""
+    if warmup_steps > planned_steps / 2:
+        return max(1, int(planned_steps) // 10)
+    return warmup_steps
+
+
 def learning_rate(step: int, progress: float, cfg) -> float:
     warmup = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
     cosine = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
@@ -102,6 +130,7 @@ class TrainState:
     finished: bool = False
     stop_reason: str = ""
     history: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint_step: int | None = None  # global_step of checkpoints/last.keras (set by save_checkpoint)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainState":
@@ -145,12 +174,21 @@ def unigram_log_prior(target_ids, vocab_size: int, stops: int = 0, stop_id: int 
 class _EpochProgress(keras.callbacks.ProgbarLogger):
     """Keras' progress bar, told the run's total epochs (fit is called one epoch at a time)."""
 
-    def __init__(self, total_epochs: int):
+    def __init__(self, total_epochs: int | None):
         super().__init__()
-        self.total_epochs = total_epochs
+        self.total_epochs = total_epochs  # None: until the time budget is spent
 
     def set_params(self, params):
-        super().set_params({**params, "epochs": max(self.total_epochs, 2)})
+        super().set_params({**params, "epochs": max(self.total_epochs or 2, 2)})
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.total_epochs is not None:
+            return super().on_epoch_begin(epoch, logs)
+        verbose, self.verbose = self.verbose, 0  # Keras would print "Epoch n/2"
+        super().on_epoch_begin(epoch, logs)
+        self.verbose = verbose
+        if verbose:
+            print(f"Epoch {epoch + 1} (until the time budget is spent)", flush=True)
 
 
 class RunKeeper(keras.callbacks.Callback):
@@ -165,6 +203,8 @@ class RunKeeper(keras.callbacks.Callback):
         self.diverged_at: int | None = None
         self.budget_spent = False
         self.early_stopped = False
+        self.saved_step: int | None = state.checkpoint_step  # the step the last checkpoint holds
+        self.epoch_number = state.epoch + 1  # the epoch being trained or closed, counted from 1
 
     def elapsed(self) -> float:
         return self.state.elapsed_seconds + (time.monotonic() - self.session_start)
@@ -175,6 +215,7 @@ class RunKeeper(keras.callbacks.Callback):
         return max(by_steps, by_time)
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_number = epoch + 1
         self.epoch_start_step = self.state.global_step - self.state.step_in_epoch
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -204,7 +245,6 @@ class RunKeeper(keras.callbacks.Callback):
                "elapsed_s": round(self.elapsed(), 1)}
         row.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
         self.state.history = [r for r in self.state.history if r["epoch"] != epoch + 1] + [row]
-        self.run.write_history(self.state.history)
         metric = logs.get(self.plan.monitor, logs.get("loss"))
         improved = metric is not None and (
             self.state.best_metric is None
@@ -220,7 +260,7 @@ class RunKeeper(keras.callbacks.Callback):
                 self.early_stopped = True
                 self.model.stop_training = True
         self.state.epoch, self.state.step_in_epoch = epoch + 1, 0
-        self.save_last()
+        self.save_last()  # the epoch's commit point; history.csv follows from it
         if self.plan.sample is not None:
             try:
                 print(f"sample after epoch {epoch + 1}:\n{self.plan.sample(self.model)}\n", flush=True)
@@ -228,10 +268,24 @@ class RunKeeper(keras.callbacks.Callback):
                 print(f"(no sample: {error})", file=sys.stderr)
 
     def save_last(self) -> None:
-        atomic_save_model(self.model, self.run.last_checkpoint_path)
-        snapshot = TrainState(**{**self.state.__dict__, "elapsed_seconds": self.elapsed()})
-        self.run.write_train_state(snapshot.__dict__)
+        snapshot = TrainState(**{**self.state.__dict__, "elapsed_seconds": self.elapsed(),
+                                 "checkpoint_step": self.state.global_step})
+        self.run.save_checkpoint(self.model, snapshot.__dict__)
+        self.saved_step = self.state.global_step
         self.last_checkpoint = time.monotonic()
+
+    def save_after_failure(self) -> str:
+        """Checkpoint the last finished step after an interruption or error; say what was kept."""
+        if self.saved_step == self.state.global_step and self.run.last_checkpoint_path.is_file():
+            return f"the checkpoint at step {self.saved_step} is kept"
+        if self.state.global_step == 0:
+            return "nothing was trained yet"
+        try:
+            self.save_last()
+        except Exception as error:  # the weights may be what failed; the older checkpoint stays valid
+            kept = f"the checkpoint at step {self.saved_step} is kept" if self.saved_step else "no checkpoint was saved"
+            return f"saving a checkpoint failed too ({describe_exception(error)}); {kept}"
+        return f"saved a checkpoint at step {self.state.global_step}"
 
 
 def compile_model(model: keras.Model, cfg, loss, metrics=()) -> None:
@@ -243,34 +297,104 @@ def fit(model: keras.Model, run: RunDirectory, plan: FitPlan, cfg, state: TrainS
     """Train `model` (compiled) for cfg.epochs or cfg.max_time minutes; return the final TrainState."""
     state = state or TrainState()
     budget = cfg.max_time * 60.0 if cfg.max_time else 0.0
-    planned = cfg.epochs * plan.steps_per_epoch
+    epochs = planned_epochs(cfg)
+    planned = epochs * plan.steps_per_epoch if epochs else math.inf  # inf: the schedule follows the clock
+    warmup = fitted_warmup(cfg.warmup_steps, planned)
+    if warmup != cfg.warmup_steps:
+        steps = f"{planned:,} training step{'s' * (planned != 1)}"
+        print(f"note: {steps}: warmup {cfg.warmup_steps} -> {warmup} step{'s' * (warmup != 1)}, so the "
+              "learning rate reaches --lr", flush=True)
+        cfg = dataclasses.replace(cfg, warmup_steps=warmup)
     keeper = RunKeeper(run, plan, cfg, state, budget, planned)
     callbacks = [keeper, keras.callbacks.TensorBoard(str(run.logs_dir), write_graph=False, profile_batch=0)]
     if verbose:
-        callbacks.append(_EpochProgress(cfg.epochs))
-    try:
-        while state.epoch < cfg.epochs and not state.finished:
-            epoch = state.epoch
-            model.fit(plan.train_batches(epoch, state.step_in_epoch), validation_data=plan.valid_data,
-                      initial_epoch=epoch, epochs=epoch + 1, callbacks=callbacks, verbose=verbose,
-                      shuffle=False)
-            if keeper.diverged_at is not None:
-                state.stop_reason = "diverged"
-                run.write_train_state({**state.__dict__, "elapsed_seconds": keeper.elapsed()})
-                raise UserError(
-                    f"training diverged: the loss became NaN or infinite at step {keeper.diverged_at}",
-                    str(run.path),
-                    f"lower --lr (now {cfg.lr:g}), keep --clip-norm on, or use --precision fp32; "
-                    "the last good checkpoint is kept")
-            if keeper.budget_spent or keeper.early_stopped:
-                state.finished = True
-                state.stop_reason = "time budget spent" if keeper.budget_spent else "early stopping"
-        if not state.finished:
-            state.finished, state.stop_reason = True, "all epochs done"
-        keeper.save_last()
-    except KeyboardInterrupt:
-        keeper.save_last()
-        print(f"\ninterrupted: saved a checkpoint at step {state.global_step}; continue with\n"
-              f"  seqtasks resume {run.path}", file=sys.stderr, flush=True)
-        raise
+        callbacks.append(_EpochProgress(epochs))
+    with terminate_as_interrupt():
+        try:
+            while (epochs is None or state.epoch < epochs) and not state.finished:
+                epoch = state.epoch
+                if state.step_in_epoch >= plan.steps_per_epoch:
+                    close_epoch(model, keeper, plan, epoch)
+                else:
+                    model.fit(plan.train_batches(epoch, state.step_in_epoch), validation_data=plan.valid_data,
+                              initial_epoch=epoch, epochs=epoch + 1, callbacks=callbacks, verbose=verbose,
+                              shuffle=False)
+                if keeper.diverged_at is not None:
+                    # the state of the last good checkpoint (or of none: step 0), marked, so info tells why
+                    committed = run.read_train_state() or dict(TrainState().__dict__)
+                    run.write_train_state({**committed, "stop_reason": "diverged"})
+                    raise UserError(
+                        f"training diverged: the loss became NaN or infinite at step {keeper.diverged_at}",
+                        str(run.path),
+                        f"lower --lr (now {cfg.lr:g}), keep --clip-norm on, or use --precision fp32; "
+                        "the last good checkpoint is kept")
+                if keeper.budget_spent or keeper.early_stopped:
+                    state.finished = True
+                    state.stop_reason = "time budget spent" if keeper.budget_spent else "early stopping"
+            if not state.finished:
+                state.finished, state.stop_reason = True, "all epochs done"
+            keeper.save_last()
+        except KeyboardInterrupt as interrupt:
+            kept = keeper.save_after_failure()
+            how = "terminated (SIGTERM), exit status 143" if isinstance(interrupt, Terminated) else "interrupted"
+            print(f"\n{how}: {kept}; continue with\n  seqtasks resume {run.path}", file=sys.stderr, flush=True)
+            raise
+        except UserError:
+            if keeper.diverged_at is None:  # a task's own error mid-training: keep the steps done (NaN weights never)
+                keeper.save_after_failure()
+            raise
+        except Exception as error:
+            where = f"epoch {keeper.epoch_number}, step {state.global_step}"
+            if isinstance(error, OSError) and error.errno in UNWRITABLE:
+                kept = (f"the checkpoint at step {keeper.saved_step} is kept" if keeper.saved_step
+                        else "no checkpoint was saved")
+                folder = Path(error.filename).parent if error.filename else run.path
+                raise TrainingFailed(
+                    f"training stopped at {where}: {UNWRITABLE[error.errno]} writing to {folder}", str(run.path),
+                    f"{kept}; make room, then continue with `seqtasks resume {run.path}`") from error
+            kept = keeper.save_after_failure()
+            raise TrainingFailed(
+                f"training failed at {where}: {describe_exception(error)}", str(run.path),
+                f"{kept}; continue with `seqtasks resume {run.path}`; --debug shows the traceback") from error
     return state
+
+
+def close_epoch(model: keras.Model, keeper: RunKeeper, plan: FitPlan, epoch: int) -> None:
+    """An epoch whose batches were all trained before an interruption, but whose end was not reached:
+    validate and record it without another step (an empty model.fit would still take one). The
+    training loss of that epoch is gone, so its history row has the validation columns only."""
+    logs = {}
+    if plan.valid_data is not None:
+        scores = model.evaluate(plan.valid_data, verbose=0, return_dict=True)
+        logs = {f"val_{name}": value for name, value in scores.items()}
+    keeper.set_model(model)
+    keeper.epoch_number = epoch + 1
+    keeper.on_epoch_end(epoch, logs)
+
+
+# errno -> what the user is told when a checkpoint cannot be written
+UNWRITABLE = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded",
+              errno.EROFS: "read-only file system", errno.EACCES: "folder not writable",
+              errno.EPERM: "folder not writable"}
+
+
+@contextmanager
+def terminate_as_interrupt():
+    """While training, SIGTERM raises Terminated (a KeyboardInterrupt) in the main thread, so that it
+    saves the checkpoint as Ctrl-C does; the previous handler comes back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_terminate(signum, frame):
+        signal.signal(signal.SIGTERM, previous)  # a second SIGTERM is not held up by the save
+        raise Terminated()
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None:  # installed outside Python: the default is the nearest we can restore
+        previous = signal.SIG_DFL
+    signal.signal(signal.SIGTERM, on_terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

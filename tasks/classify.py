@@ -33,10 +33,11 @@ from seqtasks.training import FitPlan, dtype_policy
 
 @dataclasses.dataclass
 class ClassificationConfig(EncoderSettings):
-    data: str = setting("", "training data: TSV/CSV with a header, JSONL, .gz, or tfds:NAME[:SPLIT]")
+    data: str = setting("", "training data: TSV/CSV with a header, JSONL, .gz, or tfds:NAME[:SPLIT]", path="data")
     text_col: str = setting("", "the text column: a header name (default: text, sentence, ...) or an index")
     label_col: str = setting("", "the label column: a header name (default: label, class, ...) or an index")
-    tfds_dir: str = setting("", "tfds sources: the data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    tfds_dir: str = setting("", "tfds sources: the data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
+                            path="place")
     pooling: str = setting("max", "how token states become one vector", POOLING_KINDS)
 
 
@@ -88,7 +89,9 @@ class ClassificationTask(Task):
         return described
 
     def prepare(self, cfg, data: ClassificationData) -> InputEncoder:
-        labels = LabelVocabulary.from_examples(e.label for e in data.train)
+        # the label set is the training file's: a label seen once may be in the held-out part
+        held_out = [] if cfg.valid else data.valid
+        labels = LabelVocabulary.from_examples(e.label for e in data.train + held_out)
         if len(labels) < 2:
             raise UserError(f"the training data has only one label ({labels.names[0]!r})", cfg.data,
                             "a classifier needs examples of at least two labels")

@@ -27,7 +27,7 @@ from seqtasks import decoding
 from seqtasks.config import TrainConfig, setting
 from seqtasks.errors import UserError
 from seqtasks.metrics import bleu_and_chrf
-from seqtasks.pipeline import length_bucketed_batches
+from seqtasks.pipeline import fit_batch_size, length_bucketed_batches
 from seqtasks.readers.pairs import open_pair_source
 from seqtasks.tokenizers import PAD_ID, Tokenizer, train_tokenizer
 from seqtasks.training import FitPlan
@@ -50,19 +50,22 @@ _MODEL_FIELDS = [f for f in dataclasses.fields(LanguageModelConfig)
 @dataclasses.dataclass
 class _PairSettings(TrainConfig):
     data: str = setting("", 'prompt/completion pairs: JSONL {"prompt": ..., "completion": ...} or a TSV '
-                            "prompt<TAB>completion (a file, folder or glob; .gz fine)")
-    valid: str = setting("", "validation pairs; default: the --valid-fraction of --data held out")
-    valid_fraction: float = setting(0.05, "share of the training pairs held out when --valid is not given")
+                            "prompt<TAB>completion (a file, folder or glob; .gz fine)", path="data")
+    valid: str = setting("", "validation pairs; default: the --valid-fraction of --data held out", path="data")
+    valid_fraction: float = setting(0.05, "share of the training pairs held out when --valid is not given",
+                                    minimum=0.0, below=1.0)
     from_run: str = dataclasses.field(default="", metadata={
         "help": "start from this lm or generate run: its tokenizer, model shape and weights",
-        "choices": None, "aliases": ("--from",)})
+        "choices": None, "aliases": ("--from",), "path": "place"})
 
 
 ConditionalGenerationConfig = dataclasses.make_dataclass("ConditionalGenerationConfig", [
-    *((f.name, f.type, setting(f.default, f.metadata["help"], f.metadata["choices"])) for f in _MODEL_FIELDS),
+    *((f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata)) for f in _MODEL_FIELDS),
     ("seq_len", int, setting(128, "longest training sequence, prompt + separator + completion tokens "
-                                  "(the Transformer's context); longer pairs lose the start of the prompt")),
-    ("sample_examples", int, setting(3, "validation prompts completed after each epoch to show progress; 0 = none")),
+                                  "(the Transformer's context); longer pairs lose the start of the prompt",
+                             minimum=1, maximum=65536)),
+    ("sample_examples", int, setting(3, "validation prompts completed after each epoch to show progress; 0 = none",
+                                     minimum=0, maximum=1000)),
 ], bases=(_PairSettings,))
 ConditionalGenerationConfig.__module__ = __name__
 
@@ -235,10 +238,7 @@ class ConditionalGenerationTask(LanguageModelTask):
         if train.truncated:
             print(f"note: {train.truncated} of {len(train)} training pairs are longer than --seq-len "
                   f"{cfg.seq_len}: cut to fit, the start of the prompt first")
-        batch_size = cfg.batch_size
-        if len(train) < batch_size:
-            batch_size = len(train)
-            print(f"note: only {len(train)} training pairs; using batches of {batch_size}")
+        batch_size = fit_batch_size(cfg.batch_size, len(train), "pairs")
         steps = cfg.steps_per_epoch or -(-len(train) // batch_size)  # default: one pass
 
         def train_batches(epoch: int, skip: int):
@@ -292,9 +292,9 @@ class ConditionalGenerationTask(LanguageModelTask):
         loss (nats per completion token, EOS included) with teacher forcing."""
         if not source:
             raise UserError("no evaluation pairs given", fix="pass --data PAIRS.jsonl|PAIRS.tsv")
-        cfg, tokenizer, model = run.settings, run.preprocessor, run.model
-        pairs = list(open_pair_source(source, "evaluation data").pairs())
-        nats, scored = scored_nats(model, evaluation_dataset(encode_pairs(tokenizer, pairs, cfg.seq_len),
+        cfg, tokenizer = run.settings, run.preprocessor
+        pairs = list(open_pair_source(source, "evaluation data").pairs())  # bad data fails before the model loads
+        nats, scored = scored_nats(run.model, evaluation_dataset(encode_pairs(tokenizer, pairs, cfg.seq_len),
                                                              cfg.batch_size, cfg.seq_len))
         options = {"temperature": 0.0} if beam is None else {"beam_width": beam}
         outputs = [texts[0] for texts in self.generate_batch(run, [p for p, _ in pairs], **options)]

@@ -20,7 +20,8 @@ from seqtasks.errors import UserError
 from seqtasks.metrics import language_model_scores
 from seqtasks.layers.attention import ACTIVATIONS
 from seqtasks.models.language_model import RecurrentLanguageModel, TransformerLanguageModel
-from seqtasks.pipeline import count_windows, encode_corpus, language_model_batches, language_model_windows
+from seqtasks.pipeline import (corpus_pieces, count_windows, encode_corpus, fit_batch_size, language_model_batches,
+                               language_model_windows)
 from seqtasks.readers import open_text_source
 from seqtasks.tokenizers import PAD_ID, Tokenizer, load_tokenizer, train_tokenizer
 from seqtasks.training import FitPlan, dtype_policy
@@ -32,25 +33,30 @@ PREDICT_BATCH = 64  # prompts decoded together (bounded memory)
 
 @dataclasses.dataclass
 class LanguageModelConfig(TrainConfig):
-    data: str = setting("", "training text: a file, folder, glob, .gz, or tfds:NAME[:SPLIT]")
-    valid: str = setting("", "validation text; default: the last --valid-fraction of the training text")
-    valid_fraction: float = setting(0.05, "share of the training text held out when --valid is not given")
+    data: str = setting("", "training text: a file, folder, glob, .gz, or tfds:NAME[:SPLIT]", path="data")
+    valid: str = setting("", "validation text; default: the last --valid-fraction of the training text", path="data")
+    valid_fraction: float = setting(0.05, "share of the training text held out when --valid is not given",
+                                    minimum=0.0, below=1.0)
     doc_per_line: bool = setting(False, "each line is a document (default: each file is one)")
     text_key: str = setting("", "tfds sources: the feature holding the text")
-    tfds_dir: str = setting("", "tfds sources: the data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    tfds_dir: str = setting("", "tfds sources: the data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
+                            path="place")
     arch: str = setting("lstm", "model family", ("rnn", "gru", "lstm", "transformer"))
-    tokenizer: str = setting("char", "char, SentencePiece subwords (spm) or words", ("char", "spm", "word"))
-    vocab_size: int = setting(0, "tokenizer vocabulary size; 0 = the tokenizer's default (spm 8000)")
+    tokenizer: str = setting("char", "char, SentencePiece subwords (spm), words, or whitespace: text already "
+                             "tokenized, one sentence a line (perplexity per word)", ("char", "spm", "word", "whitespace"))
+    vocab_size: int = setting(0, "tokenizer vocabulary size; 0 = the tokenizer's default (spm 8000)",
+                              minimum=0, maximum=1_000_000)
     spm_model_type: str = setting("unigram", "SentencePiece algorithm", ("unigram", "bpe"))
-    layers: int = setting(2, "recurrent layers or Transformer blocks")
-    units: int = setting(256, "hidden units (recurrent) or d_model (Transformer)")
-    heads: int = setting(4, "attention heads (Transformer)")
+    layers: int = setting(2, "recurrent layers or Transformer blocks", minimum=1, maximum=64)
+    units: int = setting(256, "hidden units (recurrent) or d_model (Transformer)", minimum=1, maximum=8192)
+    heads: int = setting(4, "attention heads (Transformer)", minimum=1, maximum=256)
     positions: str = setting("learned", "Transformer position encoding", ("learned", "sinusoidal"))
     activation: str = setting("gelu", "Transformer feed-forward nonlinearity (relu trains fastest on a CPU)",
                               ACTIVATIONS)
-    seq_len: int = setting(128, "tokens per training window (the Transformer's context)")
+    seq_len: int = setting(128, "tokens per training window (the Transformer's context)", minimum=1, maximum=65536)
     unroll: bool = setting(False, "rnn/gru/lstm: unroll the time loop (faster CPU steps, slower first compile)")
-    sample_tokens: int = setting(200, "tokens sampled after each epoch to show progress; 0 = none")
+    sample_tokens: int = setting(200, "tokens sampled after each epoch to show progress; 0 = none",
+                                 minimum=0, maximum=100_000)
 
 
 @dataclasses.dataclass
@@ -119,7 +125,7 @@ class LanguageModelTask(Task):
         return described
 
     def prepare(self, cfg, data: LanguageModelData) -> Tokenizer:
-        texts = (line for line, _ in data.train.lines())
+        texts = (piece for piece, _ in corpus_pieces(data.train, cfg.tokenizer))  # bounded memory
         return train_tokenizer(cfg.tokenizer, texts, vocab_size=cfg.vocab_size or None,
                                model_type=cfg.spm_model_type)
 
@@ -133,9 +139,9 @@ class LanguageModelTask(Task):
         else:
             train, valid = train.split(cfg.valid_fraction)
         if count_windows(len(train), cfg.seq_len) < 1:
-            raise UserError(f"the training text is shorter than one window of {cfg.seq_len} tokens "
-                            f"({len(train)} tokens)", cfg.data,
-                            "use a smaller --seq-len or more text")
+            fits = f"use --seq-len {len(train) - 1} or less, or more text" if len(train) > 1 else "give more text"
+            raise UserError(f"the training text is shorter than one window: {len(train)} tokens, and a window of "
+                            f"--seq-len {cfg.seq_len} takes {cfg.seq_len + 1}", cfg.data, fits)
         if len(valid) < 2:
             raise UserError("the validation text is too short to score", cfg.valid or cfg.data,
                             "give a longer --valid text or raise --valid-fraction")
@@ -144,11 +150,7 @@ class LanguageModelTask(Task):
     def plan(self, cfg, tokenizer: Tokenizer, data: LanguageModelData) -> FitPlan:
         encoded = self.encode(cfg, tokenizer, data)
         windows = count_windows(len(encoded.train), cfg.seq_len)
-        batch_size = cfg.batch_size
-        if windows < batch_size:
-            batch_size = windows
-            print(f"note: the training text has only {windows} windows of {cfg.seq_len} tokens; "
-                  f"using batches of {batch_size}")
+        batch_size = fit_batch_size(cfg.batch_size, windows, f"windows of {cfg.seq_len} tokens")
         per_pass = windows // batch_size
         steps = cfg.steps_per_epoch or per_pass
 
@@ -186,13 +188,13 @@ class LanguageModelTask(Task):
 
     # ---- use ----------------------------------------------------------------------------------
     def evaluate(self, run, source: str | None) -> dict[str, Any]:
-        cfg, tokenizer, model = run.settings, run.preprocessor, run.model
+        cfg, tokenizer = run.settings, run.preprocessor
         if not source:
             raise UserError("no evaluation data given", fix="pass --data FILE")
         text = self._source(source, cfg, "evaluation data")
-        corpus = encode_corpus(text, tokenizer)
+        corpus = encode_corpus(text, tokenizer)  # bad data fails before the model is loaded
         dataset = language_model_windows(corpus, cfg.seq_len, cfg.batch_size)
-        total_nats, tokens = scored_nats(model, dataset)
+        total_nats, tokens = scored_nats(run.model, dataset)
         return language_model_scores(total_nats, int(tokens), corpus.characters)
 
     # ---- generation: sample / generate_batch / stream take the same options ---------------------

@@ -34,11 +34,12 @@ from seqtasks.training import FitPlan, dtype_policy
 
 @dataclasses.dataclass
 class TaggingConfig(EncoderSettings):
-    data: str = setting("", "training data: CoNLL or CoNLL-U files (a file, folder, glob; .gz)")
+    data: str = setting("", "training data: CoNLL or CoNLL-U files (a file, folder, glob; .gz)", path="data")
     tokenizer: str = setting("word", "tokens: whole words, or SentencePiece pieces averaged per word (spm)",
                              ("spm", "word"))
     char_features: str = setting("cnn", "character features of each word", ("none", "cnn", "lstm"))
-    word_dropout: float = setting(0.05, "training: replace a word by <unk> with this probability")
+    word_dropout: float = setting(0.05, "training: replace a word by <unk> with this probability",
+                                  minimum=0.0, below=1.0)
     tag_col: str = setting("", "the tag column: an index from 0 (default: the last), or upos|xpos for CoNLL-U")
     scheme: str = setting("auto", "chunk tag scheme of the data (auto: detect; none: plain tags such as POS)",
                           ("auto", "iob1", "bio", "iobes", "none"))
@@ -94,8 +95,10 @@ class TaggingTask(Task):
     def prepare(self, cfg, data: TaggingData) -> InputEncoder:
         scheme = schemes.resolve_scheme(cfg.scheme, [s.tags for s in data.train], cfg.data)
         internal = schemes.INTERNAL_SCHEME if scheme != "none" else "none"
+        # the tag set is the training file's: a tag seen once may be in the held-out part
+        held_out = [] if cfg.valid else data.valid
         labels = LabelVocabulary.from_examples(
-            tag for s in data.train for tag in schemes.convert(s.tags, scheme, internal))
+            tag for s in data.train + held_out for tag in schemes.convert(s.tags, scheme, internal))
         words = (token for s in data.train for token in s.tokens)
         texts = [" ".join(s.tokens) for s in data.train] if cfg.tokenizer == "spm" else None
         return build_input_encoder(cfg, words, texts, labels, {"scheme": scheme, "internal_scheme": internal})

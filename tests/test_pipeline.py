@@ -55,7 +55,10 @@ def test_encode_corpus_caches_and_separates_documents(tmp_path):
     tokenizer = train_tokenizer("char", (line for line, _ in source.lines()))
     encoded = encode_corpus(source, tokenizer, cache_dir=tmp_path / "cache", show_progress=False)
     eos = tokenizer.eos_id
-    assert list(encoded.ids).count(eos) == 2
+    # a start-of-document EOS, then one after each of the two documents (files)
+    ids = list(encoded.ids)
+    assert ids.count(eos) == 3 and ids[0] == eos and ids[-1] == eos
+    assert ids[1:ids.index(eos, 1)] == tokenizer.encode("abc\nab\n")
     assert tokenizer.decode([i for i in encoded.ids if i != eos]) == "abc\nab\ncab\n"
     assert encoded.characters == len("abc\nab\ncab\n")
     files = sorted(p.name for p in (tmp_path / "cache").iterdir())

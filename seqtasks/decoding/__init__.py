@@ -54,6 +54,9 @@ stripped from the output. Stop strings are text: callers cut the decoded text wi
 hold back a possible start of one while streaming, `held_back`); `stop_string_ids` finds the
 one-character stop strings the engine can stop at as ids, exactly.
 
+Length: one call makes at most MAX_NEW_TOKENS (100,000) tokens; a larger max_new_tokens is refused
+by GenerationConfig in one line (the loop holds every token made, in a buffer sized for the request).
+
 Long outputs: when prompt + max_new_tokens exceeds decoder.capacity(...), greedy and sampling decode
 in windows: when the state is full (or the prompt alone does not fit) the decoder is prefilled again on
 the last capacity // 2 tokens of prompt + output (nanoGPT's crop), positions starting again at 0; the
@@ -80,7 +83,7 @@ from __future__ import annotations
 # transforms of step 1-4), stops (stop ids and stop strings), inputs (prompts and context), base (the
 # Generator's compiled-function cache and state-size plan), sampling (greedy, sampling and streaming
 # loop), beam (beam search), generator (the Generator and the module-level entry points).
-from seqtasks.decoding.config import GenerationConfig, GenerationError
+from seqtasks.decoding.config import MAX_NEW_TOKENS, GenerationConfig, GenerationError
 from seqtasks.decoding.filters import (
     apply_repetition_penalty, no_repeat_ngram_mask, seen_token_mask, top_k_filter, top_p_filter,
 )
@@ -89,7 +92,7 @@ from seqtasks.decoding.inputs import Context
 from seqtasks.decoding.stops import cut_at_stop, held_back, stop_string_ids
 
 __all__ = [
-    "GenerationConfig", "GenerationError", "Generator", "generate", "generate_with_scores", "stream",
+    "GenerationConfig", "GenerationError", "MAX_NEW_TOKENS", "Generator", "generate", "generate_with_scores", "stream",
     "apply_repetition_penalty", "no_repeat_ngram_mask", "seen_token_mask", "top_k_filter", "top_p_filter",
     "stop_string_ids", "cut_at_stop", "held_back",
 ]

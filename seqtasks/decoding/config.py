@@ -5,7 +5,13 @@ from dataclasses import dataclass
 
 from seqtasks.errors import UserError
 
-__all__ = ["GenerationConfig", "GenerationError"]
+__all__ = ["GenerationConfig", "GenerationError", "MAX_NEW_TOKENS"]
+
+# The most tokens one call generates. The loop keeps every token it made (the repetition penalty and
+# the n-gram ban read them all) in a buffer sized for the request, so a bound keeps a mistyped
+# request (1e9 tokens: 4 GB a row) from exhausting memory; longer texts are made piece by piece,
+# each piece continuing the text of the last.
+MAX_NEW_TOKENS = 100_000
 
 
 class GenerationError(UserError, ValueError):
@@ -46,6 +52,10 @@ class GenerationConfig:
         object.__setattr__(self, "stop_ids", tuple(int(i) for i in self.stop_ids))
         checks = [
             (self.max_new_tokens >= 0, "max_new_tokens", "must be >= 0"),
+            (self.max_new_tokens <= MAX_NEW_TOKENS, "max_new_tokens",
+             f"at most {MAX_NEW_TOKENS:,} tokens a call; for a longer text, generate it in pieces, each "
+             "prompted with the end of the last"),
+            (self.min_new_tokens <= MAX_NEW_TOKENS, "min_new_tokens", f"must be at most {MAX_NEW_TOKENS:,}"),
             (self.min_new_tokens >= 0, "min_new_tokens", "must be >= 0"),
             (self.temperature >= 0, "temperature", "must be >= 0 (0 = greedy)"),
             (self.top_k >= 0, "top_k", "must be >= 0 (0 = off)"),

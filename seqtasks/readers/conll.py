@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from seqtasks.errors import UserError
-from seqtasks.readers.text import _check_head, _numbered_lines, _resolve_paths
+from seqtasks.files import check_text_head, numbered_lines, resolve_paths
 
 CONLLU_COLUMNS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
 
@@ -31,8 +31,8 @@ def read_tagged_sentences(spec: str, tag_col: str = "", role: str = "training da
     if not spec.strip():
         raise UserError(f"no {role} was given", None, "pass --data FILE (CoNLL or CoNLL-U)")
     sentences: list[TaggedSentence] = []
-    for path in _resolve_paths(spec, role):
-        _check_head(path, role)
+    for path in resolve_paths(spec, role):
+        check_text_head(path, role)
         sentences.extend(_file_sentences(path, tag_col, role))
     if not sentences:
         raise UserError(f"the {role} holds no sentences", spec,
@@ -53,7 +53,7 @@ def _file_sentences(path: Path, tag_col: str, role: str) -> Iterator[TaggedSente
     tokens: list[str] = []
     tags: list[str] = []
     start = ""
-    for number, line in _numbered_lines(path, role):
+    for number, line in numbered_lines(path, role):
         line = line.rstrip("\n").rstrip("\r")
         where = f"{path}, line {number}"
         if not line.strip():

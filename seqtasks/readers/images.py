@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from seqtasks.errors import UserError
-from seqtasks.readers.text import _check_head, _file_chunks, _numbered_lines, open_text_file
+from seqtasks.files import (check_input_file, check_text_head, file_chunks, first_non_utf8_line, not_utf8_error,
+                            numbered_lines, open_text_file)
 
 IMAGE_COLUMN, CAPTION_COLUMN = "image", "caption"
 
@@ -67,7 +68,7 @@ class CaptionedImages:
 
     def describe(self) -> dict:
         digest = hashlib.sha256()
-        for chunk in _file_chunks(Path(self.table), "caption table"):
+        for chunk in file_chunks(Path(self.table), "caption table"):
             digest.update(chunk)
         return {"source": self.table, "images_folder": self.folder, "images": len(self),
                 "captions": self.num_captions, "skipped_images": self.skipped,
@@ -80,15 +81,15 @@ def read_captions(table: str, images: str, role: str = "training data", skip_mis
     if not images:
         raise UserError(f"no image folder given for the {role}", table, "pass --images DIR")
     folder = Path(os.path.expanduser(images))
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"the image folder of the {role} is a file, not a folder", str(folder),
+                        "pass the folder that holds the images as --images")
     if not folder.is_dir():
         raise UserError(f"the image folder of the {role} does not exist", str(folder), "check --images")
     if not table:
         raise UserError(f"no caption table given for the {role}", None, "pass --captions FILE (CSV, TSV or COCO JSON)")
-    path = Path(os.path.expanduser(table))
-    if not path.is_file():
-        raise UserError(f"no such caption file for the {role}", table,
-                        f"check the path (relative paths start at {os.getcwd()})")
-    if not _check_head(path, role):
+    path = check_input_file(table, "caption")
+    if not check_text_head(path, "caption"):
         raise UserError(f"the caption file of the {role} is empty", table, "name the table you meant")
     name = path.name.lower().removesuffix(".gz")
     rows = _coco_rows(path, role) if name.endswith(".json") else _table_rows(path, role, name)
@@ -120,7 +121,7 @@ def read_captions(table: str, images: str, role: str = "training data", skip_mis
 
 def _table_rows(path: Path, role: str, name: str):
     """(image, caption, where) of every row of a CSV/TSV table with an image,caption header."""
-    lines = (line for _, line in _numbered_lines(path, role))
+    lines = (line for _, line in numbered_lines(path, role))
     first = next(lines, "")
     delimiter = "\t" if name.endswith((".tsv", ".tab")) or ("\t" in first and "," not in first) else ","
     reader = csv.reader(_chain(first, lines), delimiter=delimiter)
@@ -158,7 +159,7 @@ def _coco_rows(path: Path, role: str):
         raise UserError(f"the caption file is not valid JSON: {error.msg}", f"{path}, line {error.lineno}",
                         "fix the JSON") from None
     except UnicodeDecodeError:
-        raise UserError("the caption file is not valid UTF-8", str(path), "convert it to UTF-8") from None
+        raise not_utf8_error(path, first_non_utf8_line(path) or 1, "caption") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("annotations"), list):
         raise UserError("the JSON is not COCO-style captions", str(path),

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from seqtasks.errors import UserError
 from seqtasks.readers.tables import table_format
-from seqtasks.readers.text import _check_head, _file_chunks, _numbered_lines, _resolve_paths
+from seqtasks.files import check_text_head, file_chunks, numbered_lines, resolve_paths
 
 __all__ = ["PairSource", "open_pair_source", "unescape"]
 
@@ -54,7 +54,7 @@ class PairSource:
 
         digest = hashlib.sha256()
         for path in self.paths:
-            for chunk in _file_chunks(path, self.role):
+            for chunk in file_chunks(path, self.role):
                 digest.update(chunk)
         return {"source": self.spec, "files": [str(p) for p in self.paths],
                 "bytes": sum(p.stat().st_size for p in self.paths), "sha256": digest.hexdigest()}
@@ -62,20 +62,20 @@ class PairSource:
 
 def open_pair_source(spec: str, role: str = "training data") -> PairSource:
     """Resolve and check the files now, so a wrong path or a binary file fails before training."""
-    paths = _resolve_paths(spec, role)
+    paths = resolve_paths(spec, role)
     for path in paths:
-        _check_head(path, role)
+        check_text_head(path, role)
     return PairSource(spec, paths, role)
 
 
 def _is_jsonl(path: Path, role: str) -> bool:
     """JSONL or TSV, as tables.table_format tells from the name or the first line (CSV is read as TSV)."""
-    first_line = next((line for _, line in _numbered_lines(path, role) if line.strip()), "")
+    first_line = next((line for _, line in numbered_lines(path, role) if line.strip()), "")
     return table_format(path, first_line.lstrip("\ufeff")) == "jsonl"
 
 
 def _jsonl_pairs(path: Path, role: str) -> Iterator[tuple[str, str]]:
-    for number, line in _numbered_lines(path, role):
+    for number, line in numbered_lines(path, role):
         if not line.strip():
             continue
         where = f"{path}, line {number}"
@@ -97,7 +97,7 @@ def _jsonl_pairs(path: Path, role: str) -> Iterator[tuple[str, str]]:
 
 def _tsv_pairs(path: Path, role: str) -> Iterator[tuple[str, str]]:
     first = True
-    for number, line in _numbered_lines(path, role):
+    for number, line in numbered_lines(path, role):
         line = line.rstrip("\r\n")
         if not line.strip():
             continue

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from seqtasks.errors import UserError
-from seqtasks.readers.text import (TFDS_PREFIX, _check_head, _file_chunks, _load_tfds, _numbered_lines,
-                                   _resolve_paths)
+from seqtasks.files import check_text_head, file_chunks, numbered_lines, resolve_paths
+from seqtasks.readers.text import TFDS_PREFIX, load_tfds
 
 __all__ = ["ParallelSource", "open_parallel_source"]
 
@@ -55,8 +55,8 @@ class ParallelSource:
 
     def _file_pairs(self) -> Iterator[tuple[str, str]]:
         assert self.source_path and self.target_path
-        sources = _numbered_lines(self.source_path, f"{self.role} (source side)")
-        targets = _numbered_lines(self.target_path, f"{self.role} (target side)")
+        sources = numbered_lines(self.source_path, f"{self.role} (source side)")
+        targets = numbered_lines(self.target_path, f"{self.role} (target side)")
         while True:
             source, target = next(sources, None), next(targets, None)
             if source is None and target is None:
@@ -72,7 +72,7 @@ class ParallelSource:
 
     def _table_pairs(self) -> Iterator[tuple[str, str]]:
         assert self.table_path
-        for number, line in _numbered_lines(self.table_path, self.role):
+        for number, line in numbered_lines(self.table_path, self.role):
             columns = line.rstrip("\n").split("\t")
             if len(columns) < 2:
                 if not line.strip():
@@ -95,7 +95,7 @@ class ParallelSource:
     def _tfds_pairs(self) -> Iterator[tuple[str, str]]:
         import tensorflow_datasets as tfds  # slow to import: only tfds sources pay for it
 
-        dataset, _ = _load_tfds(self.tfds_name, self.tfds_split, self.tfds_data_dir, self.spec)
+        dataset, _ = load_tfds(self.tfds_name, self.tfds_split, self.tfds_data_dir, self.spec)
         for index, example in enumerate(tfds.as_numpy(dataset)):
             texts = [example[key].decode("utf-8") if isinstance(example[key], bytes) else str(example[key])
                      for key in (self.source_lang, self.target_lang)]
@@ -111,7 +111,7 @@ class ParallelSource:
                     "source_lang": self.source_lang, "target_lang": self.target_lang}
         digest = hashlib.sha256()
         for path in self.files():
-            for chunk in _file_chunks(path, self.role):
+            for chunk in file_chunks(path, self.role):
                 digest.update(chunk)
         return {"source": self.spec, "files": [str(p) for p in self.files()],
                 "bytes": sum(p.stat().st_size for p in self.files()), "sha256": digest.hexdigest()}
@@ -119,14 +119,14 @@ class ParallelSource:
     def fingerprint(self) -> str:
         """A cache key that changes whenever the pairs read would change (file contents, not paths)."""
         if self.tfds_name is not None:
-            _, info = _load_tfds(self.tfds_name, self.tfds_split, self.tfds_data_dir, self.spec)
+            _, info = load_tfds(self.tfds_name, self.tfds_split, self.tfds_data_dir, self.spec)
             key = {"tfds": self.tfds_name, "split": self.tfds_split, "langs": [self.source_lang, self.target_lang],
                    "data_dir": str(info.data_dir), "version": str(info.version)}
             return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
         outer = hashlib.sha256(f"seqtasks parallel v1 table={self.table_path is not None}\n".encode())
         for path in self.files():
             inner = hashlib.sha256()
-            for chunk in _file_chunks(path, self.role):
+            for chunk in file_chunks(path, self.role):
                 inner.update(chunk)
             outer.update(inner.digest())
         return outer.hexdigest()
@@ -159,11 +159,11 @@ def open_parallel_source(*, source: str | None = None, target: str | None = None
 
 
 def _one_checked_file(spec: str, role: str) -> Path:
-    paths = _resolve_paths(spec, role)
+    paths = resolve_paths(spec, role)
     if len(paths) != 1:
         raise UserError(f"the {role} names {len(paths)} files; parallel text needs exactly one", spec,
                         "concatenate the files (keeping the two sides line-aligned) and name the result")
-    _check_head(paths[0], role)
+    check_text_head(paths[0], role)
     return paths[0]
 
 
@@ -173,7 +173,7 @@ def _open_tfds_pairs(spec: str, source_lang: str | None, target_lang: str | None
     split = split or "train"
     if not name:
         raise UserError(f"no tfds dataset name in the {role}", spec, "write tfds:NAME[:SPLIT]")
-    _, info = _load_tfds(name, split, data_dir, spec)
+    _, info = load_tfds(name, split, data_dir, spec)
     languages = list(info.features.keys())  # a tfds Translation feature is keyed by language code
     if not source_lang or not target_lang:
         raise UserError("a tfds translation dataset needs the two languages", spec,

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Iterator
 
 from seqtasks.errors import UserError
-from seqtasks.readers.text import (TFDS_PREFIX, _check_head, _load_tfds, _numbered_lines, _pick_text_feature,
-                                   _resolve_paths)
+from seqtasks.files import check_text_head, numbered_lines, resolve_paths
+from seqtasks.readers.text import TFDS_PREFIX, load_tfds, pick_text_feature
 
 TEXT_NAMES = ("text", "sentence", "content", "review", "document", "question")
 LABEL_NAMES = ("label", "labels", "class", "category", "sentiment", "target")
@@ -40,8 +40,8 @@ def read_labeled_texts(spec: str, text_col: str = "", label_col: str = "", role:
     if spec.startswith(TFDS_PREFIX):
         return _tfds_records(spec, text_col, label_col, data_dir)
     records: list[LabeledText] = []
-    for path in _resolve_paths(spec, role):
-        _check_head(path, role)
+    for path in resolve_paths(spec, role):
+        check_text_head(path, role)
         records.extend(_file_records(path, text_col, label_col, role))
     if not records:
         raise UserError(f"the {role} holds no records", spec,
@@ -60,7 +60,7 @@ def table_format(path: Path, first_line: str) -> str:
 
 
 def _file_records(path: Path, text_col: str, label_col: str, role: str) -> Iterator[LabeledText]:
-    lines = ((number, line) for number, line in _numbered_lines(path, role) if line.strip())
+    lines = ((number, line) for number, line in numbered_lines(path, role) if line.strip())
     first = next(lines, None)
     if first is None:
         return
@@ -162,8 +162,8 @@ def _tfds_records(spec: str, text_col: str, label_col: str, data_dir: str | None
     import tensorflow_datasets as tfds
 
     name, _, split = spec[len(TFDS_PREFIX):].partition(":")
-    dataset, info = _load_tfds(name, split or "train", data_dir, spec)
-    text_key = _pick_text_feature(info.features, text_col or None, spec)
+    dataset, info = load_tfds(name, split or "train", data_dir, spec)
+    text_key = pick_text_feature(info.features, text_col or None, spec)
     label_key = label_col or "label"
     if label_key not in info.features:
         raise UserError(f"the dataset has no feature {label_key!r} (its features: {', '.join(info.features)})", spec,
