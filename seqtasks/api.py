@@ -204,7 +204,6 @@ def _load_checkpoint(run: "Run", cfg) -> keras.Model:
     apply_freeze(model, freeze)
     loss, metrics = run.task.loss_and_metrics(cfg, run.preprocessor)
     compile_model(model, cfg, loss, metrics)
-    model.optimizer.build(model.trainable_variables)
     model.load_weights(path)  # the weights and the optimizer's moments and step, now that the sets match
     return model
 

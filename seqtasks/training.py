@@ -290,6 +290,9 @@ class RunKeeper(keras.callbacks.Callback):
 
 def compile_model(model: keras.Model, cfg, loss, metrics=()) -> None:
     model.compile(optimizer=make_optimizer(cfg), loss=loss, metrics=list(metrics))
+    # built now, for the weights trainable now: left to the first training step, the optimizer would
+    # create its variables inside the traced step, and TensorFlow would trace that step twice
+    model.optimizer.build(model.trainable_variables)
 
 
 def fit(model: keras.Model, run: RunDirectory, plan: FitPlan, cfg, state: TrainState | None = None,
