@@ -137,7 +137,14 @@ class LanguageModelTask(Task):
         if data.valid is not None:
             valid = encode_corpus(data.valid, tokenizer)
         else:
-            train, valid = train.split(cfg.valid_fraction)
+            whole = valid = train
+            if count_windows(len(whole), cfg.seq_len) >= 1:  # (else the error below names the whole count)
+                train, valid = whole.split(cfg.valid_fraction)
+            if whole is not train and (len(valid) < 2 or count_windows(len(train), cfg.seq_len) < 1):
+                # a corpus of a window or two: training on all of it beats refusing it
+                print(f"note: {len(whole):,} tokens are too few to hold out --valid-fraction {cfg.valid_fraction:g}: "
+                      "validation scores the training text (give --valid for a fair score)", flush=True)
+                train, valid = whole, whole
         if count_windows(len(train), cfg.seq_len) < 1:
             fits = f"use --seq-len {len(train) - 1} or less, or more text" if len(train) > 1 else "give more text"
             raise UserError(f"the training text is shorter than one window: {len(train)} tokens, and a window of "

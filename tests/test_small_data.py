@@ -109,10 +109,20 @@ def test_a_corpus_shorter_than_one_window_names_the_seq_len_that_fits(tmp_path):
     (tmp_path / "tiny.txt").write_text("x" * 60)
     line = one_line_error(invoke("train", "lm", "--data", tmp_path / "tiny.txt", "--out", tmp_path / "r", *TINY))
     tokens = int(re.search(r"shorter than one window: (\d+) tokens", line).group(1))
-    assert 50 < tokens <= 61  # the 60 characters and an end of document, less the 5% held out
+    assert tokens == 62  # the 60 characters and the document's marks: too few to hold any out
     assert f"use --seq-len {tokens - 1} or less" in line
     assert count_windows(tokens, tokens - 1) == 1 and count_windows(tokens, tokens) == 0  # it fits, one more not
     assert not (tmp_path / "r").exists()
+
+
+def test_a_corpus_of_one_window_trains_and_validates_on_itself(tmp_path):
+    (tmp_path / "one.txt").write_text("abcdefghij" * 2)  # 20 characters + the document's marks: one window of 16
+    result = invoke("train", "lm", "--data", tmp_path / "one.txt", "--seq-len", "16", "--epochs", "1",
+                    "--out", tmp_path / "r", *TINY)
+    assert result.exit_code == 0, result.output
+    assert "22 tokens are too few to hold out --valid-fraction 0.05: validation scores the training text" in result.output
+    history = (tmp_path / "r" / "history.csv").read_text()
+    assert "val_loss" in history.splitlines()[0]
 
 
 @pytest.mark.parametrize("task, text", [
