@@ -111,7 +111,7 @@ def test_train_finetune_and_bad_images_through_the_cli(shapes, tmp_path, capsys)
     assert result.exit_code == 1 and "cannot be split across replicas" in result.output
     assert not (tmp_path / "split").exists()
     result = invoke("train", "caption", *train, "--crop-area", "1.5", "--out", tmp_path / "crop", *TINY)
-    assert result.exit_code == 1 and "--crop-area 1.5 is not a share of an image" in result.output
+    assert result.exit_code == 1 and "--crop-area 1.5 is out of range (from the command line): give a number > 0 and <= 1" in result.output
     with pytest.raises(UserError, match="cannot freeze a backbone the parent trained"):
         seqtasks.finetune(out, None, tmp_path / "frozen", images=str(train[1]), captions=str(train[3]),
                           freeze_backbone=True, verbose=0)
@@ -154,10 +154,11 @@ def test_a_frozen_keras_applications_backbone_trains_from_cached_features(shapes
     features = sorted(cache.glob("**/features-*.array"))
     assert len(features) == 1  # every image of the table, and its mirror image (validation reads view 0)
     assert not any("backbone" in w.path or "conv" in w.path.lower() for w in run.model.trainable_weights)
-    stamps = [f.stat().st_mtime_ns for f in features]
+    # a use marks the entry's mtime (for eviction); a rebuild would write a new file (a new inode)
+    stamps = [(f.stat().st_ino, f.stat().st_size) for f in features]
     task, cfg = run.task, run.settings
     task.plan(cfg, run.preprocessor, task.read(cfg))  # the same backbone weights: the cache is reused
     assert sorted(cache.glob("**/features-*.array")) == features
-    assert [f.stat().st_mtime_ns for f in features] == stamps
+    assert [(f.stat().st_ino, f.stat().st_size) for f in features] == stamps
     # the saved model captions pixels: its frozen backbone runs inside it
     assert isinstance(next(run.predict([str(shapes / "test" / "images" / "shape_00000.png")])), str)
