@@ -37,7 +37,7 @@ from seqtasks.models.transformer_seq2seq import TransformerSeq2Seq
 MAX = 5        # max length: the CRF's brute force enumerates 3 ** 5 paths per sentence
 VOCAB = 13     # token ids 4.. are words; 0 is padding
 FEATURES = 6
-PROPERTY = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY = settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 MODES = ("eager", "graph")
 
 
