@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from seqtasks.errors import UserError
-from seqtasks.runs import atomic_write_json
+from seqtasks.runs import atomic_write_json, process_alive
 
 DEFAULT_LIMIT_MB = 4096
 IDLE_TEMPORARY_SECONDS = 3600
@@ -109,18 +109,6 @@ def preallocate(handle, size: int, folder: Path) -> None:
         raise write_error(folder, error) from None
 
 
-def _writer_running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
 def _entry_key(name: str) -> str:
     return name.split(".", 1)[0]
 
@@ -143,7 +131,7 @@ def tidy(folder: Path, keep: str) -> None:
         hidden = file.name.startswith(".")  # atomic_write_json's own temporary files
         if writer or hidden:
             idle = now - stat.st_mtime > IDLE_TEMPORARY_SECONDS
-            if idle or (writer and not _writer_running(int(writer.group(1)))):
+            if idle or (writer and not process_alive(int(writer.group(1)))):
                 _remove(Path(file.path))
             continue
         entries.setdefault(_entry_key(file.name), []).append((Path(file.path), stat.st_size, stat.st_mtime))

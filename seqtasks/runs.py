@@ -103,7 +103,8 @@ def atomic_save_model(model, path: str | Path) -> None:
         raise
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this PID exists (ours included): the writer of a temporary file."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -120,7 +121,7 @@ def is_stray(name: str) -> bool:
     if found is None:
         return True
     pid = int(found.group(1))
-    return pid == os.getpid() or not _process_alive(pid)
+    return pid == os.getpid() or not process_alive(pid)
 
 
 def remove_stray(paths) -> list[Path]:
