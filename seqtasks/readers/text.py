@@ -55,15 +55,9 @@ class TextSource:
             return
         saw_text = False
         for path in self.paths:
-            # Hold one line back: only the next read tells whether it was the file's last.
-            previous: str | None = None
-            for _, line in numbered_lines(path, self.role):
-                if previous is not None:
-                    yield previous, self.doc_per_line
-                previous = line
+            for line, last in _marking_the_last(line for _, line in numbered_lines(path, self.role)):
                 saw_text = saw_text or not line.isspace()
-            if previous is not None:
-                yield previous, True
+                yield line, last or self.doc_per_line
         if not saw_text:
             raise _empty_error(self.spec, self.paths, self.role)
 
@@ -83,14 +77,9 @@ class TextSource:
             return
         saw_text = False
         for path in self.paths:
-            previous: str | None = None  # held back: only the next read tells whether it was the last
-            for block in text_blocks(path, self.role, max_chars):
-                if previous is not None:
-                    yield previous, False
-                previous = block
+            for block, last in _marking_the_last(text_blocks(path, self.role, max_chars)):
                 saw_text = saw_text or not block.isspace()
-            if previous is not None:
-                yield previous, True
+                yield block, last
         if not saw_text:
             raise _empty_error(self.spec, self.paths, self.role)
 
@@ -202,6 +191,18 @@ def open_text_source(
     if not any(may_hold_text):
         raise _empty_error(spec, paths, role)
     return TextSource(spec=spec, paths=paths, doc_per_line=doc_per_line, role=role)
+
+
+def _marking_the_last(items: Iterator[str]) -> Iterator[tuple[str, bool]]:
+    """(item, is_last) for each item: one item is held back, as only the next read tells whether
+    it was the last of its file."""
+    previous: str | None = None
+    for item in items:
+        if previous is not None:
+            yield previous, False
+        previous = item
+    if previous is not None:
+        yield previous, True
 
 
 def _split_keep_newlines(text: str) -> list[str]:
