@@ -1,7 +1,7 @@
 """The seqtasks command line: parses flags, resolves config, calls seqtasks.api. No model code.
 
 Every setting of a task's config dataclass is a flag of `seqtasks train TASK` (`seq_len` -> `--seq-len`),
-so `seqtasks train lm --help` lists them all with their defaults.
+so `seqtasks train TASK --help` lists them all with their defaults.
 """
 from __future__ import annotations
 
@@ -60,9 +60,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
     \b
     Quick start:
-      seqtasks train lm                         # a small model on the bundled corpus, ~3 minutes
-      seqtasks train lm --data my.txt --arch transformer --max-time 20 --out runs/mine
-      seqtasks sample runs/mine --prompt "ROMEO:" --max-new-tokens 300 --temperature 0.8
+      seqtasks tasks                            # the tasks, their models and settings
+      seqtasks train TASK                       # a small model on the task's bundled demo data, minutes
+      seqtasks train TASK --data DATA --max-time 20 --out runs/mine
+      seqtasks predict runs/mine "an input"     # or: seqtasks sample runs/mine --prompt "..."
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -123,10 +124,7 @@ def _options_from_config(config_class: type):
 
 
 def _make_train_command(task_cls) -> click.Command:
-    example = {"lm": "seqtasks train lm --data corpus.txt --arch transformer --max-time 20 --out runs/lm",
-               "caption": "seqtasks train caption --images photos/ --captions captions.csv --attention --out runs/cap",
-               }.get(
-        task_cls.name, f"seqtasks train {task_cls.name} --data DATA --out runs/{task_cls.name}")
+    example = task_cls.example or f"seqtasks train {task_cls.name} --data DATA --out runs/{task_cls.name}"
 
     @click.command(name=task_cls.name, context_settings=CONTEXT,
                    help=f"Train the {task_cls.name} task ({task_cls.description}).\n\nWith no --data, trains on the bundled demo "
@@ -157,13 +155,8 @@ def _after_training(run, quiet: bool) -> None:
     best = state.get("best_metric")
     best_text = f"best validation {run.task.monitor_name} {best:.4f}" if isinstance(best, float) else "no validation yet"
     click.echo(f"\ntraining finished ({state.get('stop_reason', '')}): {best_text}; run saved in {run.path}")
-    if run.task.name == "lm" and not quiet:
-        click.echo("\nsample from the best model:\n")
-        click.echo(run.sample("", max_new_tokens=300, temperature=0.8, seed=0))
-        click.echo(f"\nnext: seqtasks sample {run.path} --prompt \"ROMEO:\" --temperature 0.8")
-    if run.task.name == "generate" and not quiet:
-        click.echo(f"\nnext: seqtasks predict {run.path} \"PROMPT\"   (the bundled example: \"sort: owl moon tea\"); "
-                   f"seqtasks evaluate {run.path} --data PAIRS")
+    for line in run.task.after_training(run, quiet):
+        click.echo(line)
 
 
 class TrainGroup(click.Group):
@@ -201,7 +194,7 @@ def resume(run, epochs, max_time, allow_changed_data, quiet) -> None:
 
     \b
     Example:
-      seqtasks resume runs/lm
+      seqtasks resume runs/shakespeare
     """
     from seqtasks import api
 
@@ -214,8 +207,9 @@ def resume(run, epochs, max_time, allow_changed_data, quiet) -> None:
 @cli.command(context_settings=CONTEXT)
 @click.argument("run", type=click.Path())
 @click.option("--data", default=None, help="The new training data (same formats as train).")
-@click.option("--images", default=None, help="caption: the image folder of the new data.")
-@click.option("--captions", default=None, help="caption: the new caption table or COCO JSON (instead of --data).")
+@click.option("--images", default=None, help="The image folder of the new data (image-captioning runs).")
+@click.option("--captions", default=None, help="The new table of captions or COCO JSON, instead of --data "
+                                               "(image-captioning runs).")
 @click.option("--out", required=True, type=click.Path(), help="The new run folder.")
 @click.option("--valid", default=None, help="Validation data; default: held out from --data.")
 @click.option("--freeze", default=None,
@@ -223,7 +217,7 @@ def resume(run, epochs, max_time, allow_changed_data, quiet) -> None:
                    "or the task model's own parts (encoder, decoder, backbone, char_features, crf); "
                    "a name the model lacks is refused with the list of its parts.")
 @click.option("--extend-labels", is_flag=True, default=False,
-              help="classify, tag: add labels the parent never saw (the output layer grows).")
+              help="Add labels the parent never saw (runs that predict labels: the output layer grows).")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file of settings.")
 @click.option("--epochs", type=_RAW[int], default=None, help="Epochs of fine-tuning.")
 @click.option("--lr", type=_RAW[float], default=None, help="Peak learning rate (fresh optimizer and schedule).")
@@ -241,7 +235,7 @@ def finetune(run, data, out, valid, freeze, extend_labels, config_file, quiet, *
 
     \b
     Example:
-      seqtasks finetune runs/lm --data my_corpus.txt --out runs/lm-mine --freeze embeddings --epochs 3
+      seqtasks finetune runs/shakespeare --data my_corpus.txt --out runs/mine --freeze embeddings --epochs 3
     """
     from seqtasks import api
 
@@ -255,21 +249,21 @@ def finetune(run, data, out, valid, freeze, extend_labels, config_file, quiet, *
 @cli.command(context_settings=CONTEXT)
 @click.argument("run", type=click.Path())
 @click.option("--data", default=None, help="The data to score (same formats as train).")
-@click.option("--src", default=None, help="translate: source sentences, one per line.")
-@click.option("--tgt", default=None, help="translate: reference translations, one per line.")
-@click.option("--images", default=None, help="caption: the image folder.")
-@click.option("--captions", default=None, help="caption: the caption table or COCO JSON.")
+@click.option("--src", default=None, help="Source sentences, one per line (translation runs).")
+@click.option("--tgt", default=None, help="Reference translations, one per line (translation runs).")
+@click.option("--images", default=None, help="The image folder (image-captioning runs).")
+@click.option("--captions", default=None, help="The table of captions or COCO JSON (image-captioning runs).")
 @click.option("--beam", type=int, default=None, help="Generative tasks: beam width (default: the run's).")
 @click.option("--length-penalty", type=float, default=None,
-              help="translate, caption: beam score = log p / length ** this (default: the run's).")
+              help="Beam score = log p / length ** this (default: the run's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def evaluate(run, as_json, **options) -> None:
-    """Score RUN on data: lm prints loss, perplexity and bits per character; classify accuracy and F1;
-    tag accuracy and entity F1; translate BLEU and chrF; caption BLEU-1..4.
+    """Score RUN on data with its task's metrics (`seqtasks tasks` names them); they are also saved
+    in RUN/metrics.json.
 
     \b
     Example:
-      seqtasks evaluate runs/lm --data heldout.txt --json
+      seqtasks evaluate runs/shakespeare --data heldout.txt --json
     """
     from seqtasks import api
 
@@ -364,19 +358,20 @@ class _Output:
 @click.option("--max-new-tokens", type=int, default=None, help="Generative tasks: tokens per output.")
 @click.option("--temperature", type=float, default=None, help="Generative tasks: sampling temperature (0 = greedy).")
 @click.option("--seed", type=int, default=None, help="Random seed for sampling.")
-@click.option("--top-k", type=int, default=None, help="classify: show the k likeliest labels.")
-@click.option("--beam", type=int, default=None, help="translate, caption: beam width.")
-@click.option("--n-best", type=int, default=None, help="translate, caption: print the N best hypotheses.")
-@click.option("--pretokenized", is_flag=True, default=None, help="tag: the input is CoNLL (one token per line).")
-@click.option("--alignments", is_flag=True, default=None, help="translate: print attention alignments.")
-@click.option("--plot", type=click.Path(), default=None, help="translate, caption: draw attention to FILE.png.")
+@click.option("--top-k", type=int, default=None, help="Runs that predict a label: show the k likeliest labels.")
+@click.option("--beam", type=int, default=None, help="Generative tasks: beam width.")
+@click.option("--n-best", type=int, default=None, help="Generative tasks with --beam: print the N best hypotheses.")
+@click.option("--pretokenized", is_flag=True, default=None,
+              help="Tagging runs: the input is CoNLL (one token per line).")
+@click.option("--alignments", is_flag=True, default=None, help="Attentional translation runs: print the alignments.")
+@click.option("--plot", type=click.Path(), default=None, help="Attentional runs: draw the attention to FILE.png.")
 def predict(run, texts, input_file, output_file, as_json, **options) -> None:
-    """Predict for each input: a continuation (lm, generate), a label (classify), tags (tag), a
-    translation (translate) or a caption (caption; inputs are image paths). Reads stdin with --input -.
+    """Predict for each input what RUN's task predicts: a continuation, a completion, a label, tags, a
+    translation, or a description of an image (the inputs are then image paths). Reads stdin with --input -.
 
     \b
     Example:
-      seqtasks predict runs/lm "To be, or not" --max-new-tokens 50
+      seqtasks predict runs/shakespeare "To be, or not" --max-new-tokens 50
     """
     from seqtasks import api
 
@@ -403,12 +398,12 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("run", type=click.Path())
-@click.option("--prompt", default=None, help="Text to continue (lm; default: start a new document) or the "
-                                             "prompt to complete (generate).")
+@click.option("--prompt", default=None, help="The text to continue or to complete (default: none; a language "
+                                             "model starts a new document).")
 @click.option("--input", "input_file", default=None, help="Prompts from FILE, one per line (- for stdin).")
 @click.option("-n", "num_samples", type=int, default=1, show_default=True,
               help="Samples per prompt (with --beam: the n best hypotheses).")
-@click.option("--max-new-tokens", type=int, default=200, show_default=True, help="Tokens to generate.")
+@click.option("--max-new-tokens", type=int, default=200, show_default=True, help="New tokens per sample, at most.")
 @click.option("--min-new-tokens", type=int, default=0, show_default=True, help="No stop before this many tokens.")
 @click.option("--temperature", type=float, multiple=True,
               help="Softmax temperature; 0 = greedy. Repeat it for a block of samples per temperature.  "
@@ -432,20 +427,22 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
               help="One JSON object per prompt and temperature: {prompt, temperature, samples}.")
 @click.option("--output", "output_file", type=click.Path(), default=None, help="Write the samples to FILE.")
 def sample(run, prompt, input_file, num_samples, temperature, beam, stop, as_json, output_file, **options) -> None:
-    """Generate text from a language-model (lm) or conditional-generation (generate) RUN. Text streams to
-    the terminal as it is generated (one sample per prompt, no --beam, no --json, no --output).
+    """Generate text from RUN, a run of a task that writes text. With one sample per prompt and none
+    of --beam, --json and --output, the text streams to the terminal as it is generated; otherwise each
+    text is printed (or written) when it is complete.
 
     \b
     Example:
-      seqtasks sample runs/lm --prompt "ROMEO:" --max-new-tokens 300 --temperature 0.8 --seed 1
-      seqtasks sample runs/lm --prompt "ROMEO:" -n 3 --temperature 0.5 --temperature 1.0 --stop "\\n\\n"
+      seqtasks sample runs/shakespeare --prompt "ROMEO:" --max-new-tokens 300 --temperature 0.8 --seed 1
+      seqtasks sample runs/shakespeare --prompt "ROMEO:" -n 3 --temperature 0.5 --temperature 1.0 --stop "\\n\\n"
     """
     from seqtasks import api
     from seqtasks.readers.pairs import unescape
+    from seqtasks.tasks.base import Generative
 
     loaded = api.load(run)
-    if not hasattr(loaded.task, "generate_batch"):
-        raise UserError(f"`sample` works on lm and generate runs; this run is a {loaded.task.name} run",
+    if not isinstance(loaded.task, Generative):
+        raise UserError(f"`sample` needs a run that generates text; this run is a {loaded.task.name} run",
                         str(loaded.path), "use `seqtasks predict`")
     if prompt is not None and input_file:
         raise UserError("--prompt and --input both given", fix="give one of them")

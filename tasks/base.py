@@ -4,12 +4,16 @@ A task turns its data sources into examples, prepares what must be saved with th
 label vocabularies), builds a Keras model from seqtasks parts, hands the training loop a FitPlan, and
 later evaluates and predicts with a loaded run. The generic train / resume / finetune orchestration
 lives in seqtasks.api; a task never writes run files itself.
+
+Two protocols name what only some tasks do, so that callers ask `isinstance(task, Generative)` rather
+than a task's name: Generative (lm, generate, translate, caption: text out of a prompt, a source or an
+image) and ExtensibleLabels (classify, tag: fine-tuning data may bring labels the parent never saw).
 """
 from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol, runtime_checkable
 
 import keras
 
@@ -17,10 +21,13 @@ from seqtasks.training import FitPlan
 
 
 class Task(abc.ABC):
+    """What every task is: its card (name, settings, help) and the steps of train, evaluate, predict."""
+
     name: str = ""
     description: str = ""
     Config: type = object
     architectures: tuple[str, ...] = ()
+    example: str = ""  # a `seqtasks train` command line for --help ("": the generic one, with --data)
     monitor_name: str = "loss"   # what the best checkpoint is chosen by, as shown to users
     # the settings that name training data; when none of them is given, train uses the bundled demo
     data_settings: tuple[str, ...] = ("data",)
@@ -83,3 +90,32 @@ class Task(abc.ABC):
     def sample_during_training(self, cfg, prep):
         """A function model -> str printed after each epoch (generative tasks), or None."""
         return None
+
+    def after_training(self, run, quiet: bool) -> list[str]:
+        """Lines `seqtasks train` prints after the summary of a finished run (a sample, the next
+        command to try); with `quiet`, only what costs no model call."""
+        return []
+
+
+@runtime_checkable
+class Generative(Protocol):
+    """A task whose runs write text: `seqtasks sample`, Run.sample and Run.generate_batch use these.
+    Options are decoding.GenerationConfig's fields and `stop` (strings that end a text)."""
+
+    # True: the output continues the prompt's text (`seqtasks sample` prints the prompt before it);
+    # False: the output stands alone (a completion, a translation, a caption)
+    continues_prompt: bool
+
+    def generate_batch(self, run, prompts: list[str], **options) -> list[list[str]]:
+        """num_return_sequences texts for each prompt, decoded together."""
+
+    def stream(self, run, prompt: str, **options) -> Iterator[str]:
+        """One text for one prompt, in pieces as its tokens are decoded."""
+
+
+@runtime_checkable
+class ExtensibleLabels(Protocol):
+    """A task with a label vocabulary that fine-tuning may extend (`finetune --extend-labels`)."""
+
+    def new_labels(self, prep, data) -> list[tuple[str, str]]:
+        """(label, where) of each label in data that prep does not know, in order of appearance."""

@@ -124,6 +124,7 @@ class CaptioningTask(Task):
     description = "image captioning: images + captions -> a caption per image (BLEU-1..4)"
     Config = CaptionConfig
     architectures = ("lstm", "transformer")
+    example = "seqtasks train caption --images photos/ --captions captions.csv --attention --out runs/cap"
     data_settings = ("images", "captions")
 
     def default_overrides(self) -> dict[str, Any]:

@@ -167,6 +167,7 @@ class ConditionalGenerationTask(LanguageModelTask):
     name = "generate"
     description = "conditional generation: prompt/completion pairs -> completions (exact match, chrF)"
     Config = ConditionalGenerationConfig
+    example = "seqtasks train generate --data pairs.jsonl --out runs/generate"
     continues_prompt = False  # the output is the completion, not a continuation of the prompt's text
 
     def __init__(self):
@@ -262,6 +263,12 @@ class ConditionalGenerationTask(LanguageModelTask):
                              for (prompt, expected), output in zip(shown, outputs))
 
         return sample
+
+    def after_training(self, run, quiet: bool) -> list[str]:
+        if quiet:
+            return []
+        return ["", f'next: seqtasks predict {run.path} "PROMPT"   (the bundled example: "sort: owl moon tea"); '
+                    f"seqtasks evaluate {run.path} --data PAIRS"]
 
     def sample_during_training(self, cfg, tokenizer):
         return None  # plan() builds the per-epoch sample: it needs the validation pairs

@@ -100,6 +100,7 @@ class LanguageModelTask(Task):
     description = "language modeling: raw text -> perplexity and bits per character; sample text"
     Config = LanguageModelConfig
     architectures = ("rnn", "gru", "lstm", "transformer")
+    example = "seqtasks train lm --data corpus.txt --arch transformer --max-time 20 --out runs/lm"
 
     def default_overrides(self) -> dict[str, Any]:
         # a few minutes on 2 CPU cores: short warmup, a high learning rate, a sample every 100 steps
@@ -272,6 +273,12 @@ class LanguageModelTask(Task):
         for first in range(0, len(inputs), PREDICT_BATCH):
             for texts in self.generate_batch(run, inputs[first:first + PREDICT_BATCH], **options):
                 yield texts[0]  # batch by batch: the first outputs print before the last are decoded
+
+    def after_training(self, run, quiet: bool) -> list[str]:
+        if quiet:
+            return []
+        return ["", "sample from the best model:", "", run.sample("", max_new_tokens=300, temperature=0.8, seed=0),
+                "", f'next: seqtasks sample {run.path} --prompt "ROMEO:" --temperature 0.8']
 
     def sample_during_training(self, cfg, tokenizer: Tokenizer):
         if not cfg.sample_tokens:

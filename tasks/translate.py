@@ -100,6 +100,7 @@ class TranslationTask(Task):
     description = "translation: sentence pairs -> BLEU and chrF; translate text"
     Config = TranslationConfig
     architectures = ("transformer", "seq2seq")
+    example = "seqtasks train translate --src train.de --tgt train.en --out runs/de-en"
     data_settings = ("src", "tgt", "data")
     streams_predictions = True
 
