@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import seqtasks.serializables  # noqa: F401  (first: starts TensorFlow quietly, registers the Keras classes)
 import keras
 
 from seqtasks.config import COMMAND_LINE, check_ranges, config_from_dict, read_toml, resolve_config

@@ -73,9 +73,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @cli.command(context_settings=CONTEXT)
 def tasks() -> None:
     """List the tasks, their model families and default settings."""
-    from seqtasks.tasks import task_classes
+    from seqtasks.tasks import TASKS
 
-    for name, cls in task_classes().items():
+    for name, cls in TASKS.items():
         click.echo(f"{name}: {cls.description}")
         click.echo(f"  architectures: {', '.join(cls.architectures)}")
         defaults = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Config)
@@ -123,7 +123,8 @@ def _options_from_config(config_class: type):
     return decorate
 
 
-def _make_train_command(task_cls) -> click.Command:
+def _make_train_command(task_cls: type) -> click.Command:
+    """`seqtasks train NAME` for a task card (tasks/base.py TaskCard): a flag per setting."""
     example = task_cls.example or f"seqtasks train {task_cls.name} --data DATA --out runs/{task_cls.name}"
 
     @click.command(name=task_cls.name, context_settings=CONTEXT,
@@ -161,15 +162,14 @@ def _after_training(run, quiet: bool) -> None:
 
 class TrainGroup(click.Group):
     def list_commands(self, ctx):
-        from seqtasks.tasks import task_classes
+        from seqtasks.tasks import TASKS
 
-        return list(task_classes())
+        return list(TASKS)
 
     def get_command(self, ctx, name):
-        from seqtasks.tasks import task_classes
+        from seqtasks.tasks import TASKS
 
-        classes = task_classes()
-        return _make_train_command(classes[name]) if name in classes else None
+        return _make_train_command(TASKS[name]) if name in TASKS else None
 
 
 @cli.group(cls=TrainGroup, context_settings=CONTEXT)
