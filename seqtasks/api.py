@@ -218,9 +218,10 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     task_obj = parent.task
     toml = read_toml(config_file) if config_file else {}
     flags = {k: v for k, v in overrides.items() if v is not None}
-    given = {**toml, **flags}
     if data is not None:  # tasks whose data flags are not --data (image captioning: --images/--captions) leave it out
-        given["data"] = data
+        flags["data"] = data
+    _check_finetune_flags(task_obj, flags, parent.directory.path)
+    given = {**toml, **flags}
     shape_keys = {"arch", "layers", "units", "heads", "tokenizer", "vocab_size", "positions", "activation",
                   "spm_model_type", "embedding_dim", "char_features", "char_dim", "char_units", "crf", "pooling", "max_len"}
     changed = {k for k in given if k in shape_keys and given[k] != parent.record["settings"].get(k)}
@@ -257,6 +258,16 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     run_dir = RunDirectory.create(out, record, lambda tmp: prep.save(tmp / "tokenizer"))
     return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=parent_model, verbose=verbose,
                     freeze=freeze, grow_outputs=extend_labels)
+
+
+def _check_finetune_flags(task_obj, flags: dict[str, Any], where: Path) -> None:
+    """The CLI's finetune offers the data flags of every task: one that this run's task lacks is refused."""
+    settings = dataclasses.fields(task_obj.Config)
+    for name in flags:
+        if name not in {f.name for f in settings}:
+            own = ", ".join(f"--{f.name.replace('_', '-')}" for f in settings if f.metadata.get("path") == "data")
+            raise UserError(f"--{name.replace('_', '-')} does not apply to a {task_obj.name} run", str(where),
+                            f"give its data with {own}")
 
 
 def _labels_for_finetuning(task_obj, prep, data, extend: bool):

@@ -22,6 +22,8 @@ from seqtasks.files import (check_input_file, check_output_file, check_text_head
                             unwritable_error)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+# --quiet means this on every verb that trains (train, resume, finetune)
+QUIET_HELP = "No settings, progress bars or samples; notes, errors and the closing summary still show."
 
 
 class SeqtasksGroup(click.Group):
@@ -99,28 +101,66 @@ class _Raw(click.ParamType):
 _RAW = {int: _Raw("integer"), float: _Raw("float")}
 
 
-def _options_from_config(config_class: type):
-    """click options for every field of a config dataclass, default None ('not given')."""
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _options(fields: list[dataclasses.Field], helps: dict[str, str] | None = None,
+             defaults: dict[str, str] | None = None):
+    """click options for settings (fields of config dataclasses), default None ('not given'). Each
+    option's help is the field's, or `helps[name]`; the default it shows is the field's, or
+    `defaults[name]`."""
     from seqtasks.config import setting_type
 
     def decorate(command):
-        for f in reversed(dataclasses.fields(config_class)):
-            flag = "--" + f.name.replace("_", "-")
-            help_text = f.metadata.get("help", "")
+        for f in reversed(fields):
+            flag = _flag(f.name)
+            help_text = (helps or {}).get(f.name, f.metadata.get("help", ""))
             choices = f.metadata.get("choices")
             kind = setting_type(f.type)
             if kind is bool:
+                shown = (defaults or {}).get(f.name, "on" if f.default else "off")
                 option = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None,
-                                      help=f"{help_text}  [default: {'on' if f.default else 'off'}]")
+                                      help=f"{help_text}  [default: {shown}]")
             else:
                 # numbers reach resolve_config as typed, which checks type and range in one line
                 click_type = click.Choice(choices) if choices else _RAW.get(kind, kind)
+                shown = (defaults or {}).get(f.name, repr(f.default))
                 option = click.option(flag, *f.metadata.get("aliases", ()), f.name, type=click_type, default=None,
-                                      help=f"{help_text}  [default: {f.default!r}]")
+                                      help=f"{help_text}  [default: {shown}]")
             command = option(command)
         return command
 
     return decorate
+
+
+def _options_from_config(config_class: type):
+    """click options for every field of a config dataclass (`seqtasks train TASK`)."""
+    return _options(list(dataclasses.fields(config_class)))
+
+
+def _finetune_options():
+    """finetune's settings, each written once in a config dataclass: the training loop's (TrainConfig;
+    by default the parent run's values, but a fresh budget) and every task's data settings (fields
+    that name data, and valid_fraction). finetune learns the task only from RUN, so it offers the data
+    flags of every task; seqtasks.api.finetune refuses one that RUN's task does not have."""
+    from seqtasks.config import TrainConfig
+    from seqtasks.tasks import TASKS
+
+    data: dict[str, dataclasses.Field] = {}
+    owners: dict[str, list[str]] = {}
+    for name, card in TASKS.items():
+        for f in dataclasses.fields(card.Config):
+            if f.metadata.get("path") == "data" or f.name == "valid_fraction":
+                data.setdefault(f.name, f)
+                owners.setdefault(f.name, []).append(name)
+    helps = {key: f"{tasks[0]}: {data[key].metadata['help']}" if len(tasks) == 1 else
+             f"as `seqtasks train TASK {_flag(key)}`" + ("" if len(tasks) == len(TASKS) else f" ({', '.join(tasks)})")
+             for key, tasks in owners.items()}
+    defaults = {**{f.name: "the parent run's" for f in dataclasses.fields(TrainConfig)}, "max_time": "0 (none)",
+                **{key: "none: the parent's data is not reused" for key in data if key != "valid_fraction"},
+                "valid_fraction": "the parent run's"}
+    return _options([*data.values(), *dataclasses.fields(TrainConfig)], helps, defaults)
 
 
 def _make_train_command(task_cls: type) -> click.Command:
@@ -133,7 +173,7 @@ def _make_train_command(task_cls: type) -> click.Command:
     @click.option("--out", type=click.Path(), default=None, help="Run folder to create  [default: runs/TASK-TIME]")
     @click.option("--config", "config_file", type=click.Path(), default=None,
                   help="TOML file of settings (flags override it).")
-    @click.option("--quiet", is_flag=True, help="No progress bars or samples.")
+    @click.option("--quiet", is_flag=True, help=QUIET_HELP)
     @_options_from_config(task_cls.Config)
     def command(out, config_file, quiet, **settings):
         from seqtasks import api
@@ -187,7 +227,7 @@ def train() -> None:
 @click.option("--max-time", type=float, default=None, help="Raise the time budget (minutes, in total).")
 @click.option("--allow-changed-data", is_flag=True, default=False,
               help="Continue even though the run's data files changed since it began (size or sha256).")
-@click.option("--quiet", is_flag=True, help="No progress bars or samples.")
+@click.option("--quiet", is_flag=True, help=QUIET_HELP)
 def resume(run, epochs, max_time, allow_changed_data, quiet) -> None:
     """Continue an interrupted run exactly where it stopped, on the same data files (found by the
     absolute paths the run recorded, and checked against their recorded sha256).
@@ -206,12 +246,7 @@ def resume(run, epochs, max_time, allow_changed_data, quiet) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("run", type=click.Path())
-@click.option("--data", default=None, help="The new training data (same formats as train).")
-@click.option("--images", default=None, help="The image folder of the new data (image-captioning runs).")
-@click.option("--captions", default=None, help="The new table of captions or COCO JSON, instead of --data "
-                                               "(image-captioning runs).")
 @click.option("--out", required=True, type=click.Path(), help="The new run folder.")
-@click.option("--valid", default=None, help="Validation data; default: held out from --data.")
 @click.option("--freeze", default=None,
               help="Parts to hold fixed, comma-separated: embeddings, layers:N (the first N layers or blocks), "
                    "or the task model's own parts (encoder, decoder, backbone, char_features, crf); "
@@ -219,19 +254,11 @@ def resume(run, epochs, max_time, allow_changed_data, quiet) -> None:
 @click.option("--extend-labels", is_flag=True, default=False,
               help="Add labels the parent never saw (runs that predict labels: the output layer grows).")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file of settings.")
-@click.option("--epochs", type=_RAW[int], default=None, help="Epochs of fine-tuning.")
-@click.option("--lr", type=_RAW[float], default=None, help="Peak learning rate (fresh optimizer and schedule).")
-@click.option("--batch-size", type=_RAW[int], default=None, help="Examples per step.")
-@click.option("--steps-per-epoch", type=_RAW[int], default=None, help="Steps between validations.")
-@click.option("--warmup-steps", type=_RAW[int], default=None, help="Warmup steps.")
-@click.option("--max-time", type=_RAW[float], default=None, help="Training budget in minutes.")
-@click.option("--patience", type=_RAW[int], default=None, help="Early-stopping patience (validations).")
-@click.option("--dropout", type=_RAW[float], default=None, help="Dropout rate.")
-@click.option("--seed", type=_RAW[int], default=None, help="Random seed.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None, help="Precision.")
-@click.option("--quiet", is_flag=True, help="No progress bars or samples.")
-def finetune(run, data, out, valid, freeze, extend_labels, config_file, quiet, **settings) -> None:
-    """Start a new run from RUN's weights on new data: same tokenizer, fresh optimizer.
+@_finetune_options()
+@click.option("--quiet", is_flag=True, help=QUIET_HELP)
+def finetune(run, out, freeze, extend_labels, config_file, quiet, **settings) -> None:
+    """Start a new run from RUN's weights on new data: same tokenizer, fresh optimizer and schedule.
+    The new data's flags are those of `seqtasks train TASK` for RUN's task.
 
     \b
     Example:
@@ -240,9 +267,9 @@ def finetune(run, data, out, valid, freeze, extend_labels, config_file, quiet, *
     from seqtasks import api
 
     _check_config_file(config_file)
-    result = api.finetune(run, data=data, out=out, freeze=freeze, config_file=config_file,
-                          verbose=0 if quiet else 1, valid=valid, extend_labels=extend_labels, **settings)
-    _after_training(result, quiet=True)
+    result = api.finetune(run, data=settings.pop("data"), out=out, freeze=freeze, config_file=config_file,
+                          verbose=0 if quiet else 1, extend_labels=extend_labels, **settings)
+    _after_training(result, quiet)
 
 
 # ---- evaluate / predict / sample / info ----------------------------------------------------------
