@@ -68,7 +68,7 @@ def token_spans(in_runs: np.ndarray, alone: np.ndarray) -> tuple[np.ndarray, np.
 
 
 _ONES, _HIGH = np.uint64(0x0101010101010101), np.uint64(0x8080808080808080)  # a bit in each byte
-_ALL_BYTES = np.uint64(2**64 - 1)
+_LEADING_BYTES = np.array([(1 << 8 * n) - 1 for n in range(9)], np.uint64)  # n low bytes set, for n = 0..8
 
 
 class PackedVocabulary:
@@ -117,8 +117,7 @@ class PackedVocabulary:
         padded = np.concatenate([clipped, np.zeros(self.MAX_PACKED, np.uint8)])
         # the 8 bytes from every position, as one unaligned uint64 each (a view, not a copy)
         eight = np.ndarray((len(codes) + 1,), np.uint64, padded, strides=(1,))
-        bits = (8 * np.minimum(lengths, self.MAX_PACKED - 1)).astype(np.uint64)
-        mask = np.where(lengths >= self.MAX_PACKED, _ALL_BYTES, (np.uint64(1) << bits) - np.uint64(1))
+        mask = _LEADING_BYTES[np.minimum(lengths, self.MAX_PACKED)]
         keys = eight[starts] & mask
         # with the bytes past the token set to 1, any byte 0 or 128 left is the token's own
         probe = keys | (_ONES & ~mask)
