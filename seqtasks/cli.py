@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -44,6 +45,9 @@ class SeqtasksGroup(click.Group):
             ctx.exit(143)
         except KeyboardInterrupt:
             ctx.exit(130)
+        except BrokenPipeError:  # `seqtasks ... | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            ctx.exit(0)
         except Exception as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
