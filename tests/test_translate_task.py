@@ -80,6 +80,7 @@ def exact_match(run, pairs) -> float:
     return float(np.mean([o == t for o, (_, t) in zip(outputs, pairs)]))
 
 
+@pytest.mark.graph_mode  # traced training, as users train
 def test_transformer_learns_to_reverse(reverse_run, data):
     assert exact_match(reverse_run, data["reverse"]["valid"]) >= 0.95
 

@@ -1,6 +1,7 @@
 """Generation settings: GenerationConfig (validated on construction) and GenerationError."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from seqtasks.errors import UserError
@@ -79,8 +80,11 @@ class GenerationConfig:
 
     def uses_xla(self, beam: bool, conditional: bool) -> bool:
         """Whether a decoding loop is XLA-compiled: as `xla` says, or by default (None) the greedy and
-        sampling loop of a decoder without context."""
-        return self.xla if self.xla is not None else not (beam or conditional)
+        sampling loop of a decoder without context, unless $SEQTASKS_XLA=0 turns the default off (for
+        short-lived processes, such as the test suite, where the compile costs more than it saves)."""
+        if self.xla is not None:
+            return self.xla
+        return not (beam or conditional) and os.environ.get("SEQTASKS_XLA", "1") != "0"
 
     @property
     def beam(self) -> bool:
