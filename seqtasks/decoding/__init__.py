@@ -79,11 +79,12 @@ decoder object itself.
 """
 from __future__ import annotations
 
-# The package, one job a module: config (GenerationConfig, GenerationError), filters (the logit
-# transforms of step 1-4), stops (stop ids and stop strings), inputs (prompts and context), base (the
-# Generator's compiled-function cache and state-size plan), sampling (greedy, sampling and streaming
-# loop), beam (beam search), generator (the Generator and the module-level entry points).
-from seqtasks.decoding.config import MAX_NEW_TOKENS, GenerationConfig, GenerationError
+# The package, one job a module: config (GenerationConfig, GenerationError, its fields as option rows),
+# filters (the logit transforms of step 1-4), stops (stop ids and stop strings), inputs (prompts and
+# context), base (the Generator's compiled-function cache and state-size plan), sampling (greedy,
+# sampling and streaming loop), beam (beam search), generator (the Generator and the module-level entry points).
+from seqtasks.decoding.config import (MAX_NEW_TOKENS, GenerationConfig, GenerationError, GenerationOption,
+                                      generation_options)
 from seqtasks.decoding.filters import (
     apply_repetition_penalty, no_repeat_ngram_mask, seen_token_mask, top_k_filter, top_p_filter,
 )
@@ -92,7 +93,8 @@ from seqtasks.decoding.inputs import Context
 from seqtasks.decoding.stops import cut_at_stop, held_back, stop_string_ids
 
 __all__ = [
-    "GenerationConfig", "GenerationError", "MAX_NEW_TOKENS", "Generator", "generate", "generate_with_scores", "stream",
+    "GenerationConfig", "GenerationError", "GenerationOption", "generation_options", "MAX_NEW_TOKENS",
+    "Generator", "generate", "generate_with_scores", "stream",
     "apply_repetition_penalty", "no_repeat_ngram_mask", "seen_token_mask", "top_k_filter", "top_p_filter",
     "stop_string_ids", "cut_at_stop", "held_back",
 ]
