@@ -228,3 +228,35 @@ def test_inputs_are_batched_by_source_length_and_answered_in_input_order(tokeniz
         assert output.ids == [(BOS_ID + len(item) * k) % tokenizer.vocab_size for k in range(1, 5)]
     assert "".join(generator.stream([0] * 3)) == outputs[0][0].text
 
+
+# --- every generative task through the one front-end -------------------------------------------------
+
+def test_translate_generates_streams_and_predicts_the_same_text(tiny_runs):
+    run, _ = tiny_runs("translate")
+    sources = ["a f", "b g h", "c", "d i e j"]
+    assert run.task.continues_prompt is False
+    texts = run.task.generate_batch(run, sources)  # greedy by default, like predict with the run's beam of 1
+    assert [t[0] for t in texts] == list(run.predict(sources, beam=1))
+    assert ["".join(run.task.stream(run, s)) for s in sources] == [t[0] for t in texts]
+    nbest = run.task.generate_batch(run, sources[:2], beam_width=3, num_return_sequences=3)
+    assert [len(t) for t in nbest] == [3, 3]
+    sampled = run.task.generate_batch(run, sources, temperature=1.0, seed=7, num_return_sequences=2)
+    assert sampled == run.task.generate_batch(run, sources, temperature=1.0, seed=7, num_return_sequences=2)
+
+
+def test_caption_generates_streams_and_predicts_the_same_text(tiny_runs):
+    run, data = tiny_runs("caption")
+    from pathlib import Path
+
+    images = sorted(str(p) for p in Path(data["images"]).iterdir())[:3]
+    assert run.task.continues_prompt is False
+    texts = run.task.generate_batch(run, images)
+    assert [t[0] for t in texts] == list(run.predict(images))
+    assert ["".join(run.task.stream(run, image)) for image in images] == [t[0] for t in texts]
+    options = dict(temperature=1.5, seed=4, num_return_sequences=2)
+    sampled = run.task.generate_batch(run, images, **options)
+    assert [len(t) for t in sampled] == [2, 2, 2] and sampled == run.task.generate_batch(run, images, **options)
+    assert "".join(run.task.stream(run, images[0], temperature=1.5, seed=4)) == \
+        run.task.generate_batch(run, images[:1], temperature=1.5, seed=4)[0][0]
+    with pytest.raises(UserError, match="no such image"):
+        run.task.generate_batch(run, [images[0] + ".missing"])
