@@ -111,6 +111,23 @@ def test_generation_options_describe_every_field_a_user_sets():
     assert {r.field: r.type for r in rows}["seed"] is int and {r.field: r.type for r in rows}["top_p"] is float
 
 
+def test_the_settings_and_their_options_load_without_the_engine():
+    """The CLI makes its flags from generation_options() before TensorFlow starts: neither the settings
+    nor the front-end's module may load the engine (its modules import TensorFlow) until it is used."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; import seqtasks.generation; from seqtasks.decoding import generation_options; "
+            "assert generation_options(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[:2] == ['seqtasks', 'decoding']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["['seqtasks.decoding',", "'seqtasks.decoding.config',",
+                                     "'seqtasks.decoding.stops']"]
+
+
 # --- the front-end over a model ------------------------------------------------------------------------
 
 def test_the_same_seed_gives_the_same_text_and_another_seed_another(generators):
