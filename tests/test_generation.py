@@ -255,6 +255,7 @@ def test_translate_generates_streams_and_predicts_the_same_text(tiny_runs):
     texts = run.task.generate_batch(run, sources)  # greedy by default, like predict with the run's beam of 1
     assert [t[0] for t in texts] == list(run.predict(sources, beam=1))
     assert ["".join(run.task.stream(run, s)) for s in sources] == [t[0] for t in texts]
+    assert run.sample(sources[1]) == texts[1][0]  # the Python API's sample takes a source sentence
     nbest = run.task.generate_batch(run, sources[:2], beam_width=3, num_return_sequences=3)
     assert [len(t) for t in nbest] == [3, 3]
     sampled = run.task.generate_batch(run, sources, temperature=1.0, seed=7, num_return_sequences=2)
