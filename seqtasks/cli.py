@@ -71,7 +71,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 # ---- tasks ---------------------------------------------------------------------------------------
 @cli.command(context_settings=CONTEXT)
 def tasks() -> None:
-    """List the tasks, their model families and default settings."""
+    """List the tasks, their model families, default settings and installed configs (--config NAME)."""
+    from seqtasks.config import configs_of_task, demo_settings
     from seqtasks.tasks import task_classes
 
     for name, cls in task_classes().items():
@@ -80,6 +81,13 @@ def tasks() -> None:
         defaults = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Config)
                              if f.name not in ("data", "valid"))
         click.echo(f"  defaults: {defaults}")
+        demo = demo_settings(name)
+        if demo:
+            click.echo(f"  demo (no --data): --config demo-{name}: "
+                       + ", ".join(f"{key}={value!r}" for key, value in demo.items()))
+        tuned = [config for config in configs_of_task(name) if config != f"demo-{name}"]
+        if tuned:
+            click.echo(f"  configs: {', '.join(tuned)}")
         click.echo(f"  help: seqtasks train {name} --help")
 
 
@@ -98,8 +106,9 @@ class _Raw(click.ParamType):
 _RAW = {int: _Raw("integer"), float: _Raw("float")}
 
 
-def _options_from_config(config_class: type):
-    """click options for every field of a config dataclass, default None ('not given')."""
+def _options_from_config(config_class: type, demo: dict[str, Any] | None = None):
+    """click options for every field of a config dataclass, default None ('not given'); `demo`: the
+    values of the no-data demo, shown beside the defaults."""
     from seqtasks.config import setting_type
 
     def decorate(command):
@@ -108,14 +117,17 @@ def _options_from_config(config_class: type):
             help_text = f.metadata.get("help", "")
             choices = f.metadata.get("choices")
             kind = setting_type(f.type)
+            shown = (lambda value: ("on" if value else "off")) if kind is bool else repr
+            demo_value = (demo or {}).get(f.name, f.default)
+            demo_text = f"; demo: {shown(demo_value)}" if demo_value != f.default else ""
             if kind is bool:
                 option = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None,
-                                      help=f"{help_text}  [default: {'on' if f.default else 'off'}]")
+                                      help=f"{help_text}  [default: {shown(f.default)}{demo_text}]")
             else:
                 # numbers reach resolve_config as typed, which checks type and range in one line
                 click_type = click.Choice(choices) if choices else _RAW.get(kind, kind)
                 option = click.option(flag, *f.metadata.get("aliases", ()), f.name, type=click_type, default=None,
-                                      help=f"{help_text}  [default: {f.default!r}]")
+                                      help=f"{help_text}  [default: {shown(f.default)}{demo_text}]")
             command = option(command)
         return command
 
@@ -128,14 +140,20 @@ def _make_train_command(task_cls) -> click.Command:
                }.get(
         task_cls.name, f"seqtasks train {task_cls.name} --data DATA --out runs/{task_cls.name}")
 
+    from seqtasks.config import configs_of_task, demo_settings
+
+    configs = configs_of_task(task_cls.name)
+
     @click.command(name=task_cls.name, context_settings=CONTEXT,
                    help=f"Train the {task_cls.name} task ({task_cls.description}).\n\nWith no --data, trains on the bundled demo "
-                        f"data.\n\n\b\nExample:\n  {example}")
+                        f"data with the recipe --config demo-{task_cls.name} (its values are marked demo: below)."
+                        f"\n\n\b\nExample:\n  {example}")
     @click.option("--out", type=click.Path(), default=None, help="Run folder to create  [default: runs/TASK-TIME]")
     @click.option("--config", "config_file", type=click.Path(), default=None,
-                  help="TOML file of settings (flags override it).")
+                  help=f"Settings from a TOML file, a run's config.json, or an installed config by name "
+                       f"({', '.join(configs) or 'see seqtasks tasks'}); flags override it.")
     @click.option("--quiet", is_flag=True, help="No progress bars or samples.")
-    @_options_from_config(task_cls.Config)
+    @_options_from_config(task_cls.Config, demo_settings(task_cls.name))
     def command(out, config_file, quiet, **settings):
         from seqtasks import api
 
@@ -147,9 +165,12 @@ def _make_train_command(task_cls) -> click.Command:
 
 
 def _check_config_file(path: str | None) -> None:
-    """--config names a readable, non-empty UTF-8 file (bad bytes: their line); its TOML is read later."""
+    """--config names a readable, non-empty UTF-8 file or an installed config (bad bytes: their line); its
+    settings are read later."""
     if path:
-        check_text_head(check_input_file(path, "--config"), "--config")
+        from seqtasks.config import find_config
+
+        check_text_head(check_input_file(str(find_config(path)), "--config"), "--config")
 
 
 def _after_training(run, quiet: bool) -> None:

@@ -1,7 +1,8 @@
 """Configs: one dataclass per task, every hyperparameter with its default and a help line.
 
-A setting is resolved in this order, later wins: the dataclass default, the TOML file (`--config`),
-the command-line flags. The CLI builds its options from the same dataclass fields, so a setting has
+A setting is resolved in this order, later wins: the dataclass default, the TOML file (`--config`: a
+path, or the name of a config installed with seqtasks, seqtasks/configs/NAME.toml), the command-line
+flags. The CLI builds its options from the same dataclass fields, so a setting has
 one name everywhere: `seq_len` in TOML is `--seq-len` on the command line.
 """
 from __future__ import annotations
@@ -127,6 +128,47 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         else:
             flat[key] = value
     return flat
+
+
+CONFIG_FOLDER = Path(__file__).resolve().parent / "configs"
+
+
+def installed_configs() -> dict[str, Path]:
+    """The recommended configs installed with seqtasks, by name: NAME.toml is `--config NAME`.
+    demo-TASK is the recipe of TASK's no-data demo; TASK-... are tuned for a dataset."""
+    return {path.stem: path for path in sorted(CONFIG_FOLDER.glob("*.toml"))}
+
+
+def configs_of_task(task: str) -> list[str]:
+    """The installed configs for TASK, its demo first: ["demo-lm", "lm-tinyshakespeare-lstm", ...]."""
+    names = installed_configs()
+    return [name for name in names if name == f"demo-{task}"] + [name for name in names if name.startswith(f"{task}-")]
+
+
+def find_config(name_or_path: str | Path) -> Path:
+    """The file --config names: a path (TOML, or a run's config.json), else an installed config's name
+    (with or without .toml)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    configs = installed_configs()
+    name = path.name.removesuffix(".toml")
+    if path.parent == Path(".") and name in configs:
+        return configs[name]
+    raise UserError("config file not found", str(name_or_path),
+                    f"give a TOML file, a run's config.json, or an installed config: {', '.join(configs)}")
+
+
+def read_config_file(name_or_path: str | Path) -> dict[str, Any]:
+    """The settings of --config: a TOML file or an installed config's name (see find_config)."""
+    return read_toml(find_config(name_or_path))
+
+
+def demo_settings(task: str) -> dict[str, Any]:
+    """The recipe of TASK's no-data demo (seqtasks/configs/demo-TASK.toml), without its data sources;
+    {} for a task without one."""
+    path = installed_configs().get(f"demo-{task}")
+    return read_toml(path) if path else {}
 
 
 COMMAND_LINE = "from the command line"

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from seqtasks.captioning import Caption, Captioner, caption_scores
-from seqtasks.config import TrainConfig, setting
+from seqtasks.config import TrainConfig, demo_settings, setting
 from seqtasks.errors import UserError
 from seqtasks.image_pipeline import (DecodedImages, cached_features, cached_pixels, caption_batches,
                                      caption_examples, decode_into, training_steps)
@@ -128,10 +128,8 @@ class CaptioningTask(Task):
 
     def default_overrides(self) -> dict[str, Any]:
         shapes = bundled_shapes()
-        # captions say "left of": mirroring would make them wrong
-        return {"images": str(shapes / "images"), "captions": str(shapes / "captions.csv"), "image_size": 64,
-                "cnn_blocks": 3, "cnn_filters": 8, "flip": False, "attention": True, "units": 64,
-                "batch_size": 16, "lr": 5e-3, "warmup_steps": 50, "dropout": 0.0, "epochs": 10, "max_time": 3.0}
+        return {"images": str(shapes / "images"), "captions": str(shapes / "captions.csv"),
+                **demo_settings(self.name)}  # the recipe: configs/demo-caption.toml
 
     def check_finetune(self, parent_settings: dict[str, Any], cfg) -> None:
         shape = ("backbone", "image_size", "cnn_filters", "cnn_blocks", "attention", "initial_state", "max_length")

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import keras
 import numpy as np
 
-from seqtasks.config import setting
+from seqtasks.config import demo_settings, setting
 from seqtasks.errors import UserError
 from seqtasks.layers.pooling import POOLING_KINDS
 from seqtasks.metrics import classification_scores, unseen_warning
@@ -62,8 +62,7 @@ class ClassificationTask(Task):
     monitor_name = "accuracy"
 
     def default_overrides(self) -> dict[str, Any]:
-        return {"data": str(bundled_examples()), "max_time": 3.0, "epochs": 8, "units": 64, "layers": 1,
-                "tokenizer": "word", "lowercase": True, "batch_size": 32}
+        return {"data": str(bundled_examples()), **demo_settings(self.name)}  # the recipe: configs/demo-classify.toml
 
     # ---- data ---------------------------------------------------------------------------------
     def _read(self, cfg, spec: str, role: str) -> list[LabeledText]:

@@ -15,7 +15,7 @@ from typing import Any, Iterator, Sequence
 import keras
 
 from seqtasks import decoding
-from seqtasks.config import TrainConfig, setting
+from seqtasks.config import TrainConfig, demo_settings, setting
 from seqtasks.errors import UserError
 from seqtasks.metrics import language_model_scores
 from seqtasks.layers.attention import ACTIVATIONS
@@ -102,9 +102,7 @@ class LanguageModelTask(Task):
     architectures = ("rnn", "gru", "lstm", "transformer")
 
     def default_overrides(self) -> dict[str, Any]:
-        # a few minutes on 2 CPU cores: short warmup, a high learning rate, a sample every 100 steps
-        return {"data": str(bundled_corpus()), "max_time": 3.0, "epochs": 30, "steps_per_epoch": 100,
-                "units": 256, "layers": 2, "lr": 4e-3, "warmup_steps": 20, "sample_tokens": 150}
+        return {"data": str(bundled_corpus()), **demo_settings(self.name)}  # the recipe: configs/demo-lm.toml
 
     # ---- data ---------------------------------------------------------------------------------
     def _source(self, spec: str, cfg, role: str):

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator
 
 import keras
 
-from seqtasks.config import TrainConfig, setting
+from seqtasks.config import TrainConfig, demo_settings, setting
 from seqtasks.errors import UserError
 from seqtasks.losses import SmoothedCrossEntropy
 from seqtasks.metrics import bleu_and_chrf
@@ -104,9 +104,8 @@ class TranslationTask(Task):
     streams_predictions = True
 
     def default_overrides(self) -> dict[str, Any]:
-        return {"data": str(bundled_pairs("train")), "valid": str(bundled_pairs("valid")), "max_time": 3.0,
-                "epochs": 12, "units": 128, "layers": 2, "heads": 4, "vocab_size": 500, "batch_size": 64,
-                "lr": 2e-3, "warmup_steps": 100, "dropout": 0.1, "beam": 1}
+        return {"data": str(bundled_pairs("train")), "valid": str(bundled_pairs("valid")),
+                **demo_settings(self.name)}  # the recipe: configs/demo-translate.toml
 
     # ---- data ---------------------------------------------------------------------------------
     def read(self, cfg) -> TranslationData:
