@@ -35,7 +35,7 @@ def _version() -> str:
 
 
 def resolve_task_config(task, config_file: str | None, overrides: dict[str, Any]):
-    toml = read_config_file(config_file) if config_file else {}
+    toml = read_config_file(config_file, task.name) if config_file else {}
     given = {k: v for k, v in overrides.items() if v is not None}
     if not any(given.get(key) or toml.get(key) for key in task.data_settings):
         # no data: the bundled demo, with the user's other settings (TOML and flags) on top
@@ -214,7 +214,7 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     extend_labels (classify, tag): labels the parent never saw are added; the output layer grows."""
     parent = Run(path)
     task_obj = parent.task
-    toml = read_config_file(config_file) if config_file else {}
+    toml = read_config_file(config_file, task_obj.name) if config_file else {}
     flags = {k: v for k, v in overrides.items() if v is not None}
     given = {**toml, **flags}
     if data is not None:  # tasks whose data flags are not --data (caption: --images/--captions) leave it out

@@ -158,7 +158,8 @@ def _make_train_command(task_cls) -> click.Command:
         from seqtasks import api
 
         _check_config_file(config_file)
-        run = api.train(task_cls.name, out=out, config_file=config_file, verbose=0 if quiet else 1, **settings)
+        with _warnings_as_lines():  # e.g. a deprecated setting name
+            run = api.train(task_cls.name, out=out, config_file=config_file, verbose=0 if quiet else 1, **settings)
         _after_training(run, quiet)
 
     return command
@@ -267,8 +268,9 @@ def finetune(run, data, out, valid, freeze, extend_labels, config_file, quiet, *
     from seqtasks import api
 
     _check_config_file(config_file)
-    result = api.finetune(run, data=data, out=out, freeze=freeze, config_file=config_file,
-                          verbose=0 if quiet else 1, valid=valid, extend_labels=extend_labels, **settings)
+    with _warnings_as_lines():
+        result = api.finetune(run, data=data, out=out, freeze=freeze, config_file=config_file,
+                              verbose=0 if quiet else 1, valid=valid, extend_labels=extend_labels, **settings)
     _after_training(result, quiet=True)
 
 

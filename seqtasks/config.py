@@ -8,14 +8,16 @@ one name everywhere: `seq_len` in TOML is `--seq-len` on the command line.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import tomllib
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
-from seqtasks.errors import UserError
+from seqtasks.errors import SeqtasksWarning, UserError
 
 
 def setting(default: Any, help: str, choices: tuple[str, ...] | None = None, *, minimum: float | None = None,
@@ -159,9 +161,35 @@ def find_config(name_or_path: str | Path) -> Path:
                     f"give a TOML file, a run's config.json, or an installed config: {', '.join(configs)}")
 
 
-def read_config_file(name_or_path: str | Path) -> dict[str, Any]:
-    """The settings of --config: a TOML file or an installed config's name (see find_config)."""
-    return read_toml(find_config(name_or_path))
+def read_config_file(name_or_path: str | Path, task: str | None = None) -> dict[str, Any]:
+    """The settings of --config: a TOML file, an installed config's name (see find_config), or a run's
+    config.json (read_run_settings; `task`, when given, must be the run's)."""
+    path = find_config(name_or_path)
+    if path.suffix == ".json":
+        return read_run_settings(path, task)
+    return read_toml(path)
+
+
+def read_run_settings(path: str | Path, task: str | None = None) -> dict[str, Any]:
+    """A run's saved settings (RUN/config.json, "settings"), to train the same run again: the data
+    paths are the absolute ones the run recorded, so it reads the same files from any folder."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"config file is not valid JSON: {error}", str(path), "give a TOML file or a run's config.json")
+    if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
+        raise UserError("not a run's config.json (it has no settings)", str(path),
+                        "give a TOML file or the config.json in a run folder")
+    if task and record.get("task") != task:
+        raise UserError(f"this config.json is of a run of the {record.get('task')} task, not {task}", str(path),
+                        f"use it with `seqtasks train {record.get('task')}`")
+    if record.get("parent"):
+        warnings.warn(SeqtasksWarning(
+            f"this run was fine-tuned from {record['parent'].get('path')}: its settings are used, not the "
+            "parent's weights", str(path), "to repeat the fine-tuning: seqtasks finetune PARENT --config "
+            f"{path} --out NEW"), stacklevel=2)
+    return dict(record["settings"])
 
 
 def demo_settings(task: str) -> dict[str, Any]:

@@ -90,3 +90,36 @@ def test_an_unknown_config_name_is_one_line():
     assert result.exit_code == 1
     assert result.output.startswith("seqtasks: error: config file not found (no-such-config)")
     assert len(result.output.strip().splitlines()) == 1
+
+
+# ---- c: --config RUN/config.json trains the same run again ------------------------------------------
+
+def test_a_runs_config_json_is_a_settings_source(tiny_runs):
+    run, data = tiny_runs("lm")
+    cfg = resolve_task_config(get_task("lm"), str(run.path / "config.json"), {"seed": 3})
+    assert dataclasses.replace(cfg, seed=run.settings.seed) == run.settings
+    assert (cfg.seed, cfg.units, cfg.data) == (3, 8, str(Path(data["data"]).resolve()))  # flags win; absolute data
+
+
+def test_train_with_a_runs_config_json_repeats_the_run(tiny_runs, tmp_path, monkeypatch):
+    run, _ = tiny_runs("lm")
+    monkeypatch.chdir(tmp_path)  # the recorded data paths are absolute: any folder will do
+    result = run_cli("train", "lm", "--config", run.path / "config.json", "--out", "again", "--quiet")
+    assert result.exit_code == 0, result.output
+    again = (tmp_path / "again" / "config.json").read_text()
+    assert '"units": 8' in again and '"seq_len": 8' in again
+    old_history = run.directory.read_history()
+    new_history = type(run)(tmp_path / "again").directory.read_history()
+    assert [row["step"] for row in new_history] == [row["step"] for row in old_history]
+    assert [row["loss"] for row in new_history] == pytest.approx([row["loss"] for row in old_history], rel=1e-4)
+
+
+def test_a_config_json_of_another_task_or_not_of_a_run_is_one_line(tiny_runs, tmp_path):
+    run, _ = tiny_runs("lm")
+    result = CliRunner().invoke(cli, ["train", "classify", "--config", str(run.path / "config.json")])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "of a run of the lm task, not classify" in result.output
+    stray = tmp_path / "settings.json"
+    stray.write_text('{"units": 8}')
+    result = CliRunner().invoke(cli, ["train", "lm", "--config", str(stray)])
+    assert result.exit_code == 1 and "not a run's config.json" in result.output
