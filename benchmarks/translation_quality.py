@@ -58,7 +58,7 @@ def main() -> None:
     state = run.directory.read_train_state()
     cfg = run.settings
     train_pairs = encode_pairs(open_parallel_source(source=cfg.src, target=cfg.tgt), run.preprocessor)
-    train_pairs, _ = train_pairs.within(cfg.max_source_length, cfg.max_target_length)
+    train_pairs, _ = train_pairs.within(cfg.max_source_len, cfg.max_target_len)
     steps_per_epoch = -(-len(train_pairs) // cfg.batch_size)
     pairs_seen = state["global_step"] * len(train_pairs) / steps_per_epoch  # the mean batch, last ones included
     target_tokens_per_pair = float(train_pairs.target_lengths().mean())

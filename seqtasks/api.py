@@ -19,7 +19,8 @@ from typing import Any
 
 import keras
 
-from seqtasks.config import COMMAND_LINE, check_ranges, config_from_dict, read_config_file, resolve_config
+from seqtasks.config import (COMMAND_LINE, check_ranges, config_from_dict, read_config_file, resolve_config,
+                             with_current_names)
 from seqtasks.datafiles import absolute_paths, check_unchanged, data_fingerprints
 from seqtasks.errors import SeqtasksWarning, TrainingFailed, UserError, describe_exception
 from seqtasks.files import check_output_folder
@@ -215,6 +216,7 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     parent = Run(path)
     task_obj = parent.task
     toml = read_config_file(config_file, task_obj.name) if config_file else {}
+    toml = with_current_names(task_obj.Config, toml, default_origin=f"from {config_file}")
     flags = {k: v for k, v in overrides.items() if v is not None}
     given = {**toml, **flags}
     if data is not None:  # tasks whose data flags are not --data (caption: --images/--captions) leave it out
@@ -328,6 +330,8 @@ class Run:
         if "task" not in self.record or "settings" not in self.record:
             raise UserError("not a seqtasks run (config.json has no task)", str(self.directory.path))
         self.task = get_task(self.record["task"])
+        # an older run's renamed settings under their current names, for every reader of the record
+        self.record["settings"] = with_current_names(self.task.Config, self.record["settings"], warn=False)
         self.settings = config_from_dict(self.task.Config, self.record["settings"])
         self._preprocessor = None
         self._model = None

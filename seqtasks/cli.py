@@ -115,6 +115,8 @@ def _options_from_config(config_class: type, demo: dict[str, Any] | None = None)
         for f in reversed(dataclasses.fields(config_class)):
             flag = "--" + f.name.replace("_", "-")
             help_text = f.metadata.get("help", "")
+            if f.metadata.get("renamed_from"):
+                help_text += f" (formerly {', '.join('--' + old.replace('_', '-') for old in f.metadata['renamed_from'])})"
             choices = f.metadata.get("choices")
             kind = setting_type(f.type)
             shown = (lambda value: ("on" if value else "off")) if kind is bool else repr
@@ -129,6 +131,11 @@ def _options_from_config(config_class: type, demo: dict[str, Any] | None = None)
                 option = click.option(flag, *f.metadata.get("aliases", ()), f.name, type=click_type, default=None,
                                       help=f"{help_text}  [default: {shown(f.default)}{demo_text}]")
             command = option(command)
+            for old in f.metadata.get("renamed_from", ()):  # deprecated spellings, passed on to warn
+                old_flag = "--" + old.replace("_", "-")
+                old_decls = (f"{old_flag}/--no-{old_flag[2:]}",) if kind is bool else (old_flag,)
+                command = click.option(*old_decls, old, type=None if kind is bool else click_type, default=None,
+                                       hidden=True)(command)
         return command
 
     return decorate

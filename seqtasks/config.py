@@ -22,18 +22,19 @@ from seqtasks.errors import SeqtasksWarning, UserError
 
 def setting(default: Any, help: str, choices: tuple[str, ...] | None = None, *, minimum: float | None = None,
             maximum: float | None = None, above: float | None = None, below: float | None = None,
-            path: str | None = None) -> Any:
+            path: str | None = None, renamed_from: tuple[str, ...] = ()) -> Any:
     """A dataclass field carrying its help text (and allowed values) for --help and error messages.
 
     Numbers carry their range, checked by resolve_config before anything is made: `minimum` and
     `maximum` are inclusive bounds, `above` and `below` exclusive ones. `path`: the value names a
     file, folder or glob, recorded as an absolute path so that resume finds it from any folder:
     "data" (training data: its size and sha256 are recorded and checked on resume) or "place" (a
-    folder only looked in, such as a tfds data dir).
+    folder only looked in, such as a tfds data dir). `renamed_from`: the setting's old names, still
+    read (flags, TOML keys, the config.json of older runs) with a deprecation warning for one release.
     """
     return dataclasses.field(default=default, metadata={
         "help": help, "choices": choices, "minimum": minimum, "maximum": maximum, "above": above, "below": below,
-        "path": path})
+        "path": path, "renamed_from": renamed_from})
 
 
 @dataclasses.dataclass
@@ -202,6 +203,41 @@ def demo_settings(task: str) -> dict[str, Any]:
 COMMAND_LINE = "from the command line"
 
 
+def renamed_settings(config_class: type) -> dict[str, str]:
+    """{old name: current name} of the settings renamed in this release (their old names still work)."""
+    return {old: f.name for f in dataclasses.fields(config_class) for old in f.metadata.get("renamed_from", ())}
+
+
+def with_current_names(config_class: type, values: dict[str, Any], origins: dict[str, str] | None = None,
+                       default_origin: str = COMMAND_LINE, warn: bool = True) -> dict[str, Any]:
+    """`values` with each old setting name replaced by its current one, warning (a SeqtasksWarning, one
+    line) where `warn`. An old and a new name given together with different values is a UserError."""
+    renamed = renamed_settings(config_class)
+    current: dict[str, Any] = {}
+    for key, value in values.items():
+        new = renamed.get(key.replace("-", "_"))
+        if new is None:
+            current[key] = value
+            continue
+        origin = (origins or {}).get(key, default_origin)
+        old_name, new_name = (_flag(key), _flag(new)) if origin == COMMAND_LINE else (key, new)
+        twin = next((k for k in values if k.replace("-", "_") == new), None)
+        if twin is not None:
+            if values[twin] != value:
+                raise UserError(f"{old_name} and {new_name} both given", origin,
+                                f"give only {new_name} ({old_name} is its old name)")
+            continue
+        if warn:
+            warnings.warn(SeqtasksWarning(f"{old_name} is deprecated: it is now {new_name}", origin,
+                                          f"use {new_name}; the old name goes in the next release"), stacklevel=3)
+        current[new] = value
+    return current
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def resolve_config(config_class: type, toml: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
                    where: str = "config", origins: dict[str, str] | None = None):
     """defaults < toml < overrides (None values in overrides mean 'not given'), checked: every value of
@@ -212,6 +248,7 @@ def resolve_config(config_class: type, toml: dict[str, Any] | None = None, overr
     came_from: dict[str, str] = {}
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     for source, default_origin in ((toml or {}, f"from {where}"), (given, COMMAND_LINE)):
+        source = with_current_names(config_class, source, origins, default_origin)
         for key, value in source.items():
             name = key.replace("-", "_")
             if name not in fields:
@@ -274,6 +311,8 @@ def check_ranges(config, origins: dict[str, str] | None = None, names=None) -> N
 
 
 def config_from_dict(config_class: type, data: dict[str, Any]):
-    """Rebuild a saved config, ignoring keys a newer or older version does not know."""
+    """Rebuild a saved config, ignoring keys a newer or older version does not know (an older run's
+    renamed settings are read under their current names)."""
     names = {f.name for f in dataclasses.fields(config_class)}
+    data = with_current_names(config_class, data, warn=False)
     return config_class(**{k: v for k, v in data.items() if k in names})

@@ -4,7 +4,7 @@ Data: `--images DIR --captions FILE` (CSV/TSV `image,caption`, several rows per 
 `--valid FILE` likewise (images in the same folder); without it a random --valid-fraction of the
 images is held out. Splits are by image, never by caption. Images are decoded and resized once
 (cached on disk); a frozen backbone's features are cached too. Captions are tokenized (words by
-default), cut to --max-length tokens, and learned with teacher forcing.
+default), cut to --max-len tokens, and learned with teacher forcing.
 
 Evaluation captions every image through the decoding engine (greedy, or beam search: --beam W with
 --length-penalty) and scores BLEU-1..4 against all of its references, plus exact match. With no
@@ -71,8 +71,8 @@ class CaptionConfig(TrainConfig):
     vocab_size: int = setting(0, "tokenizer vocabulary size; 0 = its default (word: up to 20000 words; spm 8000)",
                               minimum=0, maximum=1_000_000)
     lowercase: bool = setting(True, "lowercase captions")
-    max_length: int = setting(32, "caption tokens kept in training (longer ones are cut) and generated at most",
-                              minimum=1, maximum=1024)
+    max_len: int = setting(32, "caption tokens kept in training (longer ones are cut) and generated at most",
+                           minimum=1, maximum=1024, renamed_from=("max_length",))
     layers: int = setting(1, "LSTM layers or Transformer blocks", minimum=1, maximum=64)
     units: int = setting(256, "LSTM units or the Transformer's d_model; also the size of the grid features",
                          minimum=1, maximum=8192)
@@ -81,8 +81,8 @@ class CaptionConfig(TrainConfig):
                         minimum=1, maximum=256)
     length_penalty: float = setting(1.0, "beam score = log p / length ** this (evaluate's --length-penalty "
                                          "overrides it)", minimum=0.0, maximum=10.0)
-    sample_images: int = setting(2, "validation images captioned after each epoch to show progress; 0 = none",
-                                 minimum=0, maximum=1000)
+    sample_examples: int = setting(2, "validation images captioned after each epoch to show progress; 0 = none",
+                                   minimum=0, maximum=1000, renamed_from=("sample_images",))
 
 
 @dataclasses.dataclass
@@ -132,7 +132,7 @@ class CaptioningTask(Task):
                 **demo_settings(self.name)}  # the recipe: configs/demo-caption.toml
 
     def check_finetune(self, parent_settings: dict[str, Any], cfg) -> None:
-        shape = ("backbone", "image_size", "cnn_filters", "cnn_blocks", "attention", "initial_state", "max_length")
+        shape = ("backbone", "image_size", "cnn_filters", "cnn_blocks", "attention", "initial_state", "max_len")
         changed = [key for key in shape if key in parent_settings and parent_settings[key] != getattr(cfg, key)]
         if changed:
             raise UserError(f"finetune keeps the parent's model shape; cannot change {', '.join(changed)}",
@@ -200,7 +200,7 @@ class CaptioningTask(Task):
     def plan(self, cfg, tokenizer: Tokenizer, data: CaptionData) -> FitPlan:
         def examples(part: ImageSet):
             encoded = [tokenizer.encode_batch(list(captions)) for captions in part.images.captions]
-            return caption_examples(encoded, part.rows, cfg.max_length)
+            return caption_examples(encoded, part.rows, cfg.max_len)
 
         train, valid = examples(data.train), examples(data.valid)
         train_inputs, valid_inputs = data.train.pixels, data.valid.pixels
@@ -244,7 +244,7 @@ class CaptioningTask(Task):
                 raise UserError(f"--units {cfg.units} is not divisible by --heads {cfg.heads}",
                                 fix="choose units a multiple of heads")
             model = TransformerCaptioner(tokenizer.vocab_size, encoder, d_model=cfg.units, heads=cfg.heads,
-                                         num_layers=cfg.layers, max_length=cfg.max_length + 2, dropout=cfg.dropout,
+                                         num_layers=cfg.layers, max_length=cfg.max_len + 2, dropout=cfg.dropout,
                                          dtype=policy, name="captioner")
         else:
             model = RecurrentCaptioner(tokenizer.vocab_size, encoder, units=cfg.units, num_layers=cfg.layers,
@@ -259,7 +259,7 @@ class CaptioningTask(Task):
     # ---- use ----------------------------------------------------------------------------------
     def captioner(self, run, length_penalty: float | None = None) -> Captioner:
         cfg = run.settings
-        return Captioner(run.model, run.preprocessor, max_new_tokens=cfg.max_length + 1,
+        return Captioner(run.model, run.preprocessor, max_new_tokens=cfg.max_len + 1,
                          length_penalty=cfg.length_penalty if length_penalty is None else length_penalty)
 
     def evaluate(self, run, source: str | None, images: str | None = None, captions: str | None = None,
@@ -316,13 +316,13 @@ class CaptioningTask(Task):
         return "\n".join(f"{item['caption']}\t{item['score']:.4f}" for item in result)
 
     def sample_during_training(self, cfg, tokenizer: Tokenizer, valid: ImageSet | None = None):
-        if not cfg.sample_images or valid is None:
+        if not cfg.sample_examples or valid is None:
             return None
-        count = min(cfg.sample_images, len(valid.images))
+        count = min(cfg.sample_examples, len(valid.images))
         pixels = np.asarray(valid.pixels[valid.rows[:count]])
 
         def sample(model) -> str:
-            found = Captioner(model, tokenizer, cfg.max_length + 1).caption(pixels)
+            found = Captioner(model, tokenizer, cfg.max_len + 1).caption(pixels)
             return "\n".join(f"{Path(path).name}: {c[0].text}  (reference: {captions[0]})"
                              for path, captions, c in zip(valid.images.paths, valid.images.captions, found))
 

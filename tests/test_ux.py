@@ -1,7 +1,10 @@
 """What a user meets around training: installed configs, reproducing a run, setting names, progress, curves."""
 import dataclasses
+import json
 import re
+import shutil
 import tomllib
+import warnings
 from pathlib import Path
 
 import pytest
@@ -9,8 +12,8 @@ from click.testing import CliRunner
 
 from seqtasks.api import resolve_task_config
 from seqtasks.cli import cli
-from seqtasks.config import demo_settings, find_config, installed_configs, read_toml, resolve_config
-from seqtasks.errors import UserError
+from seqtasks.config import demo_settings, find_config, installed_configs, read_toml, renamed_settings, resolve_config
+from seqtasks.errors import SeqtasksWarning, UserError
 from seqtasks.tasks import get_task, task_classes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,3 +126,61 @@ def test_a_config_json_of_another_task_or_not_of_a_run_is_one_line(tiny_runs, tm
     stray.write_text('{"units": 8}')
     result = CliRunner().invoke(cli, ["train", "lm", "--config", str(stray)])
     assert result.exit_code == 1 and "not a run's config.json" in result.output
+
+
+# ---- d: one name per concept; the old names are deprecated aliases for one release ----------------
+
+RENAMED = {("caption", "max_length"): "max_len", ("caption", "sample_images"): "sample_examples",
+           ("translate", "max_source_length"): "max_source_len", ("translate", "max_target_length"): "max_target_len",
+           ("translate", "sample_sentences"): "sample_examples"}
+
+
+def test_a_length_limit_has_one_name_across_tasks():
+    names = {f.name for cls in task_classes().values() for f in dataclasses.fields(cls.Config)}
+    limits = {name for name in names if "len" in name and name != "length_penalty"}
+    assert limits == {"max_len", "max_source_len", "max_target_len", "seq_len"}
+    assert {name for name in names if name.startswith("sample_")} == {"sample_examples", "sample_tokens"}
+    assert {(task, old): new for task, cls in task_classes().items()
+            for old, new in renamed_settings(cls.Config).items()} == RENAMED
+
+
+@pytest.mark.parametrize("task, old", sorted(RENAMED))
+def test_an_old_flag_or_toml_key_still_works_with_a_one_line_warning(task, old, tmp_path):
+    new = RENAMED[task, old]
+    task_obj = get_task(task)
+    data = {name: str(tmp_path / "missing") for name in task_obj.data_settings}
+    with pytest.warns(SeqtasksWarning, match=f"--{old.replace('_', '-')} is deprecated: it is now "
+                                             f"--{new.replace('_', '-')} \\(from the command line\\)"):
+        assert getattr(resolve_task_config(task_obj, None, {**data, old: 7}), new) == 7
+    config = tmp_path / "old.toml"
+    config.write_text(f"{old} = 9\n")
+    with pytest.warns(SeqtasksWarning, match=f"{old} is deprecated: it is now {new} \\(from {re.escape(str(config))}\\)"):
+        assert getattr(resolve_task_config(task_obj, str(config), data), new) == 9
+    with pytest.raises(UserError, match="both given"):
+        resolve_task_config(task_obj, None, {**data, old: 7, new: 8})
+    # the command line: the warning is one line on stderr, then the run goes on (here: to the missing data)
+    flag = "--" + task_obj.data_settings[0].replace("_", "-")
+    result = CliRunner().invoke(cli, ["train", task, flag, str(tmp_path / "missing"), f"--{old.replace('_', '-')}",
+                                      "7", "--out", str(tmp_path / "run")])
+    warning, error = result.stderr.strip().splitlines()
+    assert warning == (f"seqtasks: warning: --{old.replace('_', '-')} is deprecated: it is now "
+                       f"--{new.replace('_', '-')} (from the command line): use --{new.replace('_', '-')}; "
+                       "the old name goes in the next release")
+    assert error.startswith("seqtasks: error: ") and result.exit_code == 1
+
+
+def test_a_run_saved_with_the_old_names_loads_with_its_values(tiny_runs, tmp_path):
+    run, _ = tiny_runs("translate")
+    old_run = tmp_path / "old-run"
+    shutil.copytree(run.path, old_run)
+    record = json.loads((old_run / "config.json").read_text())
+    settings = record["settings"]
+    settings["max_source_length"], settings["sample_sentences"] = 7, 1
+    del settings["max_source_len"], settings["sample_examples"]
+    (old_run / "config.json").write_text(json.dumps(record))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the run folder is no user mistake: no warning on loading
+        loaded = type(run)(old_run)
+    assert (loaded.settings.max_source_len, loaded.settings.sample_examples) == (7, 1)
+    assert loaded.record["settings"]["max_source_len"] == 7
+    assert loaded.predict(["a f"]) is not None
