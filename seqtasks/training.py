@@ -10,7 +10,8 @@ callback, `RunKeeper`, owns everything that outlives a step:
                    the planned steps shrinks to a tenth of them (fitted_warmup);
     checkpoints    checkpoints/last.keras + train_state.json at each epoch end and every few minutes;
                    model.keras whenever the monitored validation metric improves;
-    history.csv    one row per finished epoch, derived from train_state.json;
+    history.csv    one row per finished epoch, derived from train_state.json; curves.png drawn from it
+                   at the end of training (with matplotlib, the plot extra);
     stopping       the time budget, early stopping (patience), a non-finite loss.
 The writes of an epoch's end are ordered (best model, then RunDirectory.save_checkpoint) so that a
 kill at any instant leaves a run `resume` continues. Ctrl-C and SIGTERM save the last checkpoint and
@@ -359,7 +360,25 @@ def fit(model: keras.Model, run: RunDirectory, plan: FitPlan, cfg, state: TrainS
             raise TrainingFailed(
                 f"training failed at {where}: {describe_exception(error)}", str(run.path),
                 f"{kept}; continue with `seqtasks resume {run.path}`; --debug shows the traceback") from error
+    write_curves(run, state.history, plan.monitor, verbose)
     return state
+
+
+def write_curves(run: RunDirectory, history: list[dict[str, Any]], monitor: str, verbose: int) -> Path | None:
+    """RUN/curves.png (loss, validation metrics, learning rate per epoch) when matplotlib is installed;
+    without it, one hint line (when verbose) and nothing else. A failed plot never costs the run."""
+    from seqtasks import plotting
+
+    path = run.path / "curves.png"
+    if not plotting.have_matplotlib():
+        if verbose:
+            print(f"(pip install seqtasks[plot] draws the training curves to {path})", flush=True)
+        return None
+    try:
+        return plotting.draw_training_curves(history, path, monitor)
+    except Exception as error:
+        print(f"(no training curves: {describe_exception(error)})", file=sys.stderr, flush=True)
+        return None
 
 
 def close_epoch(model: keras.Model, keeper: RunKeeper, plan: FitPlan, epoch: int) -> None:

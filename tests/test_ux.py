@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 import tomllib
+import types
 import warnings
 from pathlib import Path
 
@@ -11,10 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from seqtasks.api import resolve_task_config
+from seqtasks import plotting
 from seqtasks.cli import cli
 from seqtasks.config import demo_settings, find_config, installed_configs, read_toml, renamed_settings, resolve_config
 from seqtasks.errors import SeqtasksWarning, UserError
+from seqtasks.plotting import curve_panels
 from seqtasks.tasks import get_task, task_classes
+from seqtasks.training import write_curves
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -184,3 +188,45 @@ def test_a_run_saved_with_the_old_names_loads_with_its_values(tiny_runs, tmp_pat
     assert (loaded.settings.max_source_len, loaded.settings.sample_examples) == (7, 1)
     assert loaded.record["settings"]["max_source_len"] == 7
     assert loaded.predict(["a f"]) is not None
+
+
+# ---- e: training curves drawn to RUN/curves.png (with the plot extra) -------------------------------
+
+def test_a_finished_run_has_its_training_curves(tiny_runs):
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+
+    run, _ = tiny_runs("classify")
+    curves = run.path / "curves.png"
+    assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    height, width, _ = imread(curves).shape
+    assert width > 2 * height  # three panels side by side: loss, validation accuracy, learning rate
+
+
+def test_the_curve_panels_hold_the_loss_the_watched_metric_first_and_the_learning_rate():
+    history = [{"epoch": 1, "lr": 1e-3, "loss": 2.0, "val_loss": 2.1, "val_accuracy": 0.5, "val_f1": 0.4},
+               {"epoch": 2, "lr": 5e-4, "val_loss": 1.9, "val_accuracy": 0.6, "val_f1": 0.5}]  # a closed epoch: no loss
+    assert curve_panels(history, "val_f1") == {"loss": ["loss", "val_loss"], "validation": ["val_f1", "val_accuracy"],
+                                               "learning rate": ["lr"]}
+    assert curve_panels([{"epoch": 1, "lr": 1e-3, "loss": 2.0}], "val_loss") == {"loss": ["loss"],
+                                                                                  "learning rate": ["lr"]}
+
+
+def test_without_matplotlib_training_ends_with_one_hint_line_at_most(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(plotting, "have_matplotlib", lambda: False)
+    run = types.SimpleNamespace(path=tmp_path)
+    history = [{"epoch": 1, "lr": 1e-3, "loss": 2.0}]
+    assert write_curves(run, history, "val_loss", verbose=0) is None
+    assert capsys.readouterr() == ("", "")
+    assert write_curves(run, history, "val_loss", verbose=1) is None
+    shown = capsys.readouterr()
+    assert shown.err == "" and shown.out.splitlines() == [
+        f"(pip install seqtasks[plot] draws the training curves to {tmp_path / 'curves.png'})"]
+    assert not (tmp_path / "curves.png").exists()
+
+
+def test_a_curve_that_cannot_be_written_costs_nothing_but_a_line(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    run = types.SimpleNamespace(path=tmp_path / "gone")  # no such folder
+    assert write_curves(run, [{"epoch": 1, "lr": 1e-3, "loss": 2.0}], "val_loss", verbose=1) is None
+    assert "no training curves" in capsys.readouterr().err
