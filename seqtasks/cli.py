@@ -302,10 +302,13 @@ def evaluate(run, as_json, **options) -> None:
       seqtasks evaluate runs/lm --data heldout.txt --json
     """
     from seqtasks import api
+    from seqtasks.progress import progress_bar
 
     given = {k: v for k, v in options.items() if v is not None}
-    with _warnings_as_lines():  # e.g. a read-only run folder: the metrics are shown, metrics.json is not saved
-        metrics = api.load(run).evaluate(given.pop("data", None), **given)
+    loaded = api.load(run)
+    # e.g. a read-only run folder: the metrics are shown, metrics.json is not saved
+    with _warnings_as_lines(), progress_bar(f"evaluating {run}", enabled=False if as_json else None, tick=1.0):
+        metrics = loaded.evaluate(given.pop("data", None), **given)
     if as_json:
         click.echo(json.dumps(metrics))
         return
@@ -409,6 +412,7 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
       seqtasks predict runs/lm "To be, or not" --max-new-tokens 50
     """
     from seqtasks import api
+    from seqtasks.progress import progress_bar
 
     loaded = api.load(run)
     given = {k: v for k, v in options.items() if v is not None}
@@ -420,13 +424,17 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
         inputs = _read_inputs(texts, input_file)
         pairs = zip(inputs, loaded.predict(inputs, **given))
     out = _Output(output_file)  # before the model loads: a bad --output costs no work
+    total = None if input_file == "-" and loaded.task.streams_predictions else len(inputs)
     try:
-        for text, result in pairs:
-            if as_json:
-                line = json.dumps({"input": text, "output": result})
-            else:
-                line = loaded.task.format_prediction(result)
-            out.write(line + "\n")
+        with progress_bar("predicting", total, enabled=False if as_json else None) as bar:
+            for text, result in pairs:
+                if as_json:
+                    line = json.dumps({"input": text, "output": result})
+                else:
+                    line = loaded.task.format_prediction(result)
+                bar.clear()  # the results on a terminal carry no piece of the bar
+                out.write(line + "\n")
+                bar.advance()
     finally:
         out.close()
 

@@ -1,6 +1,8 @@
 """What a user meets around training: installed configs, reproducing a run, setting names, progress, curves."""
 import dataclasses
+import io
 import json
+import math
 import re
 import shutil
 import tomllib
@@ -12,13 +14,14 @@ import pytest
 from click.testing import CliRunner
 
 from seqtasks.api import resolve_task_config
-from seqtasks import plotting
+from seqtasks import plotting, progress
 from seqtasks.cli import cli
 from seqtasks.config import demo_settings, find_config, installed_configs, read_toml, renamed_settings, resolve_config
 from seqtasks.errors import SeqtasksWarning, UserError
 from seqtasks.plotting import curve_panels
+from seqtasks.progress import ProgressBar, progress_bar
 from seqtasks.tasks import get_task, task_classes
-from seqtasks.training import write_curves
+from seqtasks.training import format_duration, run_progress, time_left, write_curves
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -230,3 +233,57 @@ def test_a_curve_that_cannot_be_written_costs_nothing_but_a_line(tmp_path, capsy
     run = types.SimpleNamespace(path=tmp_path / "gone")  # no such folder
     assert write_curves(run, [{"epoch": 1, "lr": 1e-3, "loss": 2.0}], "val_loss", verbose=1) is None
     assert "no training curves" in capsys.readouterr().err
+
+
+# ---- a: a run shows its overall progress and time left; evaluate and predict show a bar -----------
+
+def test_the_time_left_is_the_budget_or_the_remaining_steps_whichever_ends_first():
+    assert time_left(elapsed=60, budget_seconds=180, step=100, planned_steps=math.inf, seconds_per_step=0.5) == 120
+    assert time_left(elapsed=60, budget_seconds=180, step=100, planned_steps=200, seconds_per_step=0.5) == 50
+    assert time_left(elapsed=60, budget_seconds=0, step=100, planned_steps=300, seconds_per_step=0.5) == 100
+    assert time_left(elapsed=60, budget_seconds=0, step=0, planned_steps=300, seconds_per_step=None) is None
+    assert time_left(elapsed=200, budget_seconds=180, step=10, planned_steps=math.inf, seconds_per_step=1.0) == 0
+    assert [format_duration(s) for s in (4.4, 125, 3725)] == ["4s", "2m05s", "1h02m"]
+    assert run_progress(3, 30, 0.21, 142, 180) == "Epoch 3/30: 21% of the run, about 2m22s left (time budget 3m00s)"
+    assert run_progress(2, None, 0.5, None, 60) == "Epoch 2: 50% of the run (time budget 1m00s)"
+
+
+def test_a_budgeted_run_heads_each_epoch_with_the_runs_progress(tiny_runs, tmp_path):
+    run, _ = tiny_runs("lm")  # one epoch of two steps, finished
+    copy = tmp_path / "lm"
+    shutil.copytree(run.path, copy)
+    result = run_cli("resume", copy, "--epochs", "3", "--max-time", "10")
+    assert result.exit_code == 0, result.output
+    headings = [line for line in result.output.splitlines() if line.startswith("Epoch ")]
+    assert [line.split(" of the run")[0] for line in headings] == ["Epoch 2/3: 33%", "Epoch 3/3: 67%"]
+    assert all(line.endswith("left (time budget 10m00s)") for line in headings), headings
+    assert "Epoch 2/2" not in result.output  # no per-call count from Keras
+
+
+def test_a_progress_bar_counts_and_says_how_long_is_left():
+    shown = io.StringIO()
+    bar = ProgressBar("predicting", total=4, enabled=True, stream=shown, min_interval=0)
+    bar.advance()
+    assert bar.text().startswith("predicting [######..................] 1/4, 0s, about 0s left")
+    bar.clear()
+    assert shown.getvalue().endswith("\r\x1b[K")  # the line is wiped before other output
+    assert ProgressBar("evaluating", enabled=True, stream=io.StringIO()).text() == "evaluating: 0s"
+    silent = io.StringIO()
+    with progress_bar("predicting", total=2, enabled=False, stream=silent, tick=0.01) as off:
+        off.advance(2)
+    assert silent.getvalue() == ""  # off the terminal nothing at all is written
+
+
+def test_predict_and_evaluate_draw_their_bar_on_a_terminals_stderr_only(tiny_runs, monkeypatch):
+    run, data = tiny_runs("classify")
+    monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
+    result = CliRunner().invoke(cli, ["predict", str(run.path), "a good film", "a dull film", "a film"])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 3 and "\r" not in result.stdout and "[#" not in result.stdout
+    assert "predicting [" in result.stderr and "3/3" in result.stderr and result.stderr.endswith("\r\x1b[K")
+    as_json = CliRunner().invoke(cli, ["evaluate", str(run.path), "--data", data["data"], "--json"])
+    assert as_json.exit_code == 0 and as_json.stderr == ""  # --json: the bar is off
+    assert json.loads(as_json.stdout)["accuracy"] >= 0
+    plain = CliRunner().invoke(cli, ["evaluate", str(run.path), "--data", data["data"]])
+    assert plain.exit_code == 0 and f"evaluating {run.path}" in plain.stderr and "accuracy" in plain.stdout
+    assert "evaluating" not in plain.stdout
