@@ -253,7 +253,8 @@ def resume(run, epochs, max_time, allow_changed_data, quiet) -> None:
                    "a name the model lacks is refused with the list of its parts.")
 @click.option("--extend-labels", is_flag=True, default=False,
               help="classify, tag: add labels the parent never saw (the output layer grows).")
-@click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file of settings.")
+@click.option("--config", "config_file", type=click.Path(), default=None,
+              help="Settings from a TOML file, a run's config.json, or an installed config by name.")
 @click.option("--epochs", type=_RAW[int], default=None, help="Epochs of fine-tuning.")
 @click.option("--lr", type=_RAW[float], default=None, help="Peak learning rate (fresh optimizer and schedule).")
 @click.option("--batch-size", type=_RAW[int], default=None, help="Examples per step.")

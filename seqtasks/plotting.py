@@ -73,10 +73,12 @@ def draw_training_curves(history: Sequence[dict[str, Any]], path: str | Path, mo
                 axis.plot(epochs, values, marker="o" if len(points) < 30 else None, markersize=3, label=key)
         axis.set_title(title)
         axis.set_xlabel("epoch")
+        axis.xaxis.get_major_locator().set_params(integer=True)
         if title == "learning rate":
             axis.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         else:
             axis.legend(fontsize="small")
         axis.grid(alpha=0.3)
-    figure.tight_layout()
+    # fixed margins: tight_layout would measure every tick label, most of the time of a small plot
+    figure.subplots_adjust(left=0.07 if len(panels) > 2 else 0.1, right=0.98, bottom=0.15, top=0.9, wspace=0.28)
     return save(figure, path)
