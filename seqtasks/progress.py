@@ -19,13 +19,14 @@ def stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
 
 
-def clock(seconds: float) -> str:
-    """12s, 3:05, 1:02:03."""
-    seconds = max(0, int(seconds))
+def format_duration(seconds: float) -> str:
+    """45s, 2m05s, 1h02m."""
+    seconds = max(0, round(seconds))
     if seconds < 60:
         return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    return f"{minutes}:{seconds:02d}" if minutes < 60 else f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 class ProgressBar:
@@ -45,12 +46,13 @@ class ProgressBar:
     def text(self, now: float | None = None) -> str:
         elapsed = (now or time.monotonic()) - self.start
         if not self.total:
-            return f"{self.label}: {self.done} done, {clock(elapsed)}" if self.done else f"{self.label}: {clock(elapsed)}"
+            done = f"{self.done} done, " if self.done else ""
+            return f"{self.label}: {done}{format_duration(elapsed)}"
         share = min(self.done / self.total, 1.0)
         filled = round(share * WIDTH)
-        text = f"{self.label} [{'#' * filled}{'.' * (WIDTH - filled)}] {self.done}/{self.total}, {clock(elapsed)}"
+        text = f"{self.label} [{'#' * filled}{'.' * (WIDTH - filled)}] {self.done}/{self.total}, {format_duration(elapsed)}"
         if 0 < self.done < self.total:
-            text += f", about {clock(elapsed / self.done * (self.total - self.done))} left"
+            text += f", about {format_duration(elapsed / self.done * (self.total - self.done))} left"
         return text
 
     def draw(self, force: bool = False) -> None:

@@ -34,6 +34,7 @@ from typing import Any, Callable
 import keras
 
 from seqtasks.errors import Terminated, TrainingFailed, UserError, describe_exception
+from seqtasks.progress import format_duration
 from seqtasks.runs import RunDirectory, atomic_save_model
 
 MID_EPOCH_CHECKPOINT_SECONDS = 600.0
@@ -170,16 +171,6 @@ def unigram_log_prior(target_ids, vocab_size: int, stops: int = 0, stop_id: int 
         counts[stop_id] += stops
     counts += 1.0
     return np.log(counts / counts.sum()).astype(np.float32)
-
-
-def format_duration(seconds: float) -> str:
-    """45s, 2m05s, 1h02m."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def time_left(elapsed: float, budget_seconds: float, step: int, planned_steps: float,

@@ -19,9 +19,9 @@ from seqtasks.cli import cli
 from seqtasks.config import demo_settings, find_config, installed_configs, read_toml, renamed_settings, resolve_config
 from seqtasks.errors import SeqtasksWarning, UserError
 from seqtasks.plotting import curve_panels
-from seqtasks.progress import ProgressBar, progress_bar
+from seqtasks.progress import ProgressBar, format_duration, progress_bar
 from seqtasks.tasks import get_task, task_classes
-from seqtasks.training import format_duration, run_progress, time_left, write_curves
+from seqtasks.training import run_progress, time_left, write_curves
 
 ROOT = Path(__file__).resolve().parent.parent
 
