@@ -74,55 +74,64 @@ _LEADING_BYTES = np.array([(1 << 8 * n) - 1 for n in range(9)], np.uint64)  # n 
 class PackedVocabulary:
     """Tokens (strings) -> ids, looked up for many tokens of one text at once, exactly.
 
-    A short ASCII token (at most 8 characters, each from U+0001 to U+007F) is its own key: its
-    characters as the bytes of one 64-bit integer, the bytes after its end zero. No character is a
+    A short ASCII token (at most 16 characters, each from U+0001 to U+007F) is its own key: its
+    characters as the bytes of two 64-bit integers, the bytes after its end zero. No character is a
     zero byte, so no two such tokens share a key. Keys are found in an open-addressing table probed
     for all tokens together. English words are almost all of this kind. Any other token (longer,
     or in other scripts) is looked up in a dictionary: such tokens are few in most texts, and in
     scripts written without spaces a token spans many characters, so their count stays small too.
     """
 
-    MAX_PACKED = 8  # bytes of a 64-bit key
-    _MIX = np.uint64(0xFF51AFD7ED558CCD)  # MurmurHash3's finalizer constant: spreads keys over slots
+    MAX_PACKED = 16  # bytes of two 64-bit integers
+    _MIX = np.uint64(0xFF51AFD7ED558CCD)  # MurmurHash3's finalizer constants: spread keys over slots
+    _MIX_HIGH = np.uint64(0xC4CEB9FE1A85EC53)
 
     def __init__(self, tokens: Sequence[str], ids: Sequence[int]):
         self.by_token = dict(zip(tokens, ids))
         joined = "".join(self.by_token)
         lengths = np.fromiter(map(len, self.by_token), np.int64, len(self.by_token))
-        keys, packable = self._packed_keys(code_points(joined), np.cumsum(lengths) - lengths, lengths)
+        low, high, packable = self._packed_keys(code_points(joined), np.cumsum(lengths) - lengths, lengths)
         packed_ids = np.fromiter(self.by_token.values(), np.int64, len(self.by_token))[packable]
-        keys = keys[packable]
-        bits = max(10, int(np.ceil(np.log2(4 * max(len(keys), 1)))))  # at most a quarter full: small, in cache
+        low, high = low[packable], high[packable]
+        bits = max(10, int(np.ceil(np.log2(4 * max(len(low), 1)))))  # at most a quarter full: small, in cache
         self.shift, self.mask = np.uint64(64 - bits), (1 << bits) - 1
-        slot_key, slot_id = [0] * (1 << bits), [-1] * (1 << bits)  # lists: fast to fill one by one
+        slot_low, slot_high, slot_id = [0] * (1 << bits), [0] * (1 << bits), [-1] * (1 << bits)
         self.probes = 1
-        for key, slot, i in zip(keys.tolist(), self._slots(keys).tolist(), packed_ids.tolist()):
+        for key_low, key_high, slot, i in zip(low.tolist(), high.tolist(), self._slots(low, high).tolist(),
+                                              packed_ids.tolist()):
             probe = 0
             while slot_id[(slot + probe) & self.mask] >= 0:
                 probe += 1
-            slot_key[(slot + probe) & self.mask], slot_id[(slot + probe) & self.mask] = key, i
+            at = (slot + probe) & self.mask
+            slot_low[at], slot_high[at], slot_id[at] = key_low, key_high, i
             self.probes = max(self.probes, probe + 1)
-        self.slot_key = np.array(slot_key, np.uint64)
+        self.slot_low = np.array(slot_low, np.uint64)
+        self.slot_high = np.array(slot_high, np.uint64)
         self.slot_id = np.array(slot_id, np.int64)
 
-    def _slots(self, keys: np.ndarray) -> np.ndarray:
+    def _slots(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore"):
-            return ((keys * self._MIX) >> self.shift).astype(np.int64)
+            return (((low * self._MIX) ^ (high * self._MIX_HIGH)) >> self.shift).astype(np.int64)
 
-    def _packed_keys(self, codes: np.ndarray, starts: np.ndarray, lengths: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """Each token's key, and whether it has one (at most 8 characters, ASCII, no NUL)."""
+    @staticmethod
+    def _packed_keys(codes: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each token's key (its first 8 bytes, its next 8), and whether it has one (at most 16
+        characters, ASCII, no NUL)."""
         # bytes 1..127 are ASCII characters; 0 (NUL) and 128 (anything beyond ASCII) are no key's
         clipped = np.minimum(codes, 128).astype(np.uint8)
-        padded = np.concatenate([clipped, np.zeros(self.MAX_PACKED, np.uint8)])
+        padded = np.concatenate([clipped, np.zeros(16, np.uint8)])
         # the 8 bytes from every position, as one unaligned uint64 each (a view, not a copy)
-        eight = np.ndarray((len(codes) + 1,), np.uint64, padded, strides=(1,))
-        mask = _LEADING_BYTES[np.minimum(lengths, self.MAX_PACKED)]
-        keys = eight[starts] & mask
-        # with the bytes past the token set to 1, any byte 0 or 128 left is the token's own
-        probe = keys | (_ONES & ~mask)
-        bad = ((probe - _ONES) & ~probe & _HIGH) | (probe & _HIGH)  # a zero byte | a byte of 128
-        return keys, (lengths <= self.MAX_PACKED) & (bad == 0)
+        eight = np.ndarray((len(codes) + 9,), np.uint64, padded, strides=(1,))
+        keys, packable = [], lengths <= 16
+        for half, taken in ((eight[starts], np.minimum(lengths, 8)), (eight[starts + 8], np.clip(lengths - 8, 0, 8))):
+            mask = _LEADING_BYTES[taken]
+            key = half & mask
+            # with the bytes past the token set to 1, any byte 0 or 128 left is the token's own
+            probe = key | (_ONES & ~mask)
+            packable &= (((probe - _ONES) & ~probe & _HIGH) | (probe & _HIGH)) == 0  # no byte 0, no byte 128
+            keys.append(key)
+        return keys[0], keys[1], packable
 
     def lookup(self, text: str, codes: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                default: int) -> np.ndarray:
@@ -131,17 +140,17 @@ class PackedVocabulary:
         ids = np.full(len(starts), default, np.int64)
         if not len(starts):
             return ids
-        keys, packable = self._packed_keys(codes, starts, ends - starts)
+        low, high, packable = self._packed_keys(codes, starts, ends - starts)
         pending = np.flatnonzero(packable)
-        keys = keys[pending]
-        slots = self._slots(keys)
+        low, high = low[pending], high[pending]
+        slots = self._slots(low, high)
         for probe in range(self.probes):
             at = (slots + probe) & self.mask
             held = self.slot_id[at]
-            found = (held >= 0) & (self.slot_key[at] == keys)
+            found = (held >= 0) & (self.slot_low[at] == low) & (self.slot_high[at] == high)
             ids[pending[found]] = held[found]
             still = (held >= 0) & ~found  # an empty slot ends the search
-            pending, slots, keys = pending[still], slots[still], keys[still]
+            pending, slots, low, high = pending[still], slots[still], low[still], high[still]
             if not len(pending):
                 break
         others = np.flatnonzero(~packable)

@@ -1,7 +1,7 @@
 """The bulk look-up of word and whitespace tokens gives exactly a dictionary's ids.
 
-Tokens of up to 8 ASCII characters are their own 64-bit keys; all others go through a dictionary.
-The edges of that split (lengths 7, 8 and 9; NUL; U+007F against U+0080; characters whose low byte
+Tokens of up to 16 ASCII characters are their own keys (two 64-bit integers); all others go through
+a dictionary. The edges of that split (lengths 7, 8, 9, 15, 16 and 17; NUL; U+007F against U+0080; characters whose low byte
 is ASCII) are where a packed key could wrongly equal another token's.
 """
 from __future__ import annotations
@@ -15,7 +15,8 @@ from seqtasks.bulk_tokens import PackedVocabulary, code_points
 from seqtasks.tokenizers import UNK_ID
 
 EDGE_TOKENS = ["a", "ab", "abcdefg", "abcdefgh", "abcdefghi", "a\x00b", "\x00", "\x7f", "\x80", "a\x80",
-               "\u0161", "a\u0161", "\u0141", "\U0001f600", "x" * 8, "x" * 9, "x" * 40, "ab\x01", "é", "日本"]
+               "\u0161", "a\u0161", "\u0141", "\U0001f600", "x" * 8, "x" * 9, "x" * 15, "x" * 16, "x" * 17, "x" * 40,
+               "abcdefgh\x00", "abcdefghijklmnop", "abcdefghijklmno\u0161", "ab\x01", "é", "日本"]
 # characters whose code point's low byte is an ASCII letter, beside the letters themselves
 ALPHABET = "abx\x00\x01\x7f\x80\u0161\u0141\u0178\u0162é日\U0001f600"
 
@@ -36,14 +37,14 @@ def test_every_edge_token_finds_its_own_id_and_no_other():
     ids = {token: i + 10 for i, token in enumerate(EDGE_TOKENS)}
     vocabulary = PackedVocabulary(list(ids), list(ids.values()))
     near_misses = ["abcdefgh"[:n] for n in range(1, 9)] + ["abcdefghij", "a\x00", "b", "\x81", "a\x81", "x" * 7,
-                                                            "x" * 10, "ab\x02", "ab\x01\x01", "\u0162", "日"]
+                                                            "x" * 10, "x" * 18, "abcdefghijklmnoq", "abcdefgh\x80", "ab\x02", "ab\x01\x01", "\u0162", "日"]
     tokens = EDGE_TOKENS + near_misses
     assert lookup(vocabulary, tokens) == reference(ids, tokens)
 
 
 @settings(max_examples=60, deadline=None)
-@given(vocabulary=st.lists(st.text(ALPHABET, min_size=1, max_size=11), max_size=30, unique=True),
-       tokens=st.lists(st.text(ALPHABET, min_size=1, max_size=11), min_size=1, max_size=40))
+@given(vocabulary=st.lists(st.text(ALPHABET, min_size=1, max_size=19), max_size=30, unique=True),
+       tokens=st.lists(st.text(ALPHABET, min_size=1, max_size=19), min_size=1, max_size=40))
 def test_lookup_equals_a_dictionary(vocabulary, tokens):
     tokens = [token for token in tokens if not re.search(r"\s", token)] or ["a"]
     vocabulary = [token for token in vocabulary if not re.search(r"\s", token)]

@@ -20,7 +20,7 @@ from seqtasks.config import demo_settings, find_config, installed_configs, read_
 from seqtasks.errors import SeqtasksWarning, UserError
 from seqtasks.plotting import curve_panels
 from seqtasks.progress import ProgressBar, format_duration, progress_bar
-from seqtasks.tasks import get_task, task_classes
+from seqtasks.tasks import TASKS, get_task
 from seqtasks.training import run_progress, time_left, write_curves
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ def unwrapped(text: str) -> str:
 
 def test_every_task_has_an_installed_demo_config_and_every_installed_config_is_valid_for_its_task():
     configs = installed_configs()
-    assert {f"demo-{name}" for name in task_classes()} <= set(configs)
+    assert {f"demo-{name}" for name in TASKS} <= set(configs)
     assert {"lm-tinyshakespeare-lstm", "translate-multi30k-transformer", "tag-ud-ewt-bilstm-char"} <= set(configs)
     for name, path in configs.items():
         task = name.removeprefix("demo-").split("-")[0]
@@ -55,7 +55,7 @@ def test_the_configs_are_package_data():
     assert not (ROOT / "benchmarks" / "configs").exists()  # one place for them
 
 
-@pytest.mark.parametrize("task", sorted(task_classes()))
+@pytest.mark.parametrize("task", sorted(TASKS))
 def test_the_no_data_demo_runs_its_named_config(task):
     task_obj = get_task(task)
     demo = demo_settings(task)
@@ -143,11 +143,11 @@ RENAMED = {("caption", "max_length"): "max_len", ("caption", "sample_images"): "
 
 
 def test_a_length_limit_has_one_name_across_tasks():
-    names = {f.name for cls in task_classes().values() for f in dataclasses.fields(cls.Config)}
+    names = {f.name for cls in TASKS.values() for f in dataclasses.fields(cls.Config)}
     limits = {name for name in names if "len" in name and name != "length_penalty"}
     assert limits == {"max_len", "max_source_len", "max_target_len", "seq_len"}
     assert {name for name in names if name.startswith("sample_")} == {"sample_examples", "sample_tokens"}
-    assert {(task, old): new for task, cls in task_classes().items()
+    assert {(task, old): new for task, cls in TASKS.items()
             for old, new in renamed_settings(cls.Config).items()} == RENAMED
 
 
