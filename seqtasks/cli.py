@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -44,6 +45,9 @@ class SeqtasksGroup(click.Group):
             ctx.exit(143)
         except KeyboardInterrupt:
             ctx.exit(130)
+        except BrokenPipeError:  # `seqtasks ... | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            ctx.exit(0)
         except Exception as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -74,7 +78,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 # ---- tasks ---------------------------------------------------------------------------------------
 @cli.command(context_settings=CONTEXT)
 def tasks() -> None:
-    """List the tasks, their model families and default settings."""
+    """List the tasks, their model families, default settings and installed configs (--config NAME)."""
+    from seqtasks.config import configs_of_task, demo_settings
     from seqtasks.tasks import TASKS
 
     for name, cls in TASKS.items():
@@ -83,6 +88,13 @@ def tasks() -> None:
         defaults = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Config)
                              if f.name not in ("data", "valid"))
         click.echo(f"  defaults: {defaults}")
+        demo = demo_settings(name)
+        if demo:
+            click.echo(f"  demo (no --data): --config demo-{name}: "
+                       + ", ".join(f"{key}={value!r}" for key, value in demo.items()))
+        tuned = [config for config in configs_of_task(name) if config != f"demo-{name}"]
+        if tuned:
+            click.echo(f"  configs: {', '.join(tuned)}")
         click.echo(f"  help: seqtasks train {name} --help")
 
 
@@ -116,6 +128,8 @@ def _options(fields: list[dataclasses.Field], helps: dict[str, str] | None = Non
         for f in reversed(fields):
             flag = _flag(f.name)
             help_text = (helps or {}).get(f.name, f.metadata.get("help", ""))
+            if f.metadata.get("renamed_from"):
+                help_text += f" (formerly {', '.join(_flag(old) for old in f.metadata['renamed_from'])})"
             choices = f.metadata.get("choices")
             kind = setting_type(f.type)
             if kind is bool:
@@ -129,14 +143,27 @@ def _options(fields: list[dataclasses.Field], helps: dict[str, str] | None = Non
                 option = click.option(flag, *f.metadata.get("aliases", ()), f.name, type=click_type, default=None,
                                       help=f"{help_text}  [default: {shown}]")
             command = option(command)
+            for old in f.metadata.get("renamed_from", ()):  # deprecated spellings, passed on to warn
+                old_decls = (f"{_flag(old)}/--no-{_flag(old)[2:]}",) if kind is bool else (_flag(old),)
+                command = click.option(*old_decls, old, type=None if kind is bool else click_type, default=None,
+                                       hidden=True)(command)
         return command
 
     return decorate
 
 
-def _options_from_config(config_class: type):
-    """click options for every field of a config dataclass (`seqtasks train TASK`)."""
-    return _options(list(dataclasses.fields(config_class)))
+def _options_from_config(config_class: type, demo: dict[str, Any] | None = None):
+    """click options for every field of a config dataclass (`seqtasks train TASK`); `demo`: the values
+    of the no-data demo, shown beside the defaults they differ from."""
+    from seqtasks.config import setting_type
+
+    fields = list(dataclasses.fields(config_class))
+    defaults = {}
+    for f in fields:
+        if f.name in (demo or {}) and demo[f.name] != f.default:
+            shown = (lambda value: "on" if value else "off") if setting_type(f.type) is bool else repr
+            defaults[f.name] = f"{shown(f.default)}; demo: {shown(demo[f.name])}"
+    return _options(fields, defaults=defaults)
 
 
 def _finetune_options():
@@ -165,30 +192,39 @@ def _finetune_options():
 
 def _make_train_command(task_cls: type) -> click.Command:
     """`seqtasks train NAME` for a task card (tasks/base.py TaskCard): a flag per setting."""
+    from seqtasks.config import configs_of_task, demo_settings
+
     example = task_cls.example or f"seqtasks train {task_cls.name} --data DATA --out runs/{task_cls.name}"
+    configs = configs_of_task(task_cls.name)
 
     @click.command(name=task_cls.name, context_settings=CONTEXT,
                    help=f"Train the {task_cls.name} task ({task_cls.description}).\n\nWith no --data, trains on the bundled demo "
-                        f"data.\n\n\b\nExample:\n  {example}")
+                        f"data with the recipe --config demo-{task_cls.name} (its values are marked demo: below)."
+                        f"\n\n\b\nExample:\n  {example}")
     @click.option("--out", type=click.Path(), default=None, help="Run folder to create  [default: runs/TASK-TIME]")
     @click.option("--config", "config_file", type=click.Path(), default=None,
-                  help="TOML file of settings (flags override it).")
+                  help=f"Settings from a TOML file, a run's config.json, or an installed config by name "
+                       f"({', '.join(configs) or 'see seqtasks tasks'}); flags override it.")
     @click.option("--quiet", is_flag=True, help=QUIET_HELP)
-    @_options_from_config(task_cls.Config)
+    @_options_from_config(task_cls.Config, demo_settings(task_cls.name))
     def command(out, config_file, quiet, **settings):
         from seqtasks import api
 
         _check_config_file(config_file)
-        run = api.train(task_cls.name, out=out, config_file=config_file, verbose=0 if quiet else 1, **settings)
+        with _warnings_as_lines():  # e.g. a deprecated setting name
+            run = api.train(task_cls.name, out=out, config_file=config_file, verbose=0 if quiet else 1, **settings)
         _after_training(run, quiet)
 
     return command
 
 
 def _check_config_file(path: str | None) -> None:
-    """--config names a readable, non-empty UTF-8 file (bad bytes: their line); its TOML is read later."""
+    """--config names a readable, non-empty UTF-8 file or an installed config (bad bytes: their line); its
+    settings are read later."""
     if path:
-        check_text_head(check_input_file(path, "--config"), "--config")
+        from seqtasks.config import find_config
+
+        check_text_head(check_input_file(str(find_config(path)), "--config"), "--config")
 
 
 def _after_training(run, quiet: bool) -> None:
@@ -253,7 +289,8 @@ def resume(run, epochs, max_time, allow_changed_data, quiet) -> None:
                    "a name the model lacks is refused with the list of its parts.")
 @click.option("--extend-labels", is_flag=True, default=False,
               help="Add labels the parent never saw (runs that predict labels: the output layer grows).")
-@click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file of settings.")
+@click.option("--config", "config_file", type=click.Path(), default=None,
+              help="Settings from a TOML file, a run's config.json, or an installed config by name.")
 @_finetune_options()
 @click.option("--quiet", is_flag=True, help=QUIET_HELP)
 def finetune(run, out, freeze, extend_labels, config_file, quiet, **settings) -> None:
@@ -267,8 +304,9 @@ def finetune(run, out, freeze, extend_labels, config_file, quiet, **settings) ->
     from seqtasks import api
 
     _check_config_file(config_file)
-    result = api.finetune(run, data=settings.pop("data"), out=out, freeze=freeze, config_file=config_file,
-                          verbose=0 if quiet else 1, extend_labels=extend_labels, **settings)
+    with _warnings_as_lines():
+        result = api.finetune(run, data=settings.pop("data"), out=out, freeze=freeze, config_file=config_file,
+                              verbose=0 if quiet else 1, extend_labels=extend_labels, **settings)
     _after_training(result, quiet)
 
 
@@ -293,10 +331,13 @@ def evaluate(run, as_json, **options) -> None:
       seqtasks evaluate runs/shakespeare --data heldout.txt --json
     """
     from seqtasks import api
+    from seqtasks.progress import progress_bar
 
     given = {k: v for k, v in options.items() if v is not None}
-    with _warnings_as_lines():  # e.g. a read-only run folder: the metrics are shown, metrics.json is not saved
-        metrics = api.load(run).evaluate(given.pop("data", None), **given)
+    loaded = api.load(run)
+    # e.g. a read-only run folder: the metrics are shown, metrics.json is not saved
+    with _warnings_as_lines(), progress_bar(f"evaluating {run}", enabled=False if as_json else None, tick=1.0):
+        metrics = loaded.evaluate(given.pop("data", None), **given)
     if as_json:
         click.echo(json.dumps(metrics))
         return
@@ -401,6 +442,7 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
       seqtasks predict runs/shakespeare "To be, or not" --max-new-tokens 50
     """
     from seqtasks import api
+    from seqtasks.progress import progress_bar
 
     loaded = api.load(run)
     given = {k: v for k, v in options.items() if v is not None}
@@ -412,13 +454,17 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
         inputs = _read_inputs(texts, input_file)
         pairs = zip(inputs, loaded.predict(inputs, **given))
     out = _Output(output_file)  # before the model loads: a bad --output costs no work
+    total = None if input_file == "-" and loaded.task.streams_predictions else len(inputs)
     try:
-        for text, result in pairs:
-            if as_json:
-                line = json.dumps({"input": text, "output": result})
-            else:
-                line = loaded.task.format_prediction(result)
-            out.write(line + "\n")
+        with progress_bar("predicting", total, enabled=False if as_json else None) as bar:
+            for text, result in pairs:
+                if as_json:
+                    line = json.dumps({"input": text, "output": result})
+                else:
+                    line = loaded.task.format_prediction(result)
+                bar.clear()  # the results on a terminal carry no piece of the bar
+                out.write(line + "\n")
+                bar.advance()
     finally:
         out.close()
 

@@ -4,7 +4,7 @@ Data: `--images DIR --captions FILE` (CSV/TSV `image,caption`, several rows per 
 `--valid FILE` likewise (images in the same folder); without it a random --valid-fraction of the
 images is held out. Splits are by image, never by caption. Images are decoded and resized once
 (cached on disk); a frozen backbone's features are cached too. Captions are tokenized (words by
-default), cut to --max-length tokens, and learned with teacher forcing.
+default), cut to --max-len tokens, and learned with teacher forcing.
 
 Evaluation captions every image through the decoding engine (greedy, or beam search: --beam W with
 --length-penalty) and scores BLEU-1..4 against all of its references, plus exact match. With no
@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from seqtasks.captioning import Captioner, caption_scores, read_images
+from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
 from seqtasks.generation import GeneratesText
 from seqtasks.image_pipeline import (DecodedImages, cached_features, cached_pixels, caption_batches,
@@ -76,13 +77,11 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
 
     def default_overrides(self) -> dict[str, Any]:
         shapes = bundled_shapes()
-        # captions say "left of": mirroring would make them wrong
-        return {"images": str(shapes / "images"), "captions": str(shapes / "captions.csv"), "image_size": 64,
-                "cnn_blocks": 3, "cnn_filters": 8, "flip": False, "attention": True, "units": 64,
-                "batch_size": 16, "lr": 5e-3, "warmup_steps": 50, "dropout": 0.0, "epochs": 10, "max_time": 3.0}
+        return {"images": str(shapes / "images"), "captions": str(shapes / "captions.csv"),
+                **demo_settings(self.name)}  # the recipe: configs/demo-caption.toml
 
     def check_finetune(self, parent_settings: dict[str, Any], cfg) -> None:
-        shape = ("backbone", "image_size", "cnn_filters", "cnn_blocks", "attention", "initial_state", "max_length")
+        shape = ("backbone", "image_size", "cnn_filters", "cnn_blocks", "attention", "initial_state", "max_len")
         changed = [key for key in shape if key in parent_settings and parent_settings[key] != getattr(cfg, key)]
         if changed:
             raise UserError(f"finetune keeps the parent's model shape; cannot change {', '.join(changed)}",
@@ -150,7 +149,7 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
     def plan(self, cfg, tokenizer: Tokenizer, data: CaptionData) -> FitPlan:
         def examples(part: ImageSet):
             encoded = [tokenizer.encode_batch(list(captions)) for captions in part.images.captions]
-            return caption_examples(encoded, part.rows, cfg.max_length)
+            return caption_examples(encoded, part.rows, cfg.max_len)
 
         train, valid = examples(data.train), examples(data.valid)
         train_inputs, valid_inputs = data.train.pixels, data.valid.pixels
@@ -194,7 +193,7 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
                 raise UserError(f"--units {cfg.units} is not divisible by --heads {cfg.heads}",
                                 fix="choose units a multiple of heads")
             model = TransformerCaptioner(tokenizer.vocab_size, encoder, d_model=cfg.units, heads=cfg.heads,
-                                         num_layers=cfg.layers, max_length=cfg.max_length + 2, dropout=cfg.dropout,
+                                         num_layers=cfg.layers, max_length=cfg.max_len + 2, dropout=cfg.dropout,
                                          dtype=policy, name="captioner")
         else:
             model = RecurrentCaptioner(tokenizer.vocab_size, encoder, units=cfg.units, num_layers=cfg.layers,
@@ -208,7 +207,7 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
 
     # ---- use: generate_batch and stream (seqtasks.generation) take image paths ---------------------
     def conditioning(self, cfg, model, tokenizer: Tokenizer, length_penalty: float | None = None) -> Captioner:
-        return Captioner(model, tokenizer, max_new_tokens=cfg.max_length + 1, image_size=image_size(cfg),
+        return Captioner(model, tokenizer, max_new_tokens=cfg.max_len + 1, image_size=image_size(cfg),
                          length_penalty=cfg.length_penalty if length_penalty is None else length_penalty)
 
     def captioner(self, run, length_penalty: float | None = None) -> Captioner:
@@ -264,9 +263,9 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
         return "\n".join(f"{item['caption']}\t{item['score']:.4f}" for item in result)
 
     def sample_during_training(self, cfg, tokenizer: Tokenizer, valid: ImageSet | None = None):
-        if not cfg.sample_images or valid is None:
+        if not cfg.sample_examples or valid is None:
             return None
-        count = min(cfg.sample_images, len(valid.images))
+        count = min(cfg.sample_examples, len(valid.images))
         pixels = np.asarray(valid.pixels[valid.rows[:count]])
 
         def sample(model) -> str:

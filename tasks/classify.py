@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import keras
 import numpy as np
 
+from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
 from seqtasks.metrics import classification_scores, unseen_warning
 from seqtasks.models.classifier import SequenceClassifier
@@ -46,8 +47,7 @@ class ClassificationTask(ClassificationCard, Task):
     monitor_name = "accuracy"
 
     def default_overrides(self) -> dict[str, Any]:
-        return {"data": str(bundled_examples()), "max_time": 3.0, "epochs": 8, "units": 64, "layers": 1,
-                "tokenizer": "word", "lowercase": True, "batch_size": 32}
+        return {"data": str(bundled_examples()), **demo_settings(self.name)}  # the recipe: configs/demo-classify.toml
 
     # ---- data ---------------------------------------------------------------------------------
     def _read(self, cfg, spec: str, role: str) -> list[LabeledText]:

@@ -23,6 +23,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
 from seqtasks.generation import TextGenerator, TextPrompts
 from seqtasks.metrics import bleu_and_chrf
@@ -140,11 +141,7 @@ class ConditionalGenerationTask(ConditionalGenerationCard, LanguageModelTask):
         self._parent_model = None
 
     def default_overrides(self) -> dict[str, Any]:
-        # the bundled "reverse / sort / initials" pairs, as words: a small Transformer learns them in minutes
-        # (exact match ~0.9 on the test pairs after 4 minutes on 2 busy cores, higher on an idle machine)
-        return {"data": str(bundled_pairs()), "arch": "transformer", "tokenizer": "word", "units": 64, "layers": 2,
-                "heads": 4, "seq_len": 16, "batch_size": 64, "lr": 3e-3, "warmup_steps": 30, "dropout": 0.0,
-                "epochs": 100, "steps_per_epoch": 100, "max_time": 4.0}
+        return {"data": str(bundled_pairs()), **demo_settings(self.name)}  # the recipe: configs/demo-generate.toml
 
     # ---- data ---------------------------------------------------------------------------------
     def read(self, cfg) -> PairData:

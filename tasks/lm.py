@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import keras
 
+from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
 from seqtasks.generation import GeneratesText, TextGenerator, TextPrompts, batches
 from seqtasks.metrics import language_model_scores
@@ -69,9 +70,7 @@ def scored_nats(model: keras.Model, dataset) -> tuple[float, float]:
 class LanguageModelTask(GeneratesText, LanguageModelCard, Task):
 
     def default_overrides(self) -> dict[str, Any]:
-        # a few minutes on 2 CPU cores: short warmup, a high learning rate, a sample every 100 steps
-        return {"data": str(bundled_corpus()), "max_time": 3.0, "epochs": 30, "steps_per_epoch": 100,
-                "units": 256, "layers": 2, "lr": 4e-3, "warmup_steps": 20, "sample_tokens": 150}
+        return {"data": str(bundled_corpus()), **demo_settings(self.name)}  # the recipe: configs/demo-lm.toml
 
     # ---- data ---------------------------------------------------------------------------------
     def _source(self, spec: str, cfg, role: str):

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator
 
 import keras
 
+from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
 from seqtasks.generation import GeneratesText, batches
 from seqtasks.losses import SmoothedCrossEntropy
@@ -50,9 +51,8 @@ class TranslationTask(GeneratesText, TranslationCard, Task):
     streams_predictions = True
 
     def default_overrides(self) -> dict[str, Any]:
-        return {"data": str(bundled_pairs("train")), "valid": str(bundled_pairs("valid")), "max_time": 3.0,
-                "epochs": 12, "units": 128, "layers": 2, "heads": 4, "vocab_size": 500, "batch_size": 64,
-                "lr": 2e-3, "warmup_steps": 100, "dropout": 0.1, "beam": 1}
+        return {"data": str(bundled_pairs("train")), "valid": str(bundled_pairs("valid")),
+                **demo_settings(self.name)}  # the recipe: configs/demo-translate.toml
 
     # ---- data ---------------------------------------------------------------------------------
     def read(self, cfg) -> TranslationData:
@@ -73,8 +73,8 @@ class TranslationTask(GeneratesText, TranslationCard, Task):
         if cfg.arch == "transformer" and cfg.units % cfg.heads:
             raise UserError(f"--units {cfg.units} is not divisible by --heads {cfg.heads}",
                             fix="choose units a multiple of heads")
-        if cfg.max_source_length < 2 or cfg.max_target_length < 2:
-            raise UserError("--max-source-length and --max-target-length must be at least 2", fix="raise them")
+        if cfg.max_source_len < 2 or cfg.max_target_len < 2:
+            raise UserError("--max-source-len and --max-target-len must be at least 2", fix="raise them")
 
     def describe_data(self, data: TranslationData) -> dict[str, Any]:
         described = {"train": data.train.describe()}
@@ -97,19 +97,19 @@ class TranslationTask(GeneratesText, TranslationCard, Task):
                             "give more pairs, or validation data with --valid-src/--valid-tgt or --valid")
         else:
             encoded, valid = encoded.split(cfg.valid_fraction, cfg.seed)
-        limits = (cfg.max_source_length, cfg.max_target_length)
+        limits = (cfg.max_source_len, cfg.max_target_len)
         train, dropped = encoded.within(*limits)
         if dropped:
             print(f"note: dropped {dropped:,} of {len(encoded):,} training pairs longer than "
                   f"{limits[0]} source / {limits[1]} target tokens", flush=True)
         if not len(train):
             raise UserError("every training pair is longer than the length limits", data.train.spec,
-                            "raise --max-source-length / --max-target-length")
+                            "raise --max-source-len / --max-target-len")
         valid, _ = valid.within(*limits)
         if not len(valid):
             raise UserError("every validation pair is longer than the length limits",
                             data.valid.spec if data.valid else data.train.spec,
-                            "raise --max-source-length / --max-target-length")
+                            "raise --max-source-len / --max-target-len")
         return train, valid
 
     def plan(self, cfg, vocab: TranslationVocab, data: TranslationData) -> FitPlan:
@@ -124,7 +124,7 @@ class TranslationTask(GeneratesText, TranslationCard, Task):
             return pair_dataset(train, batch_size, shuffle=True, seed=cfg.seed, epoch=epoch, skip_batches=skip)
 
         sources = [vocab.source.decode(valid.source_flat[valid.source_offsets[i]:valid.source_offsets[i + 1]])
-                   for i in range(min(cfg.sample_sentences, len(valid)))]
+                   for i in range(min(cfg.sample_examples, len(valid)))]
         # the recurrent model's output layer has a bias (the Transformer's output is the tied embedding)
         prior = unigram_log_prior(train.target_flat, vocab.target.vocab_size, stops=len(train), stop_id=EOS_ID) \
             if cfg.arch == "seq2seq" else None
@@ -152,7 +152,7 @@ class TranslationTask(GeneratesText, TranslationCard, Task):
         if cfg.arch == "transformer":
             model = TransformerSeq2Seq(d_model=cfg.units, heads=cfg.heads, encoder_layers=cfg.layers,
                                        decoder_layers=cfg.layers, hidden=cfg.ffn or None, positions=cfg.positions,
-                                       max_length=max(cfg.max_source_length, cfg.max_target_length + 1),
+                                       max_length=max(cfg.max_source_len, cfg.max_target_len + 1),
                                        tied_output=cfg.tied_output, **sizes)
         else:
             model = RecurrentSeq2Seq(cell=cfg.cell, units=cfg.units, num_layers=cfg.layers,
@@ -171,8 +171,8 @@ class TranslationTask(GeneratesText, TranslationCard, Task):
 
     def translator(self, cfg, model, vocab: TranslationVocab, length_penalty: float | None = None) -> Translator:
         learned = cfg.arch == "transformer" and cfg.positions == "learned"
-        return Translator(model, vocab, max_new_tokens=cfg.max_target_length,
-                          max_source_length=cfg.max_source_length if learned else None,
+        return Translator(model, vocab, max_new_tokens=cfg.max_target_len,
+                          max_source_length=cfg.max_source_len if learned else None,
                           length_penalty=cfg.length_penalty if length_penalty is None else length_penalty)
 
     def evaluate(self, run, source: str | None, src: str | None = None, tgt: str | None = None,

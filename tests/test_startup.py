@@ -88,3 +88,11 @@ def test_keras_loads_a_run_after_importing_the_api(tiny_runs):
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == type(run.model).__name__
+
+
+def test_output_cut_short_by_a_closed_pipe_ends_quietly():
+    """`seqtasks tasks | head -1`: the reader closed the pipe; no error line, exit 0. (`true` has
+    closed its end long before Python starts writing, so the write always fails.)"""
+    shell = f"{sys.executable} cli.py tasks | true; exit ${{PIPESTATUS[0]}}"
+    result = subprocess.run(["bash", "-c", shell], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
