@@ -179,9 +179,8 @@ class LanguageModelTask(GeneratesText, LanguageModelCard, Task):
     def predict(self, run, inputs: list[str], max_new_tokens: int = 100, temperature: float = 0.0,
                 seed: int | None = None, beam: int | None = None) -> Iterator[str]:
         """The continuation of each prompt (greedy unless a temperature or a beam is given)."""
-        options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
-        if beam is not None:
-            options["beam_width"] = beam
+        options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed,
+                   **({} if beam is None else {"beam_width": beam})}
         for batch in batches(inputs, PREDICT_BATCH):
             for texts in self.generate_batch(run, batch, **options):
                 yield texts[0]  # batch by batch: the first outputs print before the last are decoded
@@ -195,9 +194,5 @@ class LanguageModelTask(GeneratesText, LanguageModelCard, Task):
     def sample_during_training(self, cfg, tokenizer: Tokenizer):
         if not cfg.sample_tokens:
             return None
-
-        def sample(model) -> str:
-            generator = TextGenerator(model, self.conditioning(cfg, model, tokenizer))
-            return generator.generate_batch([""], max_new_tokens=cfg.sample_tokens, temperature=0.8, seed=cfg.seed)[0][0]
-
-        return sample
+        return lambda model: TextGenerator(model, self.conditioning(cfg, model, tokenizer)).generate_batch(
+            [""], max_new_tokens=cfg.sample_tokens, temperature=0.8, seed=cfg.seed)[0][0]
