@@ -20,11 +20,12 @@ from typing import Any, Iterator
 import keras
 import numpy as np
 
-from seqtasks.captioning import Caption, Captioner, caption_scores
+from seqtasks.captioning import Captioner, caption_scores, read_images
 from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
+from seqtasks.generation import GeneratesText
 from seqtasks.image_pipeline import (DecodedImages, cached_features, cached_pixels, caption_batches,
-                                     caption_examples, decode_into, training_steps)
+                                     caption_examples, training_steps)
 from seqtasks.models.captioner import RecurrentCaptioner, TransformerCaptioner
 from seqtasks.models.image_encoder import ImageEncoder
 from seqtasks.pipeline import fit_batch_size
@@ -72,7 +73,7 @@ def image_size(cfg) -> int:
     return cfg.image_size or DEFAULT_IMAGE_SIZE[cfg.backbone]
 
 
-class CaptioningTask(CaptioningCard, Task):
+class CaptioningTask(GeneratesText, CaptioningCard, Task):
 
     def default_overrides(self) -> dict[str, Any]:
         shapes = bundled_shapes()
@@ -204,11 +205,17 @@ class CaptioningTask(CaptioningCard, Task):
     def loss_and_metrics(self, cfg, tokenizer):
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD_ID), []
 
-    # ---- use ----------------------------------------------------------------------------------
-    def captioner(self, run, length_penalty: float | None = None) -> Captioner:
-        cfg = run.settings
-        return Captioner(run.model, run.preprocessor, max_new_tokens=cfg.max_len + 1,
+    # ---- use: generate_batch and stream (seqtasks.generation) take image paths ---------------------
+    def conditioning(self, cfg, model, tokenizer: Tokenizer, length_penalty: float | None = None) -> Captioner:
+        return Captioner(model, tokenizer, max_new_tokens=cfg.max_len + 1, image_size=image_size(cfg),
                          length_penalty=cfg.length_penalty if length_penalty is None else length_penalty)
+
+    def captioner(self, run, length_penalty: float | None = None) -> Captioner:
+        return self.conditioning(run.settings, run.model, run.preprocessor, length_penalty)
+
+    def generate_batch(self, run, prompts, stop=(), **options) -> list[list[str]]:
+        # the images decoded together, as predict does (each prompt() alone would decode one)
+        return super().generate_batch(run, list(read_images(prompts, image_size(run.settings))), stop, **options)
 
     def evaluate(self, run, source: str | None, images: str | None = None, captions: str | None = None,
                  beam: int | None = None, length_penalty: float | None = None) -> dict[str, Any]:
@@ -231,15 +238,7 @@ class CaptioningTask(CaptioningCard, Task):
                 max_new_tokens: int | None = None) -> Iterator[Any]:
         """A caption per image path (with --n-best N: the N best, with their scores)."""
         cfg = run.settings
-        size = image_size(cfg)
-        pixels = np.zeros((len(inputs), size, size, 3), np.uint8)
-        for path in inputs:
-            if not Path(path).is_file():
-                raise UserError("no such image", path, "give the paths of JPEG or PNG files")
-        failed = decode_into([Path(p) for p in inputs], size, pixels)
-        if failed:
-            raise UserError("cannot decode the image as JPEG, PNG, GIF or BMP", inputs[failed[0]],
-                            "give an image file")
+        pixels = read_images(inputs, image_size(cfg))
         captioner = self.captioner(run)
         if max_new_tokens:
             captioner.max_new_tokens = max_new_tokens
@@ -270,7 +269,7 @@ class CaptioningTask(CaptioningCard, Task):
         pixels = np.asarray(valid.pixels[valid.rows[:count]])
 
         def sample(model) -> str:
-            found = Captioner(model, tokenizer, cfg.max_len + 1).caption(pixels)
+            found = self.conditioning(cfg, model, tokenizer).caption(pixels)
             return "\n".join(f"{Path(path).name}: {c[0].text}  (reference: {captions[0]})"
                              for path, captions, c in zip(valid.images.paths, valid.images.captions, found))
 

@@ -20,6 +20,7 @@ import keras
 
 from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
+from seqtasks.generation import GeneratesText, batches
 from seqtasks.losses import SmoothedCrossEntropy
 from seqtasks.metrics import bleu_and_chrf
 from seqtasks.models.seq2seq import RecurrentSeq2Seq
@@ -31,7 +32,7 @@ from seqtasks.tasks.cards.translate import TranslationCard, TranslationConfig  #
 from seqtasks.tokenizers import EOS_ID
 from seqtasks.training import FitPlan, dtype_policy, unigram_log_prior
 from seqtasks.translation_data import EncodedPairs, TranslationVocab, encode_pairs, pair_dataset
-from seqtasks.translator import DECODE_BATCH, Hypothesis, Translator
+from seqtasks.translator import DECODE_BATCH, Hypothesis, Translator, prediction
 
 
 @dataclasses.dataclass
@@ -46,7 +47,7 @@ def bundled_pairs(split: str) -> Path:
     return bundled_path(f"toy_translation/{split}.tsv.gz")
 
 
-class TranslationTask(TranslationCard, Task):
+class TranslationTask(GeneratesText, TranslationCard, Task):
     streams_predictions = True
 
     def default_overrides(self) -> dict[str, Any]:
@@ -164,7 +165,10 @@ class TranslationTask(TranslationCard, Task):
     def loss_and_metrics(self, cfg, vocab):
         return SmoothedCrossEntropy(cfg.label_smoothing), []
 
-    # ---- use ----------------------------------------------------------------------------------
+    # ---- use: generate_batch and stream (seqtasks.generation) take source sentences ----------------
+    def conditioning(self, cfg, model, vocab: TranslationVocab) -> Translator:
+        return self.translator(cfg, model, vocab)
+
     def translator(self, cfg, model, vocab: TranslationVocab, length_penalty: float | None = None) -> Translator:
         learned = cfg.arch == "transformer" and cfg.positions == "learned"
         return Translator(model, vocab, max_new_tokens=cfg.max_target_len,
@@ -206,12 +210,12 @@ class TranslationTask(TranslationCard, Task):
         count = n_best or 1
         width = beam if beam is not None else max(cfg.beam, count)
         plotted = 0
-        for chunk in _chunks(inputs, DECODE_BATCH if isinstance(inputs, (list, tuple)) else 1):
+        for chunk in batches(inputs, DECODE_BATCH if isinstance(inputs, (list, tuple)) else 1):
             real = [s for s in chunk if s.strip()]
             translated = iter(translator.translate(real, width, count) if real else [])
             for sentence in chunk:
                 if not sentence.strip():  # a blank line stays a blank line
-                    yield _result([Hypothesis("", [], 0.0)] * count, n_best is not None, alignments)
+                    yield prediction([Hypothesis("", [], 0.0)] * count, n_best is not None, alignments)
                     continue
                 hypotheses = next(translated)
                 for hypothesis in hypotheses if alignments else ():
@@ -220,7 +224,7 @@ class TranslationTask(TranslationCard, Task):
                     plotted += 1
                     path = Path(plot) if plotted == 1 else Path(plot).with_stem(f"{Path(plot).stem}-{plotted}")
                     print(f"attention map: {translator.plot(sentence, hypotheses[0], path)}", file=sys.stderr)
-                yield _result(hypotheses, n_best is not None, alignments)
+                yield prediction(hypotheses, n_best is not None, alignments)
 
     def format_prediction(self, result: Any) -> str:
         """One line per translation; n-best: `translation<TAB>score`; alignments add `<TAB>i-j ...`."""
@@ -233,27 +237,3 @@ class TranslationTask(TranslationCard, Task):
             lines.append("\t".join(columns + ([row["alignment"]] if "alignment" in row else [])))
         return "\n".join(lines)
 
-
-def _result(hypotheses: list[Hypothesis], n_best: bool, alignments: bool) -> Any:
-    def row(h: Hypothesis, with_score: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {"translation": h.text}
-        if with_score:
-            out["score"] = h.score
-        if alignments:
-            out["alignment"] = h.alignment or ""
-        return out
-
-    if n_best:
-        return [row(h, True) for h in hypotheses]
-    return row(hypotheses[0], False) if alignments else hypotheses[0].text
-
-
-def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
