@@ -426,7 +426,8 @@ class _Output:
 @click.option("--max-new-tokens", type=int, default=None, help="Generative tasks: tokens per output.")
 @click.option("--temperature", type=float, default=None, help="Generative tasks: sampling temperature (0 = greedy).")
 @click.option("--seed", type=int, default=None, help="Random seed for sampling.")
-@click.option("--top-k", type=int, default=None, help="Runs that predict a label: show the k likeliest labels.")
+@click.option("--top-labels", type=int, default=None, help="Runs that predict a label: show the k likeliest labels.")
+@click.option("--top-k", type=int, default=None, hidden=True, help="Deprecated: --top-labels.")
 @click.option("--beam", type=int, default=None, help="Generative tasks: beam width.")
 @click.option("--n-best", type=int, default=None, help="Generative tasks with --beam: print the N best hypotheses.")
 @click.option("--pretokenized", is_flag=True, default=None,
@@ -456,7 +457,7 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
     out = _Output(output_file)  # before the model loads: a bad --output costs no work
     total = None if input_file == "-" and loaded.task.streams_predictions else len(inputs)
     try:
-        with progress_bar("predicting", total, enabled=False if as_json else None) as bar:
+        with _warnings_as_lines(), progress_bar("predicting", total, enabled=False if as_json else None) as bar:
             for text, result in pairs:
                 if as_json:
                     line = json.dumps({"input": text, "output": result})
@@ -469,37 +470,47 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
         out.close()
 
 
+SAMPLE_MAX_NEW_TOKENS = 200  # sample's own default: a paragraph to read (GenerationConfig's is 100)
+
+
+def _generation_options(shown_defaults: dict[str, Any], repeatable: set[str]):
+    """click options for every GenerationConfig field that has a flag (seqtasks.decoding's
+    generation_options), so a decoding setting is written once. Each is None when not given (the
+    engine's default then applies); `shown_defaults` are a verb's own defaults, `repeatable` the
+    options given once per block of samples."""
+    from seqtasks import decoding
+
+    def decorate(command):
+        for row in reversed(decoding.generation_options()):
+            default = shown_defaults.get(row.field, row.default)
+            help_text = row.help[:1].upper() + row.help[1:] + "."
+            if row.field in repeatable:
+                help_text += " Repeat it for a block of samples per value."
+            if default is not None:
+                help_text += f"  [default: {default}]"
+            kind = {} if row.type is bool else {"type": row.type}
+            if row.field in repeatable:
+                kind["multiple"] = True
+            else:
+                kind["default"] = None
+            command = click.option(*row.flag.split(" "), row.field, help=help_text, **kind)(command)
+        return command
+
+    return decorate
+
+
 @cli.command(context_settings=CONTEXT)
 @click.argument("run", type=click.Path())
 @click.option("--prompt", default=None, help="The text to continue or to complete (default: none; a language "
                                              "model starts a new document).")
 @click.option("--input", "input_file", default=None, help="Prompts from FILE, one per line (- for stdin).")
-@click.option("-n", "num_samples", type=int, default=1, show_default=True,
-              help="Samples per prompt (with --beam: the n best hypotheses).")
-@click.option("--max-new-tokens", type=int, default=200, show_default=True, help="New tokens per sample, at most.")
-@click.option("--min-new-tokens", type=int, default=0, show_default=True, help="No stop before this many tokens.")
-@click.option("--temperature", type=float, multiple=True,
-              help="Softmax temperature; 0 = greedy. Repeat it for a block of samples per temperature.  "
-                   "[default: 1.0]")
-@click.option("--top-k", type=int, default=0, show_default=True, help="Sample among the k likeliest tokens (0 = all).")
-@click.option("--top-p", type=float, default=1.0, show_default=True, help="Nucleus sampling mass (1 = off).")
-@click.option("--repetition-penalty", type=float, default=1.0, show_default=True,
-              help="Divide the logits of tokens already present by this (1 = off).")
-@click.option("--no-repeat-ngram", type=int, default=0, show_default=True,
-              help="Never repeat an n-gram of this size (0 = off).")
-@click.option("--beam", type=int, default=None, help="Beam search of this width (deterministic; 1 = greedy).")
-@click.option("--length-penalty", type=float, default=1.0, show_default=True,
-              help="Beam score = log p / length ** this.")
+@_generation_options(shown_defaults={"max_new_tokens": SAMPLE_MAX_NEW_TOKENS}, repeatable={"temperature"})
 @click.option("--stop", multiple=True, help="End a sample where its text contains STR, cut before it; "
                                             "repeatable; \\n and \\t mean newline and tab.")
-@click.option("--seed", type=int, default=None, help="Random seed: the same seed gives the same text.")
-@click.option("--xla/--no-xla", default=None,
-              help="Compile the decoding loop with XLA (default: on for greedy and sampling, off for --beam): "
-                   "2-4x faster per token after a compile of a second or a few.")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per prompt and temperature: {prompt, temperature, samples}.")
 @click.option("--output", "output_file", type=click.Path(), default=None, help="Write the samples to FILE.")
-def sample(run, prompt, input_file, num_samples, temperature, beam, stop, as_json, output_file, **options) -> None:
+def sample(run, prompt, input_file, temperature, stop, as_json, output_file, **options) -> None:
     """Generate text from RUN, a run of a task that writes text. With one sample per prompt and none
     of --beam, --json and --output, the text streams to the terminal as it is generated; otherwise each
     text is printed (or written) when it is complete.
@@ -521,14 +532,13 @@ def sample(run, prompt, input_file, num_samples, temperature, beam, stop, as_jso
         raise UserError("--prompt and --input both given", fix="give one of them")
     prompts = _read_inputs((), input_file) if input_file else [prompt or ""]
     temperatures = temperature or (1.0,)
-    options["no_repeat_ngram_size"] = options.pop("no_repeat_ngram")
-    options.update(num_return_sequences=num_samples, stop=tuple(unescape(s) for s in stop))
-    if beam is not None:
-        if len(temperatures) > 1:
-            raise UserError("--beam is deterministic: several --temperature values give the same text",
-                            fix="drop --beam, or give one --temperature")
-        options["beam_width"] = beam
-    streaming = not (as_json or output_file or num_samples > 1 or beam is not None)
+    options = {"max_new_tokens": SAMPLE_MAX_NEW_TOKENS, **{k: v for k, v in options.items() if v is not None},
+               "stop": tuple(unescape(s) for s in stop)}
+    beam = options.get("beam_width")
+    if beam is not None and len(temperatures) > 1:
+        raise UserError("--beam is deterministic: several --temperature values give the same text",
+                        fix="drop --beam, or give one --temperature")
+    streaming = not (as_json or output_file or options.get("num_return_sequences", 1) > 1 or beam is not None)
     out = _Output(output_file) if output_file else None
     echo = (lambda text, nl=True: out.write(text + ("\n" if nl else ""))) if out else click.echo
     try:
