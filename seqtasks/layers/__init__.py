@@ -1,5 +1,6 @@
 """seqtasks' Keras layers: each registered for saving, each documented with the equation it computes."""
 from seqtasks.layers.attention import FeedForward, MultiHeadAttention, TransformerBlock, causal_attention_mask, kv_pairs
+from seqtasks.layers.transformer_decoder import TransformerDecoder
 from seqtasks.layers.position import LearnedPosition, SinusoidalPosition, make_position_layer
 from seqtasks.layers.recurrent import CELL_KINDS, RecurrentCell, RecurrentLayer, RecurrentStack
 from seqtasks.layers.seq2seq_attention import AdditiveAttention, MultiplicativeAttention
@@ -11,5 +12,5 @@ __all__ = [
     "AdditiveAttention", "MultiplicativeAttention",
     "CRF", "CharFeatures", "SequencePooling",
     "CELL_KINDS", "FeedForward", "LearnedPosition", "MultiHeadAttention", "RecurrentCell", "RecurrentLayer",
-    "RecurrentStack", "SinusoidalPosition", "TransformerBlock", "causal_attention_mask", "kv_pairs", "make_position_layer",
+    "RecurrentStack", "SinusoidalPosition", "TransformerBlock", "TransformerDecoder", "causal_attention_mask", "kv_pairs", "make_position_layer",
 ]

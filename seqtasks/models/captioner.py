@@ -19,15 +19,15 @@ then the decoder interface
     capacity(max_length) -> int
 
 keeps in its state (batch axis 0) whatever a step needs: the LSTM's (h, c) per layer, plus the grid
-and its precomputed attention keys; or the Transformer's KV caches plus each block's cross-attention
-keys and values of the grid.
+and its precomputed attention keys; or the TransformerDecoder's KV caches plus each block's
+cross-attention keys and values of the grid.
 """
 from __future__ import annotations
 
 import keras
 from keras import ops
 
-from seqtasks.layers import AdditiveAttention, RecurrentStack, TransformerBlock, causal_attention_mask, kv_pairs
+from seqtasks.layers import AdditiveAttention, RecurrentStack, TransformerDecoder
 from seqtasks.layers import make_position_layer
 from seqtasks.models.freezing import layer_prefixes, recurrent_depth
 from seqtasks.models.image_encoder import ImageEncoder
@@ -229,13 +229,16 @@ class RecurrentCaptioner(_ImageCaptioner):
 class TransformerCaptioner(_ImageCaptioner):
     """A Transformer decoder over the caption that cross-attends to the image grid:
 
-        x_0 = E[y] + P;   x_l = Block_l(x_{l-1}, causal self-attention, cross-attention to g)
+        x_0 = E[y] + P;   x_L = TransformerDecoder(x_0, cross-attention to g)
         logits = LN(x_L) Eᵀ   (output tied to the input embedding)
 
     The encoder's grid features must have d_model features. Args: vocab_size; encoder; d_model;
     heads; num_layers; max_length (the learned position table: the longest BOS + caption);
     dropout; positions ("learned" | "sinusoidal").
     """
+
+    # where runs saved before the shared TransformerDecoder keep these weights (seqtasks.saved_layout)
+    renamed_parts = {r"^block_(\d+)/": r"decoder/block_\1/"}
 
     def __init__(self, vocab_size: int, encoder, d_model: int = 256, heads: int = 4, num_layers: int = 2,
                  max_length: int = 64, dropout: float = 0.0, positions: str = "learned", **kwargs):
@@ -249,8 +252,8 @@ class TransformerCaptioner(_ImageCaptioner):
                                                 name="embedding", dtype=p)
         self.position = make_position_layer(positions, max_length, dtype=p)
         self.dropout = keras.layers.Dropout(dropout, dtype=p)
-        self.blocks = [TransformerBlock(d_model, heads, dropout=dropout, cross_attention=True, name=f"block_{i}",
-                                        dtype=p) for i in range(num_layers)]
+        self.decoder = TransformerDecoder(d_model, heads, num_layers, dropout=dropout, cross_attention=True,
+                                          name="decoder", dtype=p)
         self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm", dtype=p)
 
     def build(self, input_shape=None):
@@ -259,20 +262,19 @@ class TransformerCaptioner(_ImageCaptioner):
         shape = (None, None, self.d_model)
         self.embedding.build((None, None))
         self.position.build(shape)
-        for block in self.blocks:
-            block.build(shape, (None, self.encoder.grid_cells, self.d_model))
+        self.decoder.build(shape, (None, self.encoder.grid_cells, self.d_model))
         self.final_norm.build(shape)
 
     def logits(self, x):
         table = ops.cast(self.embedding.embeddings, x.dtype)
         return ops.cast(ops.matmul(self.final_norm(x), ops.transpose(table)), "float32")
 
+    def embed(self, token_ids, start_index=0, training=None):
+        return self.dropout(self.position(self.embedding(token_ids), start_index=start_index), training=training)
+
     def decode(self, grid, token_ids, training=None):
-        time = ops.shape(token_ids)[1]
-        x = self.dropout(self.position(self.embedding(token_ids)), training=training)
-        mask = causal_attention_mask(time, time)
-        for block in self.blocks:
-            x, _, weights = block(x, self_mask=mask, memory=grid, training=training, return_weights=True)
+        x, weights = self.decoder(self.embed(token_ids, training=training), memory=grid, training=training,
+                                  return_weights=True)
         # where the last block looked, averaged over its heads: (batch, time, cells)
         return self.logits(x), ops.mean(weights, axis=1)
 
@@ -280,35 +282,22 @@ class TransformerCaptioner(_ImageCaptioner):
         return min(max_length, self.max_length) if self.positions == "learned" else max_length
 
     def prefill(self, token_ids, max_length, context=None):
-        """State: each block's self-attention KV cache (Kᵀ, V), then each block's cross-attention
-        (Kᵀ, V) of the grid (computed once here rather than at every step)."""
-        grid = ops.cast(context[0], self.compute_dtype)
-        batch, time = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
-        x = self.position(self.embedding(token_ids))
-        mask = causal_attention_mask(time, max_length)
-        caches, memories = [], [block.project_memory(grid) for block in self.blocks]
-        for block, memory in zip(self.blocks, memories):
-            x, cache = block(x, self_mask=mask, cache=block.empty_cache(batch, max_length, x.dtype), cache_index=0,
-                             memory_keys_values=memory)
-            caches.extend(cache)
-        return self.logits(x[:, -1:])[:, 0], (*caches, *(tensor for memory in memories for tensor in memory))
+        """State: the TransformerDecoder's (each block's self-attention KV cache, then each block's
+        cross-attention Kᵀ, V of the grid, computed once here rather than at every step, then the
+        grid's mask, all True)."""
+        x, state = self.decoder.prefill(self.embed(token_ids), max_length, context[0])
+        return self.logits(x[:, -1:])[:, 0], state
 
     def step(self, token_ids, state, index):
-        pairs = 2 * self.num_layers
-        caches, memories = kv_pairs(state[:pairs]), kv_pairs(state[pairs:])
-        x = self.position(self.embedding(token_ids[:, None]), start_index=index)
-        mask = causal_attention_mask(1, ops.shape(state[0])[-1], start_index=index)
-        new_caches = []
-        for block, cache, memory in zip(self.blocks, caches, memories):
-            x, cache = block(x, self_mask=mask, cache=cache, cache_index=index, memory_keys_values=memory)
-            new_caches.extend(cache)
-        return self.logits(x)[:, 0], (*new_caches, *state[pairs:])
+        x, state = self.decoder.step(self.embed(token_ids[:, None], start_index=index), state, index)
+        return self.logits(x)[:, 0], state
 
     def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
         """embeddings (token and position tables; the output is tied to the token table), layers:N (the
         first N blocks), the encoder's backbone and encoder, and decoder (seqtasks.models.freezing)."""
-        return {"embeddings": [self.embedding, self.position], **layer_prefixes([[block] for block in self.blocks]),
-                **self.encoder.freezable_parts(), "decoder": [self.embedding, self.position, *self.blocks, self.final_norm]}
+        return {"embeddings": [self.embedding, self.position],
+                **layer_prefixes([[block] for block in self.decoder.blocks]),
+                **self.encoder.freezable_parts(), "decoder": [self.embedding, self.position, self.decoder, self.final_norm]}
 
     def get_config(self):
         return {**super().get_config(), "d_model": self.d_model, "heads": self.heads, "num_layers": self.num_layers,
