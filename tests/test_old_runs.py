@@ -56,3 +56,17 @@ def test_an_old_run_loads_and_gives_its_old_outputs(name):
     tokens, first = greedy(model, list(ids[0]), context, len(expected["greedy"]))
     np.testing.assert_allclose(first, expected["prefill_logits"], atol=1e-5)
     assert tokens == expected["greedy"]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_an_old_runs_optimizer_state_comes_back_beside_its_own_variables(name):
+    """What resume needs from an old file: Adam's moments, stored in the order of the trainable
+    variables, are loaded in that order, so each moment has its variable's shape."""
+    from seqtasks.runs import load_model
+
+    model = load_model(OLD_RUNS / name / "model.keras", compile=True)
+    moments = model.optimizer.variables[2:]  # after the iteration count and the learning rate
+    trainable = model.trainable_variables
+    assert len(moments) == 2 * len(trainable) and np.any(keras.ops.convert_to_numpy(moments[0]) != 0)
+    for k, variable in enumerate(trainable):
+        assert moments[2 * k].shape == moments[2 * k + 1].shape == variable.shape, variable.path
