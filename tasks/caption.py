@@ -4,7 +4,7 @@ Data: `--images DIR --captions FILE` (CSV/TSV `image,caption`, several rows per 
 `--valid FILE` likewise (images in the same folder); without it a random --valid-fraction of the
 images is held out. Splits are by image, never by caption. Images are decoded and resized once
 (cached on disk); a frozen backbone's features are cached too. Captions are tokenized (words by
-default), cut to --max-length tokens, and learned with teacher forcing.
+default), cut to --max-len tokens, and learned with teacher forcing.
 
 Evaluation captions every image through the decoding engine (greedy, or beam search: --beam W with
 --length-penalty) and scores BLEU-1..4 against all of its references, plus exact match. With no
@@ -21,68 +21,21 @@ import keras
 import numpy as np
 
 from seqtasks.captioning import Caption, Captioner, caption_scores
-from seqtasks.config import TrainConfig, setting
+from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
 from seqtasks.image_pipeline import (DecodedImages, cached_features, cached_pixels, caption_batches,
                                      caption_examples, decode_into, training_steps)
-from seqtasks.models.captioner import INITIAL_STATES, RecurrentCaptioner, TransformerCaptioner
-from seqtasks.models.image_encoder import BACKBONES, ImageEncoder
+from seqtasks.models.captioner import RecurrentCaptioner, TransformerCaptioner
+from seqtasks.models.image_encoder import ImageEncoder
 from seqtasks.pipeline import fit_batch_size
 from seqtasks.readers.images import CaptionedImages, read_captions
 from seqtasks.tokenizers import BOS_ID, EOS_ID, PAD_ID, Tokenizer, load_tokenizer, train_tokenizer
 from seqtasks.training import FitPlan, dtype_policy, unigram_log_prior
 from seqtasks.tasks.base import Task
+from seqtasks.tasks.cards.caption import CaptionConfig, CaptioningCard  # noqa: F401
 
 DEFAULT_IMAGE_SIZE = {"cnn": 128, "efficientnetb0": 224, "mobilenetv2": 224, "resnet50": 224}
 EVALUATE_CHUNK = 1024
-
-
-@dataclasses.dataclass
-class CaptionConfig(TrainConfig):
-    images: str = setting("", "the folder of the images the caption tables name", path="data")
-    captions: str = setting("", "training captions: CSV/TSV with an image,caption header (a row per caption) "
-                                "or COCO-style JSON", path="data")
-    valid: str = setting("", "validation captions (same formats, images in --images); default: hold out "
-                             "--valid-fraction of the images", path="data")
-    valid_fraction: float = setting(0.1, "share of the images held out for validation when --valid is not given",
-                                    minimum=0.0, below=1.0)
-    skip_bad_images: bool = setting(False, "leave out missing or unreadable training images (and their captions), "
-                                           "with a count, instead of stopping")
-    arch: str = setting("lstm", "decoder", ("lstm", "transformer"))
-    attention: bool = setting(False, "lstm: soft attention over the image grid at every word (Show, Attend and Tell)")
-    initial_state: str = setting("grid", "lstm: the LSTM's first state from the flattened grid, or from its mean "
-                                         "over cells (Xu et al.; far fewer parameters, for use with --attention)",
-                                 INITIAL_STATES)
-    backbone: str = setting("cnn", "image encoder: a small CNN trained from scratch, or keras.applications", BACKBONES)
-    weights: str = setting("imagenet", "keras.applications backbones: imagenet (Keras downloads them once), a "
-                                       "weights file, or none; the cnn backbone always starts from scratch")
-    freeze_backbone: bool = setting(False, "keep the backbone fixed; its features are then computed once and cached")
-    image_size: int = setting(0, "image side in pixels; 0 = 128 for cnn, 224 for keras.applications backbones",
-                              minimum=0, maximum=4096)
-    cnn_filters: int = setting(32, "cnn: channels of the first block (doubled in the next two)",
-                               minimum=1, maximum=1024)
-    cnn_blocks: int = setting(4, "cnn: blocks of two 3x3 convolutions and a 2x2 max-pool", minimum=1, maximum=8)
-    flip: bool = setting(True, "training augmentation: mirror images left-right at random")
-    crop_area: float = setting(1.0, "training augmentation: each image a random crop of at least this share of its "
-                                    "area (aspect 3:4 to 4:3), resized back; 1 = no cropping", above=0.0, maximum=1.0)
-    batch_by_image: bool = setting(False, "training batches of whole images, each with all its captions: the CNN runs "
-                                          "once per image, not per caption (--batch-size then counts images)")
-    tokenizer: str = setting("word", "caption tokenizer", ("word", "spm"))
-    vocab_size: int = setting(0, "tokenizer vocabulary size; 0 = its default (word: up to 20000 words; spm 8000)",
-                              minimum=0, maximum=1_000_000)
-    lowercase: bool = setting(True, "lowercase captions")
-    max_length: int = setting(32, "caption tokens kept in training (longer ones are cut) and generated at most",
-                              minimum=1, maximum=1024)
-    layers: int = setting(1, "LSTM layers or Transformer blocks", minimum=1, maximum=64)
-    units: int = setting(256, "LSTM units or the Transformer's d_model; also the size of the grid features",
-                         minimum=1, maximum=8192)
-    heads: int = setting(4, "attention heads (Transformer)", minimum=1, maximum=256)
-    beam: int = setting(1, "beam width used by evaluate and predict (1 = greedy; their --beam overrides it)",
-                        minimum=1, maximum=256)
-    length_penalty: float = setting(1.0, "beam score = log p / length ** this (evaluate's --length-penalty "
-                                         "overrides it)", minimum=0.0, maximum=10.0)
-    sample_images: int = setting(2, "validation images captioned after each epoch to show progress; 0 = none",
-                                 minimum=0, maximum=1000)
 
 
 @dataclasses.dataclass
@@ -119,22 +72,15 @@ def image_size(cfg) -> int:
     return cfg.image_size or DEFAULT_IMAGE_SIZE[cfg.backbone]
 
 
-class CaptioningTask(Task):
-    name = "caption"
-    description = "image captioning: images + captions -> a caption per image (BLEU-1..4)"
-    Config = CaptionConfig
-    architectures = ("lstm", "transformer")
-    data_settings = ("images", "captions")
+class CaptioningTask(CaptioningCard, Task):
 
     def default_overrides(self) -> dict[str, Any]:
         shapes = bundled_shapes()
-        # captions say "left of": mirroring would make them wrong
-        return {"images": str(shapes / "images"), "captions": str(shapes / "captions.csv"), "image_size": 64,
-                "cnn_blocks": 3, "cnn_filters": 8, "flip": False, "attention": True, "units": 64,
-                "batch_size": 16, "lr": 5e-3, "warmup_steps": 50, "dropout": 0.0, "epochs": 10, "max_time": 3.0}
+        return {"images": str(shapes / "images"), "captions": str(shapes / "captions.csv"),
+                **demo_settings(self.name)}  # the recipe: configs/demo-caption.toml
 
     def check_finetune(self, parent_settings: dict[str, Any], cfg) -> None:
-        shape = ("backbone", "image_size", "cnn_filters", "cnn_blocks", "attention", "initial_state", "max_length")
+        shape = ("backbone", "image_size", "cnn_filters", "cnn_blocks", "attention", "initial_state", "max_len")
         changed = [key for key in shape if key in parent_settings and parent_settings[key] != getattr(cfg, key)]
         if changed:
             raise UserError(f"finetune keeps the parent's model shape; cannot change {', '.join(changed)}",
@@ -202,7 +148,7 @@ class CaptioningTask(Task):
     def plan(self, cfg, tokenizer: Tokenizer, data: CaptionData) -> FitPlan:
         def examples(part: ImageSet):
             encoded = [tokenizer.encode_batch(list(captions)) for captions in part.images.captions]
-            return caption_examples(encoded, part.rows, cfg.max_length)
+            return caption_examples(encoded, part.rows, cfg.max_len)
 
         train, valid = examples(data.train), examples(data.valid)
         train_inputs, valid_inputs = data.train.pixels, data.valid.pixels
@@ -246,7 +192,7 @@ class CaptioningTask(Task):
                 raise UserError(f"--units {cfg.units} is not divisible by --heads {cfg.heads}",
                                 fix="choose units a multiple of heads")
             model = TransformerCaptioner(tokenizer.vocab_size, encoder, d_model=cfg.units, heads=cfg.heads,
-                                         num_layers=cfg.layers, max_length=cfg.max_length + 2, dropout=cfg.dropout,
+                                         num_layers=cfg.layers, max_length=cfg.max_len + 2, dropout=cfg.dropout,
                                          dtype=policy, name="captioner")
         else:
             model = RecurrentCaptioner(tokenizer.vocab_size, encoder, units=cfg.units, num_layers=cfg.layers,
@@ -261,7 +207,7 @@ class CaptioningTask(Task):
     # ---- use ----------------------------------------------------------------------------------
     def captioner(self, run, length_penalty: float | None = None) -> Captioner:
         cfg = run.settings
-        return Captioner(run.model, run.preprocessor, max_new_tokens=cfg.max_length + 1,
+        return Captioner(run.model, run.preprocessor, max_new_tokens=cfg.max_len + 1,
                          length_penalty=cfg.length_penalty if length_penalty is None else length_penalty)
 
     def evaluate(self, run, source: str | None, images: str | None = None, captions: str | None = None,
@@ -318,13 +264,13 @@ class CaptioningTask(Task):
         return "\n".join(f"{item['caption']}\t{item['score']:.4f}" for item in result)
 
     def sample_during_training(self, cfg, tokenizer: Tokenizer, valid: ImageSet | None = None):
-        if not cfg.sample_images or valid is None:
+        if not cfg.sample_examples or valid is None:
             return None
-        count = min(cfg.sample_images, len(valid.images))
+        count = min(cfg.sample_examples, len(valid.images))
         pixels = np.asarray(valid.pixels[valid.rows[:count]])
 
         def sample(model) -> str:
-            found = Captioner(model, tokenizer, cfg.max_length + 1).caption(pixels)
+            found = Captioner(model, tokenizer, cfg.max_len + 1).caption(pixels)
             return "\n".join(f"{Path(path).name}: {c[0].text}  (reference: {captions[0]})"
                              for path, captions, c in zip(valid.images.paths, valid.images.captions, found))
 

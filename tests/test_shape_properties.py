@@ -4,7 +4,8 @@ Shapes come from hypothesis: a batch of 1-4 sequences of 1..MAX real tokens, rig
 longest plus 0-2 extra steps, with the named shapes as explicit examples: every sequence of length 1,
 a batch of 1, one sequence at max length beside one of length 1, all padding but one token, max length.
 Each property runs eagerly and inside a tf.function whose time axis is unknown (input_signature with
-None), the graph in which the CRF's scan once broke. What is checked is what a user relies on: finite
+None), the graph in which the CRF's scan once broke; the whole tagger and classifier run the named
+shapes eagerly and the random ones in the graph. What is checked is what a user relies on: finite
 outputs of the right shape; padding never changes a real position's result (a padded batch against
 each sequence alone, unpadded); the CRF's log Z and Viterbi path against brute force over every path;
 beam search of width 1 against greedy decoding; a sentence longer than the tagger's --max-len gets one
@@ -18,7 +19,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, example, given, settings, strategies as st
 
 import seqtasks  # noqa: F401  (registers layers and models)
 from seqtasks import decoding
@@ -38,6 +39,9 @@ MAX = 5        # max length: the CRF's brute force enumerates 3 ** 5 paths per s
 VOCAB = 13     # token ids 4.. are words; 0 is padding
 FEATURES = 6
 PROPERTY = settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# the whole models, eagerly: the named shapes only (an eager call of a whole model costs seconds; the random
+# shapes run in the graph, and every layer inside runs them eagerly in its own property above)
+NAMED_ONLY = settings(PROPERTY, phases=[Phase.explicit])
 MODES = ("eager", "graph")
 
 
@@ -411,12 +415,7 @@ def slice_inputs(inputs, i, length):
     return {key: value[i:i + 1, :length] for key, value in inputs.items()}
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("name", list(ENCODERS))
-@PROPERTY
-@given(shape=batch_shapes(), seed=st.integers(0, 2 ** 16))
-@named_shapes()
-def test_tagger_emissions_and_tags_ignore_padding(taggers, mode, name, shape, seed):
+def tagger_ignores_padding(taggers, mode, name, shape, seed):
     lengths, time = shape
     model, options = taggers[name], ENCODERS[name]["encoder"]
     inputs = encoder_inputs(np.random.default_rng(seed), lengths, time, options)
@@ -430,6 +429,22 @@ def test_tagger_emissions_and_tags_ignore_padding(taggers, mode, name, shape, se
         np.testing.assert_array_equal(tags[i:i + 1, :length], numpy(alone_tags))
 
 
+@pytest.mark.parametrize("name", list(ENCODERS))
+@PROPERTY
+@given(shape=batch_shapes(), seed=st.integers(0, 2 ** 16))
+@named_shapes()
+def test_tagger_emissions_and_tags_ignore_padding(taggers, name, shape, seed):
+    tagger_ignores_padding(taggers, "graph", name, shape, seed)
+
+
+@pytest.mark.parametrize("name", list(ENCODERS))
+@NAMED_ONLY
+@given(shape=batch_shapes(), seed=st.integers(0, 2 ** 16))
+@named_shapes()
+def test_tagger_emissions_and_tags_ignore_padding_eagerly(taggers, name, shape, seed):
+    tagger_ignores_padding(taggers, "eager", name, shape, seed)
+
+
 @pytest.fixture(scope="module")
 def classifiers():
     keras.utils.set_random_seed(8)
@@ -441,12 +456,7 @@ def classifiers():
     return built
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("name", list(ENCODERS))
-@PROPERTY
-@given(shape=batch_shapes(), seed=st.integers(0, 2 ** 16))
-@named_shapes()
-def test_classifier_logits_ignore_padding(classifiers, mode, name, shape, seed):
+def classifier_ignores_padding(classifiers, mode, name, shape, seed):
     lengths, time = shape
     model, options = classifiers[name], ENCODERS[name]["encoder"]
     inputs = encoder_inputs(np.random.default_rng(seed), lengths, time, options)
@@ -455,6 +465,22 @@ def test_classifier_logits_ignore_padding(classifiers, mode, name, shape, seed):
     assert tuple(logits.shape) == (len(lengths), 3) and np.isfinite(numpy(logits)).all()
     for i, length in enumerate(lengths):
         assert_close(logits[i:i + 1], run(slice_inputs(inputs, i, length)))
+
+
+@pytest.mark.parametrize("name", list(ENCODERS))
+@PROPERTY
+@given(shape=batch_shapes(), seed=st.integers(0, 2 ** 16))
+@named_shapes()
+def test_classifier_logits_ignore_padding(classifiers, name, shape, seed):
+    classifier_ignores_padding(classifiers, "graph", name, shape, seed)
+
+
+@pytest.mark.parametrize("name", list(ENCODERS))
+@NAMED_ONLY
+@given(shape=batch_shapes(), seed=st.integers(0, 2 ** 16))
+@named_shapes()
+def test_classifier_logits_ignore_padding_eagerly(classifiers, name, shape, seed):
+    classifier_ignores_padding(classifiers, "eager", name, shape, seed)
 
 
 TRANSLATORS = {

@@ -17,7 +17,7 @@ from seqtasks.decoding.config import GenerationConfig, GenerationError
 _STATE_ROUNDING = 64  # state sizes are rounded up to a multiple of this: fewer distinct traces
 
 
-class _GeneratorBase:
+class GeneratorBase:
     """What every part of the Generator uses: the decoder, its compiled functions, the state-size plan."""
 
     def __init__(self, decoder):
@@ -41,38 +41,38 @@ class _GeneratorBase:
                                   "train or load the model, or call it once on a batch of token ids")
         self._ready = True
 
-    def _plan(self, prompt_length: int, new_tokens: int) -> "_Plan":
+    def _plan(self, prompt_length: int, new_tokens: int) -> "DecodePlan":
         needed = prompt_length + new_tokens
-        rounded = _round_up(needed)
+        rounded = round_up_state_size(needed)
         capacity = int(self.decoder.capacity(rounded))
         if capacity >= needed:
-            return _Plan(state_size=min(capacity, rounded), window=capacity, sliding=False)
+            return DecodePlan(state_size=min(capacity, rounded), window=capacity, sliding=False)
         if capacity < 2:
             raise GenerationError(f"the model's state holds only {capacity} position(s)", "generation",
                                   "use a model with a longer context")
-        return _Plan(state_size=capacity, window=capacity // 2, sliding=True)
+        return DecodePlan(state_size=capacity, window=capacity // 2, sliding=True)
 
 
 @dataclass(frozen=True)
-class _Plan:
+class DecodePlan:
     state_size: int  # the max_length given to prefill
     window: int      # tokens kept when the state is prefilled again
     sliding: bool
 
 
-def _static(config: GenerationConfig) -> GenerationConfig:
+def static_config(config: GenerationConfig) -> GenerationConfig:
     """The settings a compiled function depends on (the seed and the number of samples are inputs)."""
     return dataclasses.replace(config, seed=None, num_return_sequences=1)
 
 
-def _resolve_seed(config: GenerationConfig) -> int:
+def resolve_seed(config: GenerationConfig) -> int:
     return config.seed if config.seed is not None else secrets.randbelow(2 ** 31)
 
 
-def _round_up(n: int) -> int:
+def round_up_state_size(n: int) -> int:
     return -(-n // _STATE_ROUNDING) * _STATE_ROUNDING
 
 
-def _write(history, position, tokens):
+def write_tokens(history, position, tokens):
     """history[:, position] = tokens."""
     return tf.where(tf.range(tf.shape(history)[1])[None] == position, tokens[:, None], history)

@@ -4,14 +4,14 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from seqtasks.decoding.base import _GeneratorBase, _round_up, _static, _write
+from seqtasks.decoding.base import GeneratorBase, round_up_state_size, static_config, write_tokens
 from seqtasks.decoding.config import GenerationConfig, GenerationError
-from seqtasks.decoding.filters import _constrain, _is_stop
-from seqtasks.decoding.inputs import Context, _context_specs, _context_tensors, _prefill
-from seqtasks.decoding.stops import _strip
+from seqtasks.decoding.filters import constrain_logits, is_stop
+from seqtasks.decoding.inputs import Context, context_specs, context_tensors, prefill_decoder
+from seqtasks.decoding.stops import strip_stops
 
 
-class _BeamSearch(_GeneratorBase):
+class BeamSearch(GeneratorBase):
     """The Generator's beam search."""
 
     def beam_search(self, prompts: np.ndarray, config: GenerationConfig, context: Context | None = None
@@ -21,7 +21,7 @@ class _BeamSearch(_GeneratorBase):
         Runs with any beam_width, 1 included (which is greedy decoding). `context` has one row per prompt.
         """
         prompts = np.asarray(prompts, np.int32)
-        context = _context_tensors(context, len(prompts))
+        context = context_tensors(context, len(prompts))
         batch, prompt_length = prompts.shape
         new_tokens, width = config.max_new_tokens, config.beam_width
         count = config.num_return_sequences if config.beam else 1
@@ -29,18 +29,18 @@ class _BeamSearch(_GeneratorBase):
             return [[[]] * count] * batch, [[0.0] * count] * batch
         self._prepare(prompts)
         needed = prompt_length + new_tokens
-        capacity = self.decoder.capacity(_round_up(needed))
+        capacity = self.decoder.capacity(round_up_state_size(needed))
         if needed > capacity:
             raise GenerationError(
                 f"beam search needs prompt + max_new_tokens = {needed} positions but the model holds {capacity}",
                 "beam search", "shorten the prompt or max_new_tokens, or use sampling/greedy (they slide a window)")
-        static = _static(config)
-        specs = _context_specs(context)
+        static = static_config(config)
+        specs = context_specs(context)
         search = self._compiled(("beam", static, capacity, specs), lambda: self._beam_function(static, capacity, specs))
         sequences, lengths, scores = (t.numpy() for t in search(tf.constant(prompts), *(context or ())))
         outputs, output_scores = [], []
         for b in range(batch):
-            outputs.append([_strip(sequences[b, j, :lengths[b, j]], config.stop_ids) for j in range(count)])
+            outputs.append([strip_stops(sequences[b, j, :lengths[b, j]], config.stop_ids) for j in range(count)])
             output_scores.append([float(scores[b, j]) for j in range(count)])
         return outputs, output_scores
 
@@ -56,7 +56,7 @@ class _BeamSearch(_GeneratorBase):
             batch, prompt_length = tf.shape(prompts)[0], tf.shape(prompts)[1]
             rows = batch * width
             # prefill once per prompt; repeating the state (context included) gives row i -> rows i*W..i*W+W-1
-            logits, state = _prefill(decoder, prompts, state_size, context, specs)
+            logits, state = prefill_decoder(decoder, prompts, state_size, context, specs)
             vocab = logits.shape[-1]
             if vocab is None:
                 raise ValueError("beam search needs the decoder's vocabulary size to be static")
@@ -78,7 +78,7 @@ class _BeamSearch(_GeneratorBase):
                 return (i < new_tokens) & ~tf.reduce_all(done)
 
             def body(i, logits, state, history, alive_log_p, f_tokens, f_scores, f_lengths, done):
-                x = _constrain(logits, history, prompt_length + i, i, config)
+                x = constrain_logits(logits, history, prompt_length + i, i, config)
                 log_p = tf.nn.log_softmax(x, axis=-1)
                 total = tf.reshape(alive_log_p, (rows, 1)) + log_p
                 top_scores, top_indices = tf.math.top_k(tf.reshape(total, (batch, width * vocab)), candidates)
@@ -86,7 +86,7 @@ class _BeamSearch(_GeneratorBase):
                 tokens = top_indices % vocab
                 generated = tf.gather(history[:, prompt_length:], parents)  # (batch, candidates, new_tokens)
                 candidate_tokens = tf.where(positions == i, tokens[..., None], generated)
-                stopped = _is_stop(tokens, stop_ids)
+                stopped = is_stop(tokens, stop_ids)
                 length = i + 1
                 # finished pool: candidates ending in a stop id among the `width` best of this step
                 eligible = stopped & (tf.range(candidates) < width)[None] & ~done[:, None] & (top_scores > -np.inf)
@@ -101,7 +101,7 @@ class _BeamSearch(_GeneratorBase):
                 alive_log_p, keep = tf.math.top_k(tf.where(stopped, -np.inf, top_scores), width)
                 chosen_rows = tf.reshape(tf.gather(parents, keep, batch_dims=1), (rows,))
                 chosen_tokens = tf.reshape(tf.gather(tokens, keep, batch_dims=1), (rows,))
-                history = _write(tf.gather(history, chosen_rows), prompt_length + i, chosen_tokens)
+                history = write_tokens(tf.gather(history, chosen_rows), prompt_length + i, chosen_tokens)
                 state = tuple(tf.gather(s, chosen_rows) for s in state)
                 worst_finished = f_scores[:, -1]
                 done = done | ((worst_finished > -np.inf) & (worst_finished >= normalize(alive_log_p[:, 0], length)))

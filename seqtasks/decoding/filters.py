@@ -1,6 +1,6 @@
 """Logit transforms and masks: top-k, top-p, repetition penalty, no-repeat n-grams, stop ids.
 
-Step 1 of choosing the next token (the constraints on the raw logits, `_constrain`) and the filters
+Step 1 of choosing the next token (the constraints on the raw logits, `constrain_logits`) and the filters
 of steps 3-4 (see the package docstring for the order).
 """
 from __future__ import annotations
@@ -96,7 +96,7 @@ def _scatter_rows(base, columns, values, max_merge: bool = False):
     return tf.tensor_scatter_nd_update(base, indices, values)
 
 
-def _constrain(logits, history, length, generated, config: GenerationConfig):
+def constrain_logits(logits, history, length, generated, config: GenerationConfig):
     """Step 1: repetition penalty, no-repeat n-grams and min_new_tokens, on the raw logits."""
     logits = tf.cast(logits, tf.float32)
     vocab = logits.shape[-1]
@@ -121,7 +121,7 @@ def _stop_mask(vocab: int, stop_ids):
     return tf.reduce_any(tf.one_hot(ids, vocab, on_value=True, off_value=False, dtype=tf.bool), axis=0)
 
 
-def _is_stop(tokens, stop_ids):
+def is_stop(tokens, stop_ids):
     result = tf.zeros_like(tokens, tf.bool)
     for i in stop_ids:
         result |= tf.equal(tokens, i)

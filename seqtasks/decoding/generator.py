@@ -5,11 +5,11 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from seqtasks.decoding.base import _resolve_seed
-from seqtasks.decoding.beam import _BeamSearch
+from seqtasks.decoding.base import resolve_seed
+from seqtasks.decoding.beam import BeamSearch
 from seqtasks.decoding.config import GenerationConfig
-from seqtasks.decoding.inputs import Context, _context_rows, _context_tensors, _prompt_array
-from seqtasks.decoding.sampling import _Sampling
+from seqtasks.decoding.inputs import Context, context_rows, context_tensors, prompt_array
+from seqtasks.decoding.sampling import Sampling
 
 __all__ = ["Generator", "generator_for", "generate", "generate_with_scores", "stream"]
 
@@ -20,10 +20,10 @@ _GENERATOR_ATTRIBUTE = "_seqtasks_generator"
 # The engine
 # ---------------------------------------------------------------------------------------------------
 
-class Generator(_Sampling, _BeamSearch):
+class Generator(Sampling, BeamSearch):
     """Generation for one decoder; holds the compiled functions, one per static setting and state size."""
 
-    # -- public API (stream() comes from _Sampling) --------------------------------------------------
+    # -- public API (stream() comes from Sampling) --------------------------------------------------
 
     def generate(self, prompt_ids: Sequence[Sequence[int]], config: GenerationConfig | None = None,
                  context: Context | None = None) -> list[list[list[int]]]:
@@ -33,17 +33,17 @@ class Generator(_Sampling, _BeamSearch):
                              context: Context | None = None) -> tuple[list[list[list[int]]], list[list[float]]]:
         """Per prompt, num_return_sequences continuations and their scores (see the module docstring)."""
         config = config or GenerationConfig()
-        prompts = [_prompt_array(p, i) for i, p in enumerate(prompt_ids)]
-        context = _context_tensors(context, len(prompts))
+        prompts = [prompt_array(p, i) for i, p in enumerate(prompt_ids)]
+        context = context_tensors(context, len(prompts))
         sequences: list[list[list[int]]] = [[] for _ in prompts]
         scores: list[list[float]] = [[] for _ in prompts]
         groups: dict[int, list[int]] = {}
         for i, prompt in enumerate(prompts):
             groups.setdefault(len(prompt), []).append(i)
-        seed = _resolve_seed(config)
+        seed = resolve_seed(config)
         for members in groups.values():
             batch = np.stack([prompts[i] for i in members])
-            rows = _context_rows(context, members)
+            rows = context_rows(context, members)
             if config.beam:
                 group_sequences, group_scores = self.beam_search(batch, config, rows)
             else:

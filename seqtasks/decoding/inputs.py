@@ -11,7 +11,7 @@ from seqtasks.decoding.config import GenerationError
 Context = Sequence[Any]  # a tuple of tensors/arrays, axis 0 aligned with the prompts
 
 
-def _prompt_array(prompt: Sequence[int], index: int) -> np.ndarray:
+def prompt_array(prompt: Sequence[int], index: int) -> np.ndarray:
     array = np.asarray(prompt)
     if array.ndim != 1 or array.size == 0:
         raise GenerationError(f"prompt {index} is empty" if array.size == 0 else f"prompt {index} is not a list of ids",
@@ -22,7 +22,7 @@ def _prompt_array(prompt: Sequence[int], index: int) -> np.ndarray:
     return array.astype(np.int32)
 
 
-def _context_tensors(context, rows: int) -> tuple[tf.Tensor, ...] | None:
+def context_tensors(context, rows: int) -> tuple[tf.Tensor, ...] | None:
     """The context as a tuple of tensors with `rows` rows each (None stays None)."""
     if context is None:
         return None
@@ -38,11 +38,11 @@ def _context_tensors(context, rows: int) -> tuple[tf.Tensor, ...] | None:
     return context
 
 
-def _context_rows(context, members: Sequence[int]):
+def context_rows(context, members: Sequence[int]):
     return None if context is None else tuple(tf.gather(c, members) for c in context)
 
 
-def _context_specs(context) -> tuple[tf.TensorSpec, ...] | None:
+def context_specs(context) -> tuple[tf.TensorSpec, ...] | None:
     """Input signatures for the context: every axis dynamic but the last axis of a rank >= 3 tensor."""
     if context is None:
         return None
@@ -56,7 +56,7 @@ def _context_specs(context) -> tuple[tf.TensorSpec, ...] | None:
     return tuple(specs)
 
 
-def _prefill(decoder, token_ids, max_length: int, context: tuple, specs: tuple | None):
+def prefill_decoder(decoder, token_ids, max_length: int, context: tuple, specs: tuple | None):
     """decoder.prefill, with the context as third argument only for conditional decoders."""
     if specs is None:
         return decoder.prefill(token_ids, max_length)

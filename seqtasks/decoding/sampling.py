@@ -6,18 +6,18 @@ from typing import Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from seqtasks.decoding.base import _GeneratorBase, _Plan, _resolve_seed, _round_up, _static, _write
+from seqtasks.decoding.base import GeneratorBase, DecodePlan, resolve_seed, round_up_state_size, static_config, write_tokens
 from seqtasks.decoding.config import GenerationConfig, GenerationError
-from seqtasks.decoding.filters import _constrain, _is_stop, top_k_filter, top_p_filter
-from seqtasks.decoding.inputs import Context, _context_specs, _context_tensors, _prefill, _prompt_array
-from seqtasks.decoding.stops import _strip
+from seqtasks.decoding.filters import constrain_logits, is_stop, top_k_filter, top_p_filter
+from seqtasks.decoding.inputs import Context, context_specs, context_tensors, prefill_decoder, prompt_array
+from seqtasks.decoding.stops import strip_stops
 
 _STREAM_CHUNK = 8  # tokens per loop call when streaming: smooth output, little per-call overhead
 
 
 def _choose(logits, history, length, generated, seed, config: GenerationConfig):
     """Pick one token per row; returns (tokens (batch,) int32, log p of them (batch,) float32)."""
-    x = _constrain(logits, history, length, generated, config)
+    x = constrain_logits(logits, history, length, generated, config)
     log_probs = tf.nn.log_softmax(x, axis=-1)
     if config.greedy:
         tokens = tf.argmax(x, axis=-1, output_type=tf.int32)
@@ -38,7 +38,7 @@ def _history(prompts: np.ndarray, new_tokens: int) -> np.ndarray:
     shapes then depend on the prompt's length only through that rounding (one XLA compile serves
     prompts of similar lengths). Positions past the current length are never read."""
     rows, length = prompts.shape
-    return np.concatenate([prompts, np.zeros((rows, _round_up(length + new_tokens) - length), np.int32)], axis=1)
+    return np.concatenate([prompts, np.zeros((rows, round_up_state_size(length + new_tokens) - length), np.int32)], axis=1)
 
 
 def _replicate(sequences, scores, config: GenerationConfig):
@@ -49,7 +49,7 @@ def _replicate(sequences, scores, config: GenerationConfig):
     return ([[list(s[0]) for _ in range(n)] for s in sequences], [[sc[0]] * n for sc in scores])
 
 
-class _Sampling(_GeneratorBase):
+class Sampling(GeneratorBase):
     """The Generator's greedy and sampling methods: stream() and sample()."""
 
     def stream(self, prompt_ids: Sequence[int], config: GenerationConfig | None = None,
@@ -65,20 +65,20 @@ class _Sampling(_GeneratorBase):
         if config.num_return_sequences != 1:
             raise GenerationError("stream() yields one sequence",
                                   f"num_return_sequences={config.num_return_sequences}", "use generate()")
-        prompt = _prompt_array(prompt_ids, 0)[None]
-        context = _context_tensors(context, 1)
+        prompt = prompt_array(prompt_ids, 0)[None]
+        context = context_tensors(context, 1)
         self._prepare(prompt)
         plan = self._plan(prompt.shape[1], config.max_new_tokens)
         return self._stream(prompt, config, plan, context)  # errors above are raised now, not at the first next()
 
-    def _stream(self, prompt: np.ndarray, config: GenerationConfig, plan: "_Plan", context: Context | None
+    def _stream(self, prompt: np.ndarray, config: GenerationConfig, plan: "DecodePlan", context: Context | None
                 ) -> Iterator[int]:
         """The sampling loop of sample(), run in chunks of _STREAM_CHUNK tokens that are yielded as they come."""
         new_tokens = config.max_new_tokens
         if new_tokens == 0:
             return
-        prefill, run = self._functions_for(config, plan, _context_specs(context))
-        seed = tf.constant(_resolve_seed(config), tf.int64)
+        prefill, run = self._functions_for(config, plan, context_specs(context))
+        seed = tf.constant(resolve_seed(config), tf.int64)
         history = tf.constant(_history(prompt, new_tokens))
         finished, scores = tf.zeros((1,), tf.bool), tf.zeros((1,), tf.float32)
         length = prompt.shape[1]
@@ -110,7 +110,7 @@ class _Sampling(_GeneratorBase):
         """Greedy or sampled continuations of equal-length prompts (batch, time) with their context rows."""
         count = 1 if config.greedy else config.num_return_sequences  # greedy samples are all the same
         batch = np.repeat(prompts, count, axis=0)
-        context = _context_tensors(context, len(prompts))
+        context = context_tensors(context, len(prompts))
         if context is not None:
             context = tuple(tf.repeat(c, count, axis=0) for c in context)  # aligned with the repeated prompts
         rows, prompt_length = batch.shape
@@ -119,7 +119,7 @@ class _Sampling(_GeneratorBase):
             return _replicate([[[]] * count] * len(prompts), [[0.0] * count] * len(prompts), config)
         self._prepare(batch)
         plan = self._plan(prompt_length, new_tokens)
-        prefill, run = self._functions_for(config, plan, _context_specs(context))
+        prefill, run = self._functions_for(config, plan, context_specs(context))
         history = tf.constant(_history(batch, new_tokens))
         length = prompt_length
         finished = tf.zeros((rows,), tf.bool)
@@ -139,15 +139,15 @@ class _Sampling(_GeneratorBase):
                 break
             window = history.numpy()[:, length - plan.window:length]
         tokens = history.numpy()[:, prompt_length:length]
-        outputs = [_strip(row, config.stop_ids) for row in tokens]
+        outputs = [strip_stops(row, config.stop_ids) for row in tokens]
         row_scores = [float(s) for s in scores.numpy()]
         sequences = [outputs[i * count:(i + 1) * count] for i in range(len(prompts))]
         grouped = [row_scores[i * count:(i + 1) * count] for i in range(len(prompts))]
         return _replicate(sequences, grouped, config)
 
-    def _functions_for(self, config: GenerationConfig, plan: "_Plan", specs: tuple | None):
+    def _functions_for(self, config: GenerationConfig, plan: "DecodePlan", specs: tuple | None):
         """(prefill, run): the compiled prefill for this state size and the sampling loop for these settings."""
-        static = _static(config)
+        static = static_config(config)
         prefill = self._compiled(("prefill", plan.state_size, specs),
                                  lambda: self._prefill_function(plan.state_size, specs))
         xla = static.uses_xla(beam=False, conditional=specs is not None)
@@ -159,7 +159,7 @@ class _Sampling(_GeneratorBase):
         every prompt length and barely speed up."""
         decoder = self.decoder
         signature = (tf.TensorSpec((None, None), tf.int32), *(specs or ()))
-        return tf.function(lambda window, *context: _prefill(decoder, window, state_size, context, specs),
+        return tf.function(lambda window, *context: prefill_decoder(decoder, window, state_size, context, specs),
                            input_signature=signature)
 
     def _run_function(self, config: GenerationConfig, xla: bool):
@@ -177,9 +177,9 @@ class _Sampling(_GeneratorBase):
 
             def body(i, logits, state, history, length, generated, finished, scores):
                 tokens, log_p = _choose(logits, history, length, generated, seed, config)
-                history = _write(history, length, tokens)
+                history = write_tokens(history, length, tokens)
                 scores = scores + tf.where(finished, 0.0, log_p)
-                finished = finished | _is_stop(tokens, config.stop_ids)
+                finished = finished | is_stop(tokens, config.stop_ids)
                 # a token chosen when the state is full is fed too, at the last slot (the caller slides
                 # the window and never uses that state): a branch here would make XLA copy the state
                 logits, state = decoder.step(tokens, tuple(state), tf.minimum(position + i, state_size - 1))

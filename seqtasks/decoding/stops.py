@@ -44,7 +44,7 @@ def held_back(text: str, stops: Sequence[str]) -> int:
     return longest
 
 
-def _strip(tokens, stop_ids) -> list[int]:
+def strip_stops(tokens, stop_ids) -> list[int]:
     """Cut a row at its first stop id (not kept)."""
     out = []
     for token in np.asarray(tokens).tolist():

@@ -30,10 +30,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from seqtasks.choices import ATTENTION_KINDS
 from seqtasks.layers.recurrent import RecurrentStack
 from seqtasks.layers.seq2seq_attention import AdditiveAttention, MultiplicativeAttention
-
-ATTENTION_KINDS = ("none", "bahdanau", "luong")
 
 
 @keras.saving.register_keras_serializable(package="seqtasks")

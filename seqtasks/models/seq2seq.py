@@ -30,8 +30,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from seqtasks.choices import ATTENTION_KINDS
 from seqtasks.layers import AttentionalDecoder, RecurrentStack
-from seqtasks.layers.attentional_decoder import ATTENTION_KINDS
 from seqtasks.models.freezing import layer_prefixes, recurrent_depth
 
 PAD_ID = 0
