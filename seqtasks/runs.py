@@ -346,8 +346,12 @@ def load_model(path: str | Path, compile: bool = False):
     refused = _refused_class(config)
     if refused:
         raise UserError(f"the model file holds {refused}", where, CODE_FIX)
+    from seqtasks.saved_layout import load_saved_model
+
     try:
-        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+        return load_saved_model(path, compile=compile)  # also a file saved before a model's layout changed
+    except UserError:
+        raise
     except Exception as error:  # whatever Keras or h5py raise for a damaged file: one line (--debug: all)
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         if "safe_mode" in first_line:
