@@ -25,7 +25,8 @@ from seqtasks.config import (COMMAND_LINE, check_ranges, config_from_dict, read_
 from seqtasks.datafiles import absolute_paths, check_unchanged, data_fingerprints
 from seqtasks.errors import SeqtasksWarning, TrainingFailed, UserError, describe_exception
 from seqtasks.files import check_output_folder
-from seqtasks.runs import RunDirectory, load_model
+from seqtasks.model_files import load_model
+from seqtasks.runs import RunDirectory
 from seqtasks.tasks.base import ExtensibleLabels, Generative
 from seqtasks.training import TrainState, compile_model, fit, make_strategy, resolve_precision
 

@@ -62,7 +62,7 @@ def test_an_old_run_loads_and_gives_its_old_outputs(name):
 def test_an_old_runs_optimizer_state_comes_back_beside_its_own_variables(name):
     """What resume needs from an old file: Adam's moments, stored in the order of the trainable
     variables, are loaded in that order, so each moment has its variable's shape."""
-    from seqtasks.runs import load_model
+    from seqtasks.model_files import load_model
 
     model = load_model(OLD_RUNS / name / "model.keras", compile=True)
     moments = model.optimizer.variables[2:]  # after the iteration count and the learning rate

@@ -15,7 +15,7 @@ import pytest
 import seqtasks  # noqa: F401  (registers the layers)
 from seqtasks.errors import UserError
 from seqtasks.layers import TransformerDecoder
-from seqtasks.runs import load_model
+from seqtasks.model_files import load_model
 
 OLD_RUNS = Path(__file__).resolve().parent / "data" / "old_runs"
 D_MODEL, BATCH, TIME, SOURCE = 8, 2, 7, 5
