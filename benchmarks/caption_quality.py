@@ -7,7 +7,7 @@ single constant caption.
 
 Splits ../shared/data/captioning/flickr8k_1k/ by image file name: the first 800 images train, the
 next 100 validate, the last 100 test (five captions each). Trains with
-benchmarks/configs/caption-flickr8k-ARCH.toml, then chooses the decoding on the validation images
+seqtasks/configs/caption-flickr8k-ARCH.toml, then chooses the decoding on the validation images
 (beam width and length penalty, from a small grid, by validation BLEU-4), captions the test images
 with it and scores BLEU-1..4 against all five references (seqtasks' normalization: lowercased
 words and punctuation, then sacreBLEU); greedy and beam 3 (length penalty 1) are reported beside it.
@@ -165,13 +165,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", choices=["lstm", "transformer"], required=True)
     parser.add_argument("--minutes", type=float, default=30.0)
-    parser.add_argument("--config", metavar="TOML", help="train with this config instead of "
-                        "benchmarks/configs/caption-flickr8k-ARCH.toml (for trials)")
+    parser.add_argument("--config", metavar="TOML", help="train with this config (a path or an installed name) instead of "
+                        "seqtasks/configs/caption-flickr8k-ARCH.toml (for trials)")
     parser.add_argument("--evaluate", metavar="RUN", help="score this earlier run of the script; no training")
     parser.add_argument("--baseline-only", action="store_true", help="only score the constant-caption baseline")
     args = parser.parse_args()
 
     import seqtasks
+    from seqtasks.config import find_config
     from seqtasks.captioning import caption_scores
 
     images, tables = flickr_splits()
@@ -189,8 +190,7 @@ def main() -> None:
     if args.baseline_only:
         return
 
-    config = Path(args.config).resolve() if args.config else \
-        ROOT / "benchmarks" / "configs" / f"caption-flickr8k-{args.arch}.toml"
+    config = find_config(args.config or f"caption-flickr8k-{args.arch}").resolve()
     if args.evaluate:
         run = seqtasks.load(args.evaluate)
     else:

@@ -2,8 +2,8 @@
 
     python benchmarks/classification_quality.py --config classify-sst2-bilstm --minutes 15
 
-Trains with benchmarks/configs/CONFIG.toml on SST-2's train.tsv.gz (67,349 phrases), validating on
-dev.tsv (872 sentences; the best checkpoint by dev accuracy is kept, as GLUE dev numbers are
+Trains with the installed config CONFIG (seqtasks/configs/CONFIG.toml) on SST-2's train.tsv.gz (67,349
+phrases), validating on dev.tsv (872 sentences; the best checkpoint by dev accuracy is kept, as GLUE dev numbers are
 reported), then evaluates that checkpoint on dev and on the labeled test.tsv (1,821 sentences,
 never seen during training or selection). Writes benchmarks/results/CONFIG.json.
 """
@@ -19,16 +19,17 @@ TARGET = 0.84
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="classify-sst2-bilstm", help="a benchmarks/configs/ name, without .toml")
+    parser.add_argument("--config", default="classify-sst2-bilstm", help="an installed config (seqtasks/configs/), by name")
     parser.add_argument("--minutes", type=float, default=15.0)
     args = parser.parse_args()
 
     import seqtasks
+    from seqtasks.config import find_config
 
     train = shared_file("classification", "sst2", "train.tsv.gz")
     dev = shared_file("classification", "sst2", "dev.tsv")
     test = shared_file("classification", "sst2", "test.tsv")
-    config = ROOT / "benchmarks" / "configs" / f"{args.config}.toml"
+    config = find_config(args.config)
     out = WORK / f"{args.config}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     run = seqtasks.train("classify", out=out, config_file=str(config), data=str(train), valid=str(dev),
                          max_time=args.minutes, verbose=1)

@@ -3,7 +3,7 @@
     python benchmarks/lm_quality.py --arch lstm --minutes 20
     python benchmarks/lm_quality.py --arch transformer --minutes 20
 
-Trains with benchmarks/configs/lm-tinyshakespeare-ARCH.toml on the first 90% of the characters,
+Trains with seqtasks/configs/lm-tinyshakespeare-ARCH.toml on the first 90% of the characters,
 evaluates the best checkpoint on the last 10%, writes benchmarks/results/lm-quality-ARCH.json.
 """
 from __future__ import annotations
@@ -25,9 +25,10 @@ def main() -> None:
     args = parser.parse_args()
 
     import seqtasks
+    from seqtasks.config import find_config
 
     train, valid = tinyshakespeare_splits()
-    config = ROOT / "benchmarks" / "configs" / f"lm-tinyshakespeare-{args.arch}.toml"
+    config = find_config(f"lm-tinyshakespeare-{args.arch}")
     out = WORK / f"lm-{args.arch}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     overrides = {"precision": args.precision} if args.precision else {}
     run = seqtasks.train("lm", out=out, config_file=str(config), data=str(train), valid=str(valid),

@@ -25,7 +25,7 @@ DATASETS = {  # name -> (folder under shared/data, train, dev, test)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="tag-ud-ewt-bilstm-char", help="a benchmarks/configs/ name, without .toml")
+    parser.add_argument("--config", default="tag-ud-ewt-bilstm-char", help="an installed config (seqtasks/configs/), by name")
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="ud-ewt",
                         help="a shared dataset's train/dev/test files (--train/--valid/--test override them)")
@@ -35,11 +35,12 @@ def main() -> None:
     args = parser.parse_args()
 
     import seqtasks
+    from seqtasks.config import find_config
 
     folder, *files = DATASETS[args.dataset]
     train, valid, test = (given or str(shared_file(*folder, name))
                           for given, name in zip((args.train, args.valid, args.test), files))
-    config = ROOT / "benchmarks" / "configs" / f"{args.config}.toml"
+    config = find_config(args.config)
     name = args.config if args.dataset == "ud-ewt" else f"{args.config}-{args.dataset}"
     out = WORK / f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     run = seqtasks.train("tag", out=out, config_file=str(config), data=train, valid=valid,

@@ -7,7 +7,7 @@
     python benchmarks/translation_quality.py --arch transformer --minutes 1.5 --smoke   # checks the script
     python benchmarks/translation_quality.py --arch transformer --evaluate benchmarks/runs/translate-...  # rescore
 
-Trains with benchmarks/configs/translate-multi30k-ARCH.toml on Multi30k train (validation: val), then
+Trains with seqtasks/configs/translate-multi30k-ARCH.toml on Multi30k train (validation: val), then
 translates test_2016_flickr with the best checkpoint, greedy and with beam 4, and scores it with
 sacreBLEU (cased, 13a tokenization, the default) and chrF against the detokenized references.
 Writes benchmarks/results/translate-quality-ARCH-SRC-TGT.json with BLEU/chrF, parameters, epochs,
@@ -37,6 +37,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import seqtasks
+    from seqtasks.config import find_config
     from seqtasks.metrics import bleu_and_chrf
     from seqtasks.translation_data import encode_pairs
     from seqtasks.readers.parallel import open_parallel_source
@@ -46,7 +47,7 @@ def main() -> None:
     def multi30k(split: str, lang: str) -> str:
         return str(shared_file("translation", "multi30k", f"{split}.{lang}.gz"))
 
-    config = ROOT / "benchmarks" / "configs" / f"translate-multi30k-{args.arch}.toml"
+    config = find_config(f"translate-multi30k-{args.arch}")
     out = WORK / f"translate-{args.arch}-{args.direction}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     if args.evaluate:
         run = seqtasks.load(args.evaluate)
@@ -57,7 +58,7 @@ def main() -> None:
     state = run.directory.read_train_state()
     cfg = run.settings
     train_pairs = encode_pairs(open_parallel_source(source=cfg.src, target=cfg.tgt), run.preprocessor)
-    train_pairs, _ = train_pairs.within(cfg.max_source_length, cfg.max_target_length)
+    train_pairs, _ = train_pairs.within(cfg.max_source_len, cfg.max_target_len)
     steps_per_epoch = -(-len(train_pairs) // cfg.batch_size)
     pairs_seen = state["global_step"] * len(train_pairs) / steps_per_epoch  # the mean batch, last ones included
     target_tokens_per_pair = float(train_pairs.target_lengths().mean())

@@ -20,11 +20,13 @@ from typing import Any
 import seqtasks.serializables  # noqa: F401  (first: starts TensorFlow quietly, registers the Keras classes)
 import keras
 
-from seqtasks.config import COMMAND_LINE, check_ranges, config_from_dict, read_toml, resolve_config
+from seqtasks.config import (COMMAND_LINE, check_ranges, config_from_dict, read_config_file, resolve_config,
+                             with_current_names)
 from seqtasks.datafiles import absolute_paths, check_unchanged, data_fingerprints
 from seqtasks.errors import SeqtasksWarning, TrainingFailed, UserError, describe_exception
 from seqtasks.files import check_output_folder
-from seqtasks.runs import RunDirectory, load_model
+from seqtasks.model_files import load_model
+from seqtasks.runs import RunDirectory
 from seqtasks.tasks.base import ExtensibleLabels, Generative
 from seqtasks.training import TrainState, compile_model, fit, make_strategy, resolve_precision
 
@@ -37,7 +39,7 @@ def _version() -> str:
 
 
 def resolve_task_config(task, config_file: str | None, overrides: dict[str, Any]):
-    toml = read_toml(config_file) if config_file else {}
+    toml = read_config_file(config_file, task.name) if config_file else {}
     given = {k: v for k, v in overrides.items() if v is not None}
     if not any(given.get(key) or toml.get(key) for key in task.data_settings):
         # no data: the bundled demo, with the user's other settings (TOML and flags) on top
@@ -216,7 +218,8 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     extend_labels (tasks that predict labels): labels the parent never saw are added; the output layer grows."""
     parent = Run(path)
     task_obj = parent.task
-    toml = read_toml(config_file) if config_file else {}
+    toml = read_config_file(config_file, task_obj.name) if config_file else {}
+    toml = with_current_names(task_obj.Config, toml, default_origin=f"from {config_file}")
     flags = {k: v for k, v in overrides.items() if v is not None}
     if data is not None:  # tasks whose data flags are not --data (image captioning: --images/--captions) leave it out
         flags["data"] = data
@@ -341,6 +344,8 @@ class Run:
         if "task" not in self.record or "settings" not in self.record:
             raise UserError("not a seqtasks run (config.json has no task)", str(self.directory.path))
         self.task = get_task(self.record["task"])
+        # an older run's renamed settings under their current names, for every reader of the record
+        self.record["settings"] = with_current_names(self.task.Config, self.record["settings"], warn=False)
         self.settings = config_from_dict(self.task.Config, self.record["settings"])
         self._preprocessor = None
         self._model = None

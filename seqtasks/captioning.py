@@ -1,8 +1,9 @@
-"""Caption images with a trained captioner: batching, decoding, scoring, attention plots.
+"""Caption images with a trained captioner: its conditioning, scoring, attention plots.
 
-Images are encoded in batches into their grids, `model.encode(pixels)`, and captioned through the one
-engine, seqtasks.decoding: the prompt of every image is [BOS], its context is its grid, decoding stops
-at EOS. The attention map of a caption comes from a teacher-forced pass over it (the same numbers the
+A Captioner is captioning's Conditioning for the one text-generation front-end (seqtasks.generation):
+an image (pixels, or the path of an image file) has the prompt [BOS], the context of a batch of images
+is their grids, `model.encode(pixels)` (encoded ENCODE_BATCH images at a time), and decoding stops at
+EOS. The attention map of a caption comes from a teacher-forced pass over it (the same numbers the
 decoder saw, since cached decoding equals full recomputation).
 
 Scores compare normalized text: lowercased when the tokenizer lowercases, words and punctuation marks
@@ -15,13 +16,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from seqtasks import decoding
 from seqtasks import plotting
 from seqtasks.errors import UserError
+from seqtasks.generation import Generated, Prompt, TextGenerator
+from seqtasks.image_pipeline import decode_into
 from seqtasks.metrics import bleu_n
 from seqtasks.tokenizers import BOS_ID, EOS_ID, Tokenizer
 
@@ -32,11 +34,20 @@ _ENCODER_ATTRIBUTE = "_seqtasks_image_encoder"
 
 
 @dataclass
-class Caption:
-    text: str
-    ids: list[int]
-    score: float
+class Caption(Generated):
     weights: np.ndarray | None = field(default=None, repr=False)  # (tokens + EOS, grid cells)
+
+
+def read_images(paths: Sequence[str | Path], size: int) -> np.ndarray:
+    """The pixels (N, size, size, 3) uint8 of image files, resized; a missing or undecodable file is a UserError."""
+    for path in paths:
+        if not Path(path).is_file():
+            raise UserError("no such image", str(path), "give the paths of JPEG or PNG files")
+    pixels = np.zeros((len(paths), size, size, 3), np.uint8)
+    failed = decode_into([Path(p) for p in paths], size, pixels)
+    if failed:
+        raise UserError("cannot decode the image as JPEG, PNG, GIF or BMP", str(paths[failed[0]]), "give an image file")
+    return pixels
 
 
 def normalize(text: str, lowercase: bool) -> str:
@@ -57,11 +68,32 @@ def caption_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]
 
 
 class Captioner:
-    """model + tokenizer -> captions of pixel arrays (N, size, size, 3) in [0, 255]."""
+    """model + tokenizer -> captions of pixel arrays (N, size, size, 3) in [0, 255] (or of image files,
+    resized to `image_size`)."""
 
-    def __init__(self, model, tokenizer: Tokenizer, max_new_tokens: int, length_penalty: float = 1.0):
+    stop_ids = (EOS_ID,)
+    batch_size = DECODE_BATCH
+
+    def __init__(self, model, tokenizer: Tokenizer, max_new_tokens: int, length_penalty: float = 1.0,
+                 image_size: int | None = None):
         self.model, self.tokenizer, self.max_new_tokens = model, tokenizer, max_new_tokens
         self.length_penalty = length_penalty  # beam score = log p / length ** length_penalty
+        self.image_size = image_size
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Greedy, at most max_new_tokens, the run's length penalty for a beam (the caller's options win)."""
+        return {"max_new_tokens": self.max_new_tokens, "temperature": 0.0, "length_penalty": self.length_penalty}
+
+    def prompt(self, image: np.ndarray | str | Path) -> Prompt:
+        if isinstance(image, (str, Path)):
+            if not self.image_size:
+                raise ValueError("a Captioner without an image_size captions pixels, not image files")
+            image = read_images([image], self.image_size)[0]
+        return Prompt([BOS_ID], image)
+
+    def context(self, images: list[np.ndarray]) -> tuple:
+        return (self.encode(np.stack(images).astype(np.float32)),)
 
     def encode(self, pixels: np.ndarray):
         """The grids (N, cells, d) of a batch of images, by one compiled function kept on the model."""
@@ -82,16 +114,12 @@ class Captioner:
         if n_best > 1 and temperature == 0 and n_best > beam:
             raise UserError(f"--n-best {n_best} needs a beam at least that wide (--beam {beam})",
                             fix=f"pass --beam {n_best} or more, or sample with --temperature")
-        config = decoding.GenerationConfig(
-            max_new_tokens=self.max_new_tokens, temperature=temperature, beam_width=max(beam, 1),
-            num_return_sequences=n_best, length_penalty=self.length_penalty, stop_ids=(EOS_ID,), seed=seed)
-        results: list[list[Caption]] = []
-        for first in range(0, len(pixels), DECODE_BATCH):
-            grids = self.encode(np.asarray(pixels[first:first + DECODE_BATCH], np.float32))
-            outputs, scores = decoding.generate_with_scores(self.model, [[BOS_ID]] * len(grids), config, (grids,))
-            results.extend([Caption(self.tokenizer.decode(ids), list(ids), score) for ids, score in zip(seqs, scs)]
-                           for seqs, scs in zip(outputs, scores))
-        return results
+        generator = TextGenerator(self.model, self)
+        options = {"temperature": temperature, "num_return_sequences": n_best, "seed": seed}
+        if beam > 1:  # (an explicit beam_width of 1 would mean greedy: no sampling)
+            options["beam_width"] = beam
+        captions = generator.generate(list(pixels), generator.config(**options))
+        return [[Caption(c.text, c.ids, c.score) for c in found] for found in captions]
 
     def attend(self, pixels: np.ndarray, caption: Caption) -> Caption:
         """Fill in where the decoder looked for each word of the caption (and for its EOS)."""

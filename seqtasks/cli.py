@@ -78,7 +78,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 # ---- tasks ---------------------------------------------------------------------------------------
 @cli.command(context_settings=CONTEXT)
 def tasks() -> None:
-    """List the tasks, their model families and default settings."""
+    """List the tasks, their model families, default settings and installed configs (--config NAME)."""
+    from seqtasks.config import configs_of_task, demo_settings
     from seqtasks.tasks import TASKS
 
     for name, cls in TASKS.items():
@@ -87,6 +88,13 @@ def tasks() -> None:
         defaults = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Config)
                              if f.name not in ("data", "valid"))
         click.echo(f"  defaults: {defaults}")
+        demo = demo_settings(name)
+        if demo:
+            click.echo(f"  demo (no --data): --config demo-{name}: "
+                       + ", ".join(f"{key}={value!r}" for key, value in demo.items()))
+        tuned = [config for config in configs_of_task(name) if config != f"demo-{name}"]
+        if tuned:
+            click.echo(f"  configs: {', '.join(tuned)}")
         click.echo(f"  help: seqtasks train {name} --help")
 
 
@@ -120,6 +128,8 @@ def _options(fields: list[dataclasses.Field], helps: dict[str, str] | None = Non
         for f in reversed(fields):
             flag = _flag(f.name)
             help_text = (helps or {}).get(f.name, f.metadata.get("help", ""))
+            if f.metadata.get("renamed_from"):
+                help_text += f" (formerly {', '.join(_flag(old) for old in f.metadata['renamed_from'])})"
             choices = f.metadata.get("choices")
             kind = setting_type(f.type)
             if kind is bool:
@@ -133,14 +143,27 @@ def _options(fields: list[dataclasses.Field], helps: dict[str, str] | None = Non
                 option = click.option(flag, *f.metadata.get("aliases", ()), f.name, type=click_type, default=None,
                                       help=f"{help_text}  [default: {shown}]")
             command = option(command)
+            for old in f.metadata.get("renamed_from", ()):  # deprecated spellings, passed on to warn
+                old_decls = (f"{_flag(old)}/--no-{_flag(old)[2:]}",) if kind is bool else (_flag(old),)
+                command = click.option(*old_decls, old, type=None if kind is bool else click_type, default=None,
+                                       hidden=True)(command)
         return command
 
     return decorate
 
 
-def _options_from_config(config_class: type):
-    """click options for every field of a config dataclass (`seqtasks train TASK`)."""
-    return _options(list(dataclasses.fields(config_class)))
+def _options_from_config(config_class: type, demo: dict[str, Any] | None = None):
+    """click options for every field of a config dataclass (`seqtasks train TASK`); `demo`: the values
+    of the no-data demo, shown beside the defaults they differ from."""
+    from seqtasks.config import setting_type
+
+    fields = list(dataclasses.fields(config_class))
+    defaults = {}
+    for f in fields:
+        if f.name in (demo or {}) and demo[f.name] != f.default:
+            shown = (lambda value: "on" if value else "off") if setting_type(f.type) is bool else repr
+            defaults[f.name] = f"{shown(f.default)}; demo: {shown(demo[f.name])}"
+    return _options(fields, defaults=defaults)
 
 
 def _finetune_options():
@@ -169,30 +192,39 @@ def _finetune_options():
 
 def _make_train_command(task_cls: type) -> click.Command:
     """`seqtasks train NAME` for a task card (tasks/base.py TaskCard): a flag per setting."""
+    from seqtasks.config import configs_of_task, demo_settings
+
     example = task_cls.example or f"seqtasks train {task_cls.name} --data DATA --out runs/{task_cls.name}"
+    configs = configs_of_task(task_cls.name)
 
     @click.command(name=task_cls.name, context_settings=CONTEXT,
                    help=f"Train the {task_cls.name} task ({task_cls.description}).\n\nWith no --data, trains on the bundled demo "
-                        f"data.\n\n\b\nExample:\n  {example}")
+                        f"data with the recipe --config demo-{task_cls.name} (its values are marked demo: below)."
+                        f"\n\n\b\nExample:\n  {example}")
     @click.option("--out", type=click.Path(), default=None, help="Run folder to create  [default: runs/TASK-TIME]")
     @click.option("--config", "config_file", type=click.Path(), default=None,
-                  help="TOML file of settings (flags override it).")
+                  help=f"Settings from a TOML file, a run's config.json, or an installed config by name "
+                       f"({', '.join(configs) or 'see seqtasks tasks'}); flags override it.")
     @click.option("--quiet", is_flag=True, help=QUIET_HELP)
-    @_options_from_config(task_cls.Config)
+    @_options_from_config(task_cls.Config, demo_settings(task_cls.name))
     def command(out, config_file, quiet, **settings):
         from seqtasks import api
 
         _check_config_file(config_file)
-        run = api.train(task_cls.name, out=out, config_file=config_file, verbose=0 if quiet else 1, **settings)
+        with _warnings_as_lines():  # e.g. a deprecated setting name
+            run = api.train(task_cls.name, out=out, config_file=config_file, verbose=0 if quiet else 1, **settings)
         _after_training(run, quiet)
 
     return command
 
 
 def _check_config_file(path: str | None) -> None:
-    """--config names a readable, non-empty UTF-8 file (bad bytes: their line); its TOML is read later."""
+    """--config names a readable, non-empty UTF-8 file or an installed config (bad bytes: their line); its
+    settings are read later."""
     if path:
-        check_text_head(check_input_file(path, "--config"), "--config")
+        from seqtasks.config import find_config
+
+        check_text_head(check_input_file(str(find_config(path)), "--config"), "--config")
 
 
 def _after_training(run, quiet: bool) -> None:
@@ -257,7 +289,8 @@ def resume(run, epochs, max_time, allow_changed_data, quiet) -> None:
                    "a name the model lacks is refused with the list of its parts.")
 @click.option("--extend-labels", is_flag=True, default=False,
               help="Add labels the parent never saw (runs that predict labels: the output layer grows).")
-@click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file of settings.")
+@click.option("--config", "config_file", type=click.Path(), default=None,
+              help="Settings from a TOML file, a run's config.json, or an installed config by name.")
 @_finetune_options()
 @click.option("--quiet", is_flag=True, help=QUIET_HELP)
 def finetune(run, out, freeze, extend_labels, config_file, quiet, **settings) -> None:
@@ -271,8 +304,9 @@ def finetune(run, out, freeze, extend_labels, config_file, quiet, **settings) ->
     from seqtasks import api
 
     _check_config_file(config_file)
-    result = api.finetune(run, data=settings.pop("data"), out=out, freeze=freeze, config_file=config_file,
-                          verbose=0 if quiet else 1, extend_labels=extend_labels, **settings)
+    with _warnings_as_lines():
+        result = api.finetune(run, data=settings.pop("data"), out=out, freeze=freeze, config_file=config_file,
+                              verbose=0 if quiet else 1, extend_labels=extend_labels, **settings)
     _after_training(result, quiet)
 
 
@@ -297,10 +331,13 @@ def evaluate(run, as_json, **options) -> None:
       seqtasks evaluate runs/shakespeare --data heldout.txt --json
     """
     from seqtasks import api
+    from seqtasks.progress import progress_bar
 
     given = {k: v for k, v in options.items() if v is not None}
-    with _warnings_as_lines():  # e.g. a read-only run folder: the metrics are shown, metrics.json is not saved
-        metrics = api.load(run).evaluate(given.pop("data", None), **given)
+    loaded = api.load(run)
+    # e.g. a read-only run folder: the metrics are shown, metrics.json is not saved
+    with _warnings_as_lines(), progress_bar(f"evaluating {run}", enabled=False if as_json else None, tick=1.0):
+        metrics = loaded.evaluate(given.pop("data", None), **given)
     if as_json:
         click.echo(json.dumps(metrics))
         return
@@ -389,7 +426,8 @@ class _Output:
 @click.option("--max-new-tokens", type=int, default=None, help="Generative tasks: tokens per output.")
 @click.option("--temperature", type=float, default=None, help="Generative tasks: sampling temperature (0 = greedy).")
 @click.option("--seed", type=int, default=None, help="Random seed for sampling.")
-@click.option("--top-k", type=int, default=None, help="Runs that predict a label: show the k likeliest labels.")
+@click.option("--top-labels", type=int, default=None, help="Runs that predict a label: show the k likeliest labels.")
+@click.option("--top-k", type=int, default=None, hidden=True, help="Deprecated: --top-labels.")
 @click.option("--beam", type=int, default=None, help="Generative tasks: beam width.")
 @click.option("--n-best", type=int, default=None, help="Generative tasks with --beam: print the N best hypotheses.")
 @click.option("--pretokenized", is_flag=True, default=None,
@@ -405,6 +443,7 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
       seqtasks predict runs/shakespeare "To be, or not" --max-new-tokens 50
     """
     from seqtasks import api
+    from seqtasks.progress import progress_bar
 
     loaded = api.load(run)
     given = {k: v for k, v in options.items() if v is not None}
@@ -416,15 +455,48 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
         inputs = _read_inputs(texts, input_file)
         pairs = zip(inputs, loaded.predict(inputs, **given))
     out = _Output(output_file)  # before the model loads: a bad --output costs no work
+    total = None if input_file == "-" and loaded.task.streams_predictions else len(inputs)
     try:
-        for text, result in pairs:
-            if as_json:
-                line = json.dumps({"input": text, "output": result})
-            else:
-                line = loaded.task.format_prediction(result)
-            out.write(line + "\n")
+        with _warnings_as_lines(), progress_bar("predicting", total, enabled=False if as_json else None) as bar:
+            for text, result in pairs:
+                if as_json:
+                    line = json.dumps({"input": text, "output": result})
+                else:
+                    line = loaded.task.format_prediction(result)
+                bar.clear()  # the results on a terminal carry no piece of the bar
+                out.write(line + "\n")
+                bar.advance()
     finally:
         out.close()
+
+
+SAMPLE_MAX_NEW_TOKENS = 200  # sample's own default: a paragraph to read (GenerationConfig's is 100)
+
+
+def _generation_options(shown_defaults: dict[str, Any], repeatable: set[str]):
+    """click options for every GenerationConfig field that has a flag (seqtasks.decoding's
+    generation_options), so a decoding setting is written once. Each is None when not given (the
+    engine's default then applies); `shown_defaults` are a verb's own defaults, `repeatable` the
+    options given once per block of samples."""
+    from seqtasks import decoding
+
+    def decorate(command):
+        for row in reversed(decoding.generation_options()):
+            default = shown_defaults.get(row.field, row.default)
+            help_text = row.help[:1].upper() + row.help[1:] + "."
+            if row.field in repeatable:
+                help_text += " Repeat it for a block of samples per value."
+            if default is not None:
+                help_text += f"  [default: {default}]"
+            kind = {} if row.type is bool else {"type": row.type}
+            if row.field in repeatable:
+                kind["multiple"] = True
+            else:
+                kind["default"] = None
+            command = click.option(*row.flag.split(" "), row.field, help=help_text, **kind)(command)
+        return command
+
+    return decorate
 
 
 @cli.command(context_settings=CONTEXT)
@@ -432,32 +504,13 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
 @click.option("--prompt", default=None, help="The text to continue or to complete (default: none; a language "
                                              "model starts a new document).")
 @click.option("--input", "input_file", default=None, help="Prompts from FILE, one per line (- for stdin).")
-@click.option("-n", "num_samples", type=int, default=1, show_default=True,
-              help="Samples per prompt (with --beam: the n best hypotheses).")
-@click.option("--max-new-tokens", type=int, default=200, show_default=True, help="New tokens per sample, at most.")
-@click.option("--min-new-tokens", type=int, default=0, show_default=True, help="No stop before this many tokens.")
-@click.option("--temperature", type=float, multiple=True,
-              help="Softmax temperature; 0 = greedy. Repeat it for a block of samples per temperature.  "
-                   "[default: 1.0]")
-@click.option("--top-k", type=int, default=0, show_default=True, help="Sample among the k likeliest tokens (0 = all).")
-@click.option("--top-p", type=float, default=1.0, show_default=True, help="Nucleus sampling mass (1 = off).")
-@click.option("--repetition-penalty", type=float, default=1.0, show_default=True,
-              help="Divide the logits of tokens already present by this (1 = off).")
-@click.option("--no-repeat-ngram", type=int, default=0, show_default=True,
-              help="Never repeat an n-gram of this size (0 = off).")
-@click.option("--beam", type=int, default=None, help="Beam search of this width (deterministic; 1 = greedy).")
-@click.option("--length-penalty", type=float, default=1.0, show_default=True,
-              help="Beam score = log p / length ** this.")
+@_generation_options(shown_defaults={"max_new_tokens": SAMPLE_MAX_NEW_TOKENS}, repeatable={"temperature"})
 @click.option("--stop", multiple=True, help="End a sample where its text contains STR, cut before it; "
                                             "repeatable; \\n and \\t mean newline and tab.")
-@click.option("--seed", type=int, default=None, help="Random seed: the same seed gives the same text.")
-@click.option("--xla/--no-xla", default=None,
-              help="Compile the decoding loop with XLA (default: on for greedy and sampling, off for --beam): "
-                   "2-4x faster per token after a compile of a second or a few.")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per prompt and temperature: {prompt, temperature, samples}.")
 @click.option("--output", "output_file", type=click.Path(), default=None, help="Write the samples to FILE.")
-def sample(run, prompt, input_file, num_samples, temperature, beam, stop, as_json, output_file, **options) -> None:
+def sample(run, prompt, input_file, temperature, stop, as_json, output_file, **options) -> None:
     """Generate text from RUN, a run of a task that writes text. With one sample per prompt and none
     of --beam, --json and --output, the text streams to the terminal as it is generated; otherwise each
     text is printed (or written) when it is complete.
@@ -479,14 +532,13 @@ def sample(run, prompt, input_file, num_samples, temperature, beam, stop, as_jso
         raise UserError("--prompt and --input both given", fix="give one of them")
     prompts = _read_inputs((), input_file) if input_file else [prompt or ""]
     temperatures = temperature or (1.0,)
-    options["no_repeat_ngram_size"] = options.pop("no_repeat_ngram")
-    options.update(num_return_sequences=num_samples, stop=tuple(unescape(s) for s in stop))
-    if beam is not None:
-        if len(temperatures) > 1:
-            raise UserError("--beam is deterministic: several --temperature values give the same text",
-                            fix="drop --beam, or give one --temperature")
-        options["beam_width"] = beam
-    streaming = not (as_json or output_file or num_samples > 1 or beam is not None)
+    options = {"max_new_tokens": SAMPLE_MAX_NEW_TOKENS, **{k: v for k, v in options.items() if v is not None},
+               "stop": tuple(unescape(s) for s in stop)}
+    beam = options.get("beam_width")
+    if beam is not None and len(temperatures) > 1:
+        raise UserError("--beam is deterministic: several --temperature values give the same text",
+                        fix="drop --beam, or give one --temperature")
+    streaming = not (as_json or output_file or options.get("num_return_sequences", 1) > 1 or beam is not None)
     out = _Output(output_file) if output_file else None
     echo = (lambda text, nl=True: out.write(text + ("\n" if nl else ""))) if out else click.echo
     try:

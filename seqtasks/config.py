@@ -1,36 +1,40 @@
 """Configs: one dataclass per task, every hyperparameter with its default and a help line.
 
-A setting is resolved in this order, later wins: the dataclass default, the TOML file (`--config`),
-the command-line flags. The CLI builds its options from the same dataclass fields, so a setting has
+A setting is resolved in this order, later wins: the dataclass default, the TOML file (`--config`: a
+path, or the name of a config installed with seqtasks, seqtasks/configs/NAME.toml), the command-line
+flags. The CLI builds its options from the same dataclass fields, so a setting has
 one name everywhere: `seq_len` in TOML is `--seq-len` on the command line.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import tomllib
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
-from seqtasks.errors import UserError
+from seqtasks.errors import SeqtasksWarning, UserError
 
 
 def setting(default: Any, help: str, choices: tuple[str, ...] | None = None, *, minimum: float | None = None,
             maximum: float | None = None, above: float | None = None, below: float | None = None,
-            path: str | None = None) -> Any:
+            path: str | None = None, renamed_from: tuple[str, ...] = ()) -> Any:
     """A dataclass field carrying its help text (and allowed values) for --help and error messages.
 
     Numbers carry their range, checked by resolve_config before anything is made: `minimum` and
     `maximum` are inclusive bounds, `above` and `below` exclusive ones. `path`: the value names a
     file, folder or glob, recorded as an absolute path so that resume finds it from any folder:
     "data" (training data: its size and sha256 are recorded and checked on resume) or "place" (a
-    folder only looked in, such as a tfds data dir).
+    folder only looked in, such as a tfds data dir). `renamed_from`: the setting's old names, still
+    read (flags, TOML keys, the config.json of older runs) with a deprecation warning for one release.
     """
     return dataclasses.field(default=default, metadata={
         "help": help, "choices": choices, "minimum": minimum, "maximum": maximum, "above": above, "below": below,
-        "path": path})
+        "path": path, "renamed_from": renamed_from})
 
 
 @dataclasses.dataclass
@@ -129,7 +133,109 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     return flat
 
 
+CONFIG_FOLDER = Path(__file__).resolve().parent / "configs"
+
+
+def installed_configs() -> dict[str, Path]:
+    """The recommended configs installed with seqtasks, by name: NAME.toml is `--config NAME`.
+    demo-TASK is the recipe of TASK's no-data demo; TASK-... are tuned for a dataset."""
+    return {path.stem: path for path in sorted(CONFIG_FOLDER.glob("*.toml"))}
+
+
+def configs_of_task(task: str) -> list[str]:
+    """The installed configs for TASK, its demo first: ["demo-lm", "lm-tinyshakespeare-lstm", ...]."""
+    names = installed_configs()
+    return [name for name in names if name == f"demo-{task}"] + [name for name in names if name.startswith(f"{task}-")]
+
+
+def find_config(name_or_path: str | Path) -> Path:
+    """The file --config names: a path (TOML, or a run's config.json), else an installed config's name
+    (with or without .toml)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    configs = installed_configs()
+    name = path.name.removesuffix(".toml")
+    if path.parent == Path(".") and name in configs:
+        return configs[name]
+    raise UserError("config file not found", str(name_or_path),
+                    f"give a TOML file, a run's config.json, or an installed config: {', '.join(configs)}")
+
+
+def read_config_file(name_or_path: str | Path, task: str | None = None) -> dict[str, Any]:
+    """The settings of --config: a TOML file, an installed config's name (see find_config), or a run's
+    config.json (read_run_settings; `task`, when given, must be the run's)."""
+    path = find_config(name_or_path)
+    if path.suffix == ".json":
+        return read_run_settings(path, task)
+    return read_toml(path)
+
+
+def read_run_settings(path: str | Path, task: str | None = None) -> dict[str, Any]:
+    """A run's saved settings (RUN/config.json, "settings"), to train the same run again: the data
+    paths are the absolute ones the run recorded, so it reads the same files from any folder."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"config file is not valid JSON: {error}", str(path), "give a TOML file or a run's config.json")
+    if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
+        raise UserError("not a run's config.json (it has no settings)", str(path),
+                        "give a TOML file or the config.json in a run folder")
+    if task and record.get("task") != task:
+        raise UserError(f"this config.json is of a run of the {record.get('task')} task, not {task}", str(path),
+                        f"use it with `seqtasks train {record.get('task')}`")
+    if record.get("parent"):
+        warnings.warn(SeqtasksWarning(
+            f"this run was fine-tuned from {record['parent'].get('path')}: its settings are used, not the "
+            "parent's weights", str(path), "to repeat the fine-tuning: seqtasks finetune PARENT --config "
+            f"{path} --out NEW"), stacklevel=2)
+    return dict(record["settings"])
+
+
+def demo_settings(task: str) -> dict[str, Any]:
+    """The recipe of TASK's no-data demo (seqtasks/configs/demo-TASK.toml), without its data sources;
+    {} for a task without one."""
+    path = installed_configs().get(f"demo-{task}")
+    return read_toml(path) if path else {}
+
+
 COMMAND_LINE = "from the command line"
+
+
+def renamed_settings(config_class: type) -> dict[str, str]:
+    """{old name: current name} of the settings renamed in this release (their old names still work)."""
+    return {old: f.name for f in dataclasses.fields(config_class) for old in f.metadata.get("renamed_from", ())}
+
+
+def with_current_names(config_class: type, values: dict[str, Any], origins: dict[str, str] | None = None,
+                       default_origin: str = COMMAND_LINE, warn: bool = True) -> dict[str, Any]:
+    """`values` with each old setting name replaced by its current one, warning (a SeqtasksWarning, one
+    line) where `warn`. An old and a new name given together with different values is a UserError."""
+    renamed = renamed_settings(config_class)
+    current: dict[str, Any] = {}
+    for key, value in values.items():
+        new = renamed.get(key.replace("-", "_"))
+        if new is None:
+            current[key] = value
+            continue
+        origin = (origins or {}).get(key, default_origin)
+        old_name, new_name = (_flag(key), _flag(new)) if origin == COMMAND_LINE else (key, new)
+        twin = next((k for k in values if k.replace("-", "_") == new), None)
+        if twin is not None:
+            if values[twin] != value:
+                raise UserError(f"{old_name} and {new_name} both given", origin,
+                                f"give only {new_name} ({old_name} is its old name)")
+            continue
+        if warn:
+            warnings.warn(SeqtasksWarning(f"{old_name} is deprecated: it is now {new_name}", origin,
+                                          f"use {new_name}; the old name goes in the next release"), stacklevel=3)
+        current[new] = value
+    return current
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def resolve_config(config_class: type, toml: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
@@ -142,6 +248,7 @@ def resolve_config(config_class: type, toml: dict[str, Any] | None = None, overr
     came_from: dict[str, str] = {}
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     for source, default_origin in ((toml or {}, f"from {where}"), (given, COMMAND_LINE)):
+        source = with_current_names(config_class, source, origins, default_origin)
         for key, value in source.items():
             name = key.replace("-", "_")
             if name not in fields:
@@ -204,6 +311,8 @@ def check_ranges(config, origins: dict[str, str] | None = None, names=None) -> N
 
 
 def config_from_dict(config_class: type, data: dict[str, Any]):
-    """Rebuild a saved config, ignoring keys a newer or older version does not know."""
+    """Rebuild a saved config, ignoring keys a newer or older version does not know (an older run's
+    renamed settings are read under their current names)."""
     names = {f.name for f in dataclasses.fields(config_class)}
+    data = with_current_names(config_class, data, warn=False)
     return config_class(**{k: v for k, v in data.items() if k in names})

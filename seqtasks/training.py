@@ -10,7 +10,8 @@ callback, `RunKeeper`, owns everything that outlives a step:
                    the planned steps shrinks to a tenth of them (fitted_warmup);
     checkpoints    checkpoints/last.keras + train_state.json at each epoch end and every few minutes;
                    model.keras whenever the monitored validation metric improves;
-    history.csv    one row per finished epoch, derived from train_state.json;
+    history.csv    one row per finished epoch, derived from train_state.json; curves.png drawn from it
+                   at the end of training (with matplotlib, the plot extra);
     stopping       the time budget, early stopping (patience), a non-finite loss.
 The writes of an epoch's end are ordered (best model, then RunDirectory.save_checkpoint) so that a
 kill at any instant leaves a run `resume` continues. Ctrl-C and SIGTERM save the last checkpoint and
@@ -34,6 +35,7 @@ from typing import Any, Callable
 import keras
 
 from seqtasks.errors import Terminated, TrainingFailed, UserError, describe_exception
+from seqtasks.progress import format_duration
 from seqtasks.runs import RunDirectory, atomic_save_model
 
 MID_EPOCH_CHECKPOINT_SECONDS = 600.0
@@ -172,24 +174,55 @@ def unigram_log_prior(target_ids, vocab_size: int, stops: int = 0, stop_id: int 
     return np.log(counts / counts.sum()).astype(np.float32)
 
 
+def time_left(elapsed: float, budget_seconds: float, step: int, planned_steps: float,
+              seconds_per_step: float | None) -> float | None:
+    """Seconds until training stops: the budget's remainder or the remaining planned steps at the
+    measured pace, whichever ends first; None when neither is known yet."""
+    candidates = []
+    if budget_seconds:
+        candidates.append(budget_seconds - elapsed)
+    if math.isfinite(planned_steps) and seconds_per_step is not None:
+        candidates.append((planned_steps - step) * seconds_per_step)
+    return max(min(candidates), 0.0) if candidates else None
+
+
+def run_progress(epoch: int, total_epochs: int | None, fraction: float, left: float | None,
+                 budget_seconds: float) -> str:
+    """The line heading an epoch: 'Epoch 3/30: 21% of the run, about 2m22s left (time budget 3m00s)'."""
+    epochs = f"Epoch {epoch}/{total_epochs}" if total_epochs else f"Epoch {epoch}"
+    parts = [f"{min(fraction, 1.0):.0%} of the run"]
+    if left is not None:
+        parts[0] += f", about {format_duration(left)} left"
+    if budget_seconds:
+        parts.append(f"(time budget {format_duration(budget_seconds)})")
+    return f"{epochs}: {' '.join(parts)}"
+
+
 class _EpochProgress(keras.callbacks.ProgbarLogger):
-    """Keras' progress bar, told the run's total epochs (fit is called one epoch at a time)."""
+    """Keras' bar for each epoch, headed by the whole run's progress: the share done and the time left,
+    against --max-time and the planned epochs (fit is called one epoch at a time, so Keras alone
+    would count each call as the whole run)."""
 
-    def __init__(self, total_epochs: int | None):
+    def __init__(self, keeper: "RunKeeper", total_epochs: int | None):
         super().__init__()
+        self.keeper = keeper
         self.total_epochs = total_epochs  # None: until the time budget is spent
-
-    def set_params(self, params):
-        super().set_params({**params, "epochs": max(self.total_epochs or 2, 2)})
+        self.last_epoch_start: tuple[float, int] | None = None  # (time, global step) when the last epoch began
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self.total_epochs is not None:
-            return super().on_epoch_begin(epoch, logs)
-        verbose, self.verbose = self.verbose, 0  # Keras would print "Epoch n/2"
+        verbose, self.verbose = self.verbose, 0  # Keras would print "Epoch n/n+1"
         super().on_epoch_begin(epoch, logs)
         self.verbose = verbose
+        keeper, now = self.keeper, time.monotonic()
+        step = keeper.state.global_step
+        pace = None  # seconds per step over the last epoch, validation included (the first also compiled: it runs long)
+        if self.last_epoch_start and step > self.last_epoch_start[1]:
+            pace = (now - self.last_epoch_start[0]) / (step - self.last_epoch_start[1])
+        self.last_epoch_start = (now, step)
         if verbose:
-            print(f"Epoch {epoch + 1} (until the time budget is spent)", flush=True)
+            left = time_left(keeper.elapsed(), keeper.budget_seconds, step, keeper.planned_steps, pace)
+            print(run_progress(epoch + 1, self.total_epochs, keeper.progress(step), left, keeper.budget_seconds),
+                  flush=True)
 
 
 class RunKeeper(keras.callbacks.Callback):
@@ -323,7 +356,7 @@ def fit(model: keras.Model, run: RunDirectory, plan: FitPlan, cfg, state: TrainS
     keeper = RunKeeper(run, plan, cfg, state, budget, planned)
     callbacks = [keeper, keras.callbacks.TensorBoard(str(run.logs_dir), write_graph=False, profile_batch=0)]
     if verbose:
-        callbacks.append(_EpochProgress(epochs))
+        callbacks.append(_EpochProgress(keeper, epochs))
     with terminate_as_interrupt():
         try:
             while (epochs is None or state.epoch < epochs) and not state.finished:
@@ -371,7 +404,25 @@ def fit(model: keras.Model, run: RunDirectory, plan: FitPlan, cfg, state: TrainS
             raise TrainingFailed(
                 f"training failed at {where}: {describe_exception(error)}", str(run.path),
                 f"{kept}; continue with `seqtasks resume {run.path}`; --debug shows the traceback") from error
+    write_curves(run, state.history, plan.monitor, verbose)
     return state
+
+
+def write_curves(run: RunDirectory, history: list[dict[str, Any]], monitor: str, verbose: int) -> Path | None:
+    """RUN/curves.png (loss, validation metrics, learning rate per epoch) when matplotlib is installed;
+    without it, one hint line (when verbose) and nothing else. A failed plot never costs the run."""
+    from seqtasks import plotting
+
+    path = run.path / "curves.png"
+    if not plotting.have_matplotlib():
+        if verbose:
+            print(f"(pip install seqtasks[plot] draws the training curves to {path})", flush=True)
+        return None
+    try:
+        return plotting.draw_training_curves(history, path, monitor)
+    except Exception as error:
+        print(f"(no training curves: {describe_exception(error)})", file=sys.stderr, flush=True)
+        return None
 
 
 def close_epoch(model: keras.Model, keeper: RunKeeper, plan: FitPlan, epoch: int) -> None:

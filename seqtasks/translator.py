@@ -1,8 +1,9 @@
-"""Translate sentences with a trained encoder-decoder: batching, decoding, alignments, attention plots.
+"""Translate sentences with a trained encoder-decoder: its conditioning, alignments, attention plots.
 
-Sentences are encoded (source ids + EOS), sorted by length and decoded in batches through the one
-engine, seqtasks.decoding: the prompt of every sentence is [BOS] and its context is the encoder's
-output, `model.encode(source_ids)`; decoding stops at EOS. Outputs come back in input order.
+A Translator is translation's Conditioning for the one text-generation front-end (seqtasks.generation):
+a sentence is encoded as source ids + EOS, the prompt of every sentence is [BOS], the context of a
+batch is the encoder's output, `model.encode(padded source ids)`, and decoding stops at EOS. The
+front-end batches sentences of similar length and returns the outputs in input order.
 
 Alignments are read from the attention of a teacher-forced pass over the chosen translation (the same
 numbers the decoder saw, since cached decoding equals full recomputation): for each target word the
@@ -12,12 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from seqtasks import decoding
 from seqtasks.errors import UserError
+from seqtasks.generation import Generated, Prompt, TextGenerator
 from seqtasks.plotting import pyplot, save
 from seqtasks.tokenizers import BOS_ID, EOS_ID, Tokenizer
 from seqtasks.translation_data import TranslationVocab, pad
@@ -27,10 +28,7 @@ _ENCODER_ATTRIBUTE = "_seqtasks_encoder"
 
 
 @dataclass
-class Hypothesis:
-    text: str
-    ids: list[int]
-    score: float
+class Hypothesis(Generated):
     alignment: str | None = None
     weights: np.ndarray | None = field(default=None, repr=False)
 
@@ -38,11 +36,25 @@ class Hypothesis:
 class Translator:
     """model + vocabulary -> translations. `max_source_length` cuts longer inputs (learned positions)."""
 
+    stop_ids = (EOS_ID,)
+    batch_size = DECODE_BATCH
+
     def __init__(self, model, vocab: TranslationVocab, max_new_tokens: int, max_source_length: int | None = None,
                  length_penalty: float = 1.0):
-        self.model, self.vocab = model, vocab
+        self.model, self.vocab, self.tokenizer = model, vocab, vocab.target
         self.max_new_tokens, self.max_source_length = max_new_tokens, max_source_length
         self.length_penalty = length_penalty
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Greedy, at most max_new_tokens, the run's length penalty for a beam (the caller's options win)."""
+        return {"max_new_tokens": self.max_new_tokens, "temperature": 0.0, "length_penalty": self.length_penalty}
+
+    def prompt(self, sentence: str) -> Prompt:
+        return Prompt([BOS_ID], self.source_ids(sentence))
+
+    def context(self, sources: list[np.ndarray]) -> tuple:
+        return self.encode(pad(sources))
 
     def source_ids(self, sentence: str) -> np.ndarray:
         ids = self.vocab.source.encode(sentence.strip())
@@ -65,20 +77,10 @@ class Translator:
         if n_best > max(beam, 1):
             raise UserError(f"--n-best {n_best} needs a beam at least that wide (--beam {beam})",
                             fix=f"pass --beam {n_best} or more")
-        config = decoding.GenerationConfig(
-            max_new_tokens=self.max_new_tokens, temperature=0.0, beam_width=max(beam, 1),
-            num_return_sequences=n_best, length_penalty=self.length_penalty, stop_ids=(EOS_ID,))
-        sources = [self.source_ids(s) for s in sentences]
-        order = np.argsort([len(s) for s in sources], kind="stable")
-        results: list[list[Hypothesis]] = [[] for _ in sentences]
-        for start in range(0, len(order), DECODE_BATCH):
-            members = order[start:start + DECODE_BATCH]
-            context = self.encode(pad([sources[i] for i in members]))
-            outputs, scores = decoding.generate_with_scores(self.model, [[BOS_ID]] * len(members), config, context)
-            for i, ids_list, score_list in zip(members, outputs, scores):
-                results[i] = [Hypothesis(self.vocab.target.decode(ids), list(ids), score)
-                              for ids, score in zip(ids_list, score_list)]
-        return results
+        generator = TextGenerator(self.model, self)
+        config = generator.config(beam_width=max(beam, 1), num_return_sequences=n_best)
+        return [[Hypothesis(h.text, h.ids, h.score) for h in hypotheses]
+                for hypotheses in generator.generate(sentences, config)]
 
     def align(self, sentence: str, hypothesis: Hypothesis) -> Hypothesis:
         """Fill in the attention weights (target tokens + EOS, source tokens + EOS) and word alignments."""
@@ -109,6 +111,22 @@ class Translator:
         axes.set_ylabel("translation")
         figure.tight_layout()
         return save(figure, path, dpi=120)
+
+
+def prediction(hypotheses: list[Hypothesis], n_best: bool, alignments: bool) -> Any:
+    """What predict yields for one sentence: its best translation; with n_best every hypothesis with its
+    score; with alignments dicts holding each one's word alignment."""
+    def row(h: Hypothesis, with_score: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"translation": h.text}
+        if with_score:
+            out["score"] = h.score
+        if alignments:
+            out["alignment"] = h.alignment or ""
+        return out
+
+    if n_best:
+        return [row(h, True) for h in hypotheses]
+    return row(hypotheses[0], False) if alignments else hypotheses[0].text
 
 
 def word_of_token(tokenizer: Tokenizer, ids: Sequence[int]) -> list[int | None]:

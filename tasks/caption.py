@@ -4,7 +4,7 @@ Data: `--images DIR --captions FILE` (CSV/TSV `image,caption`, several rows per 
 `--valid FILE` likewise (images in the same folder); without it a random --valid-fraction of the
 images is held out. Splits are by image, never by caption. Images are decoded and resized once
 (cached on disk); a frozen backbone's features are cached too. Captions are tokenized (words by
-default), cut to --max-length tokens, and learned with teacher forcing.
+default), cut to --max-len tokens, and learned with teacher forcing.
 
 Evaluation captions every image through the decoding engine (greedy, or beam search: --beam W with
 --length-penalty) and scores BLEU-1..4 against all of its references, plus exact match. With no
@@ -20,10 +20,12 @@ from typing import Any, Iterator
 import keras
 import numpy as np
 
-from seqtasks.captioning import Caption, Captioner, caption_scores
+from seqtasks.captioning import Captioner, caption_scores, read_images
+from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
+from seqtasks.generation import GeneratesText
 from seqtasks.image_pipeline import (DecodedImages, cached_features, cached_pixels, caption_batches,
-                                     caption_examples, decode_into, training_steps)
+                                     caption_examples, training_steps)
 from seqtasks.models.captioner import RecurrentCaptioner, TransformerCaptioner
 from seqtasks.models.image_encoder import ImageEncoder
 from seqtasks.pipeline import fit_batch_size
@@ -71,17 +73,15 @@ def image_size(cfg) -> int:
     return cfg.image_size or DEFAULT_IMAGE_SIZE[cfg.backbone]
 
 
-class CaptioningTask(CaptioningCard, Task):
+class CaptioningTask(GeneratesText, CaptioningCard, Task):
 
     def default_overrides(self) -> dict[str, Any]:
         shapes = bundled_shapes()
-        # captions say "left of": mirroring would make them wrong
-        return {"images": str(shapes / "images"), "captions": str(shapes / "captions.csv"), "image_size": 64,
-                "cnn_blocks": 3, "cnn_filters": 8, "flip": False, "attention": True, "units": 64,
-                "batch_size": 16, "lr": 5e-3, "warmup_steps": 50, "dropout": 0.0, "epochs": 10, "max_time": 3.0}
+        return {"images": str(shapes / "images"), "captions": str(shapes / "captions.csv"),
+                **demo_settings(self.name)}  # the recipe: configs/demo-caption.toml
 
     def check_finetune(self, parent_settings: dict[str, Any], cfg) -> None:
-        shape = ("backbone", "image_size", "cnn_filters", "cnn_blocks", "attention", "initial_state", "max_length")
+        shape = ("backbone", "image_size", "cnn_filters", "cnn_blocks", "attention", "initial_state", "max_len")
         changed = [key for key in shape if key in parent_settings and parent_settings[key] != getattr(cfg, key)]
         if changed:
             raise UserError(f"finetune keeps the parent's model shape; cannot change {', '.join(changed)}",
@@ -149,7 +149,7 @@ class CaptioningTask(CaptioningCard, Task):
     def plan(self, cfg, tokenizer: Tokenizer, data: CaptionData) -> FitPlan:
         def examples(part: ImageSet):
             encoded = [tokenizer.encode_batch(list(captions)) for captions in part.images.captions]
-            return caption_examples(encoded, part.rows, cfg.max_length)
+            return caption_examples(encoded, part.rows, cfg.max_len)
 
         train, valid = examples(data.train), examples(data.valid)
         train_inputs, valid_inputs = data.train.pixels, data.valid.pixels
@@ -193,7 +193,7 @@ class CaptioningTask(CaptioningCard, Task):
                 raise UserError(f"--units {cfg.units} is not divisible by --heads {cfg.heads}",
                                 fix="choose units a multiple of heads")
             model = TransformerCaptioner(tokenizer.vocab_size, encoder, d_model=cfg.units, heads=cfg.heads,
-                                         num_layers=cfg.layers, max_length=cfg.max_length + 2, dropout=cfg.dropout,
+                                         num_layers=cfg.layers, max_length=cfg.max_len + 2, dropout=cfg.dropout,
                                          dtype=policy, name="captioner")
         else:
             model = RecurrentCaptioner(tokenizer.vocab_size, encoder, units=cfg.units, num_layers=cfg.layers,
@@ -205,11 +205,17 @@ class CaptioningTask(CaptioningCard, Task):
     def loss_and_metrics(self, cfg, tokenizer):
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD_ID), []
 
-    # ---- use ----------------------------------------------------------------------------------
-    def captioner(self, run, length_penalty: float | None = None) -> Captioner:
-        cfg = run.settings
-        return Captioner(run.model, run.preprocessor, max_new_tokens=cfg.max_length + 1,
+    # ---- use: generate_batch and stream (seqtasks.generation) take image paths ---------------------
+    def conditioning(self, cfg, model, tokenizer: Tokenizer, length_penalty: float | None = None) -> Captioner:
+        return Captioner(model, tokenizer, max_new_tokens=cfg.max_len + 1, image_size=image_size(cfg),
                          length_penalty=cfg.length_penalty if length_penalty is None else length_penalty)
+
+    def captioner(self, run, length_penalty: float | None = None) -> Captioner:
+        return self.conditioning(run.settings, run.model, run.preprocessor, length_penalty)
+
+    def generate_batch(self, run, prompts, stop=(), **options) -> list[list[str]]:
+        # the images decoded together, as predict does (each prompt() alone would decode one)
+        return super().generate_batch(run, list(read_images(prompts, image_size(run.settings))), stop, **options)
 
     def evaluate(self, run, source: str | None, images: str | None = None, captions: str | None = None,
                  beam: int | None = None, length_penalty: float | None = None) -> dict[str, Any]:
@@ -232,15 +238,7 @@ class CaptioningTask(CaptioningCard, Task):
                 max_new_tokens: int | None = None) -> Iterator[Any]:
         """A caption per image path (with --n-best N: the N best, with their scores)."""
         cfg = run.settings
-        size = image_size(cfg)
-        pixels = np.zeros((len(inputs), size, size, 3), np.uint8)
-        for path in inputs:
-            if not Path(path).is_file():
-                raise UserError("no such image", path, "give the paths of JPEG or PNG files")
-        failed = decode_into([Path(p) for p in inputs], size, pixels)
-        if failed:
-            raise UserError("cannot decode the image as JPEG, PNG, GIF or BMP", inputs[failed[0]],
-                            "give an image file")
+        pixels = read_images(inputs, image_size(cfg))
         captioner = self.captioner(run)
         if max_new_tokens:
             captioner.max_new_tokens = max_new_tokens
@@ -265,13 +263,13 @@ class CaptioningTask(CaptioningCard, Task):
         return "\n".join(f"{item['caption']}\t{item['score']:.4f}" for item in result)
 
     def sample_during_training(self, cfg, tokenizer: Tokenizer, valid: ImageSet | None = None):
-        if not cfg.sample_images or valid is None:
+        if not cfg.sample_examples or valid is None:
             return None
-        count = min(cfg.sample_images, len(valid.images))
+        count = min(cfg.sample_examples, len(valid.images))
         pixels = np.asarray(valid.pixels[valid.rows[:count]])
 
         def sample(model) -> str:
-            found = Captioner(model, tokenizer, cfg.max_length + 1).caption(pixels)
+            found = self.conditioning(cfg, model, tokenizer).caption(pixels)
             return "\n".join(f"{Path(path).name}: {c[0].text}  (reference: {captions[0]})"
                              for path, captions, c in zip(valid.images.paths, valid.images.captions, found))
 

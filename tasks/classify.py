@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,7 +17,8 @@ from typing import Any, Iterator
 import keras
 import numpy as np
 
-from seqtasks.errors import UserError
+from seqtasks.config import demo_settings
+from seqtasks.errors import SeqtasksWarning, UserError
 from seqtasks.metrics import classification_scores, unseen_warning
 from seqtasks.models.classifier import SequenceClassifier
 from seqtasks.readers.tables import LabeledText, read_labeled_texts
@@ -46,8 +48,7 @@ class ClassificationTask(ClassificationCard, Task):
     monitor_name = "accuracy"
 
     def default_overrides(self) -> dict[str, Any]:
-        return {"data": str(bundled_examples()), "max_time": 3.0, "epochs": 8, "units": 64, "layers": 1,
-                "tokenizer": "word", "lowercase": True, "batch_size": 32}
+        return {"data": str(bundled_examples()), **demo_settings(self.name)}  # the recipe: configs/demo-classify.toml
 
     # ---- data ---------------------------------------------------------------------------------
     def _read(self, cfg, spec: str, role: str) -> list[LabeledText]:
@@ -146,10 +147,18 @@ class ClassificationTask(ClassificationCard, Task):
             metrics["unseen_labels"] = {"examples": count, "labels": dict(unseen.most_common())}
         return metrics
 
-    def predict(self, run, inputs: list[str], top_k: int = 1) -> Iterator[dict[str, Any]]:
-        """The likeliest label of each text and its probability (the k likeliest with top_k)."""
-        if top_k < 1:
-            raise UserError(f"--top-k must be at least 1, got {top_k}", fix="give --top-k 1 or more")
+    def predict(self, run, inputs: list[str], top_labels: int = 1, top_k: int | None = None
+                ) -> Iterator[dict[str, Any]]:
+        """The likeliest label of each text and its probability (the `top_labels` likeliest, ranked,
+        under "top_k"). `top_k` is the old name of top_labels, kept for one release: in `sample` it
+        means top-k sampling."""
+        if top_k is not None:
+            warnings.warn(SeqtasksWarning("--top-k is deprecated for label predictions: it is now --top-labels",
+                                          fix="use --top-labels (--top-k goes in the next release)"), stacklevel=2)
+            top_labels = top_k
+        if top_labels < 1:
+            raise UserError(f"--top-labels must be at least 1, got {top_labels}", fix="give --top-labels 1 or more")
+        top_k = top_labels
         names = run.preprocessor.labels.names
         texts = [text if text.strip() else " " for text in inputs]
         for probabilities in self.probabilities(run, texts):

@@ -23,8 +23,9 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from seqtasks import decoding
+from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
+from seqtasks.generation import TextGenerator, TextPrompts
 from seqtasks.metrics import bleu_and_chrf
 from seqtasks.pipeline import fit_batch_size, length_bucketed_batches
 from seqtasks.readers.pairs import open_pair_source
@@ -140,11 +141,7 @@ class ConditionalGenerationTask(ConditionalGenerationCard, LanguageModelTask):
         self._parent_model = None
 
     def default_overrides(self) -> dict[str, Any]:
-        # the bundled "reverse / sort / initials" pairs, as words: a small Transformer learns them in minutes
-        # (exact match ~0.9 on the test pairs after 4 minutes on 2 busy cores, higher on an idle machine)
-        return {"data": str(bundled_pairs()), "arch": "transformer", "tokenizer": "word", "units": 64, "layers": 2,
-                "heads": 4, "seq_len": 16, "batch_size": 64, "lr": 3e-3, "warmup_steps": 30, "dropout": 0.0,
-                "epochs": 100, "steps_per_epoch": 100, "max_time": 4.0}
+        return {"data": str(bundled_pairs()), **demo_settings(self.name)}  # the recipe: configs/demo-generate.toml
 
     # ---- data ---------------------------------------------------------------------------------
     def read(self, cfg) -> PairData:
@@ -220,12 +217,10 @@ class ConditionalGenerationTask(ConditionalGenerationCard, LanguageModelTask):
         if not shown:
             return None
 
-        config = self.generation_config(tokenizer, max_new_tokens=cfg.seq_len, temperature=0.0)
-        prompt_ids = [self.prompt_ids(tokenizer, p) for p, _ in shown]
-
         def sample(model) -> str:
-            outputs = [tokenizer.decode(s[0]) for s in decoding.generate(model, prompt_ids, config)]
-            return "\n".join(f"{prompt!r} -> {output!r} (expected {expected!r})"
+            generator = TextGenerator(model, self.conditioning(cfg, model, tokenizer))
+            outputs = generator.generate_batch([p for p, _ in shown], temperature=0.0)
+            return "\n".join(f"{prompt!r} -> {output[0]!r} (expected {expected!r})"
                              for (prompt, expected), output in zip(shown, outputs))
 
         return sample
@@ -240,18 +235,17 @@ class ConditionalGenerationTask(ConditionalGenerationCard, LanguageModelTask):
         return None  # plan() builds the per-epoch sample: it needs the validation pairs
 
     # ---- generation ---------------------------------------------------------------------------
-    def prompt_ids(self, tokenizer: Tokenizer, prompt: str) -> list[int]:
-        return tokenizer.encode(prompt) + [separator_id(tokenizer)]
-
-    def stop_ids(self, tokenizer: Tokenizer) -> tuple[int, ...]:
-        return (tokenizer.eos_id,)
+    def conditioning(self, cfg, model, tokenizer: Tokenizer) -> TextPrompts:
+        # completions were trained to end (at EOS) within seq_len tokens
+        return TextPrompts(tokenizer, suffix=(separator_id(tokenizer),), stop_ids=(tokenizer.eos_id,),
+                           defaults={"max_new_tokens": cfg.seq_len})
 
     def generate_batch(self, run, prompts: Sequence[str], stop: Sequence[str] = (), **options) -> list[list[str]]:
-        options.setdefault("max_new_tokens", run.settings.seq_len)  # completions were trained to end by then
         if options.get("beam_width", 1) > 1:  # beam search cannot slide a window: stay within the context
-            longest = max((len(self.prompt_ids(run.preprocessor, p)) for p in prompts), default=1)
-            room = run.model.capacity(longest + options["max_new_tokens"]) - longest
-            options["max_new_tokens"] = max(min(options["max_new_tokens"], room), 1)
+            conditioning = self.conditioning(run.settings, run.model, run.preprocessor)
+            longest = max((len(conditioning.prompt(p).ids) for p in prompts), default=1)
+            wanted = options.get("max_new_tokens", run.settings.seq_len)
+            options["max_new_tokens"] = max(min(wanted, run.model.capacity(longest + wanted) - longest), 1)
         return super().generate_batch(run, prompts, stop, **options)
 
     def predict(self, run, inputs: list[str], max_new_tokens: int | None = None, temperature: float = 0.0,

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import keras
 
-from seqtasks import decoding
+from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
+from seqtasks.generation import GeneratesText, TextGenerator, TextPrompts, batches
 from seqtasks.metrics import language_model_scores
 from seqtasks.models.language_model import RecurrentLanguageModel, TransformerLanguageModel
 from seqtasks.pipeline import (corpus_pieces, count_windows, encode_corpus, fit_batch_size, language_model_batches,
@@ -66,12 +67,10 @@ def scored_nats(model: keras.Model, dataset) -> tuple[float, float]:
     return total, count
 
 
-class LanguageModelTask(LanguageModelCard, Task):
+class LanguageModelTask(GeneratesText, LanguageModelCard, Task):
 
     def default_overrides(self) -> dict[str, Any]:
-        # a few minutes on 2 CPU cores: short warmup, a high learning rate, a sample every 100 steps
-        return {"data": str(bundled_corpus()), "max_time": 3.0, "epochs": 30, "steps_per_epoch": 100,
-                "units": 256, "layers": 2, "lr": 4e-3, "warmup_steps": 20, "sample_tokens": 150}
+        return {"data": str(bundled_corpus()), **demo_settings(self.name)}  # the recipe: configs/demo-lm.toml
 
     # ---- data ---------------------------------------------------------------------------------
     def _source(self, spec: str, cfg, role: str):
@@ -171,73 +170,19 @@ class LanguageModelTask(LanguageModelCard, Task):
         total_nats, tokens = scored_nats(run.model, dataset)
         return language_model_scores(total_nats, int(tokens), corpus.characters)
 
-    # ---- generation: sample / generate_batch / stream take the same options ---------------------
-    # GenerationConfig's fields (max_new_tokens, temperature, top_k, top_p, beam_width, ...) and
-    # `stop`: strings that end a text (it is cut before the first one). An explicit beam_width of 1 is
-    # greedy decoding, as top_k=1 is.
+    # ---- generation: generate_batch / stream (seqtasks.generation) and predict -------------------
     continues_prompt = True  # the output continues the prompt's text (`seqtasks sample` prints both)
 
-    def prompt_ids(self, tokenizer: Tokenizer, prompt: str) -> list[int]:
-        # an empty prompt starts a new document, as after an end-of-document in training
-        return tokenizer.encode(prompt) if prompt else [tokenizer.eos_id]
-
-    def stop_ids(self, tokenizer: Tokenizer) -> tuple[int, ...]:
-        return ()  # a language model runs on across documents
-
-    def generation_config(self, tokenizer: Tokenizer, stop: Sequence[str] = (), **options
-                          ) -> decoding.GenerationConfig:
-        if options.get("beam_width") == 1:
-            options["temperature"] = 0.0
-        stop_ids = tuple(options.pop("stop_ids", ())) + self.stop_ids(tokenizer)
-        stop_ids += decoding.stop_string_ids(tokenizer, stop)
-        try:
-            return decoding.GenerationConfig(stop_ids=tuple(dict.fromkeys(stop_ids)), **options)
-        except TypeError as error:  # an option name GenerationConfig does not know
-            raise UserError(f"unknown generation option ({error})", self.name,
-                            f"use: stop, {', '.join(f.name for f in dataclasses.fields(decoding.GenerationConfig))}")
-
-    def generate_batch(self, run, prompts: Sequence[str], stop: Sequence[str] = (), **options) -> list[list[str]]:
-        """For each prompt, num_return_sequences generated texts (the prompt not included)."""
-        tokenizer = run.preprocessor
-        config = self.generation_config(tokenizer, stop, **options)
-        texts = []
-        for first in range(0, len(prompts), PREDICT_BATCH):  # bounded memory for many prompts
-            ids = [self.prompt_ids(tokenizer, p) for p in prompts[first:first + PREDICT_BATCH]]
-            texts += [[decoding.cut_at_stop(tokenizer.decode(s), stop)[0] for s in sequences]
-                      for sequences in decoding.generate(run.model, ids, config)]
-        return texts
-
-    def sample(self, run, prompt: str = "", **options) -> list[str]:
-        return self.generate_batch(run, [prompt], **options)[0]
-
-    def stream(self, run, prompt: str = "", stop: Sequence[str] = (), **options) -> Iterator[str]:
-        """Yield text pieces as tokens are generated (one sample, no beam); ends at a stop string."""
-        tokenizer = run.preprocessor
-        config = self.generation_config(tokenizer, stop, **options)
-        generated: list[int] = []
-        shown = 0
-        text = ""
-        for token in decoding.stream(run.model, self.prompt_ids(tokenizer, prompt), config):
-            generated.append(token)
-            text, stopped = decoding.cut_at_stop(tokenizer.decode(generated), stop)
-            if stopped:
-                break
-            # hold back a character still being assembled from bytes, and a possible start of a stop string
-            ready = len(text) - (1 if text.endswith("\ufffd") else 0) - decoding.held_back(text, stop)
-            if ready > shown:
-                yield text[shown:ready]
-                shown = ready
-        if len(text) > shown:
-            yield text[shown:]
+    def conditioning(self, cfg, model, tokenizer: Tokenizer) -> TextPrompts:
+        return TextPrompts(tokenizer)  # no stop ids: a language model runs on across documents
 
     def predict(self, run, inputs: list[str], max_new_tokens: int = 100, temperature: float = 0.0,
                 seed: int | None = None, beam: int | None = None) -> Iterator[str]:
         """The continuation of each prompt (greedy unless a temperature or a beam is given)."""
-        options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
-        if beam is not None:
-            options["beam_width"] = beam
-        for first in range(0, len(inputs), PREDICT_BATCH):
-            for texts in self.generate_batch(run, inputs[first:first + PREDICT_BATCH], **options):
+        options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed,
+                   **({} if beam is None else {"beam_width": beam})}
+        for batch in batches(inputs, PREDICT_BATCH):
+            for texts in self.generate_batch(run, batch, **options):
                 yield texts[0]  # batch by batch: the first outputs print before the last are decoded
 
     def after_training(self, run, quiet: bool) -> list[str]:
@@ -249,11 +194,5 @@ class LanguageModelTask(LanguageModelCard, Task):
     def sample_during_training(self, cfg, tokenizer: Tokenizer):
         if not cfg.sample_tokens:
             return None
-        config = decoding.GenerationConfig(max_new_tokens=cfg.sample_tokens, temperature=0.8, seed=cfg.seed)
-
-        def sample(model) -> str:
-            ids = decoding.generate(model, [[tokenizer.eos_id]], config)[0][0]
-            return tokenizer.decode(ids)
-
-        return sample
-
+        return lambda model: TextGenerator(model, self.conditioning(cfg, model, tokenizer)).generate_batch(
+            [""], max_new_tokens=cfg.sample_tokens, temperature=0.8, seed=cfg.seed)[0][0]

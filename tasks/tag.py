@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from seqtasks import schemes
+from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
 from seqtasks.metrics import classification_scores, entity_scores, token_accuracy, unseen_warning
 from seqtasks.models.tagger import PAD_TAG, MaskedAccuracy, SequenceTagger
@@ -53,8 +54,7 @@ class TaggingTask(TaggingCard, Task):
     monitor_name = "accuracy"
 
     def default_overrides(self) -> dict[str, Any]:
-        return {"data": str(bundled_treebank()), "max_time": 3.0, "epochs": 10, "units": 96, "layers": 1,
-                "batch_size": 32, "lr": 3e-3}
+        return {"data": str(bundled_treebank()), **demo_settings(self.name)}  # the recipe: configs/demo-tag.toml
 
     # ---- data ---------------------------------------------------------------------------------
     def read(self, cfg) -> TaggingData:

@@ -18,7 +18,9 @@ from typing import Any, Iterable, Iterator
 
 import keras
 
+from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
+from seqtasks.generation import GeneratesText, batches
 from seqtasks.losses import SmoothedCrossEntropy
 from seqtasks.metrics import bleu_and_chrf
 from seqtasks.models.seq2seq import RecurrentSeq2Seq
@@ -30,7 +32,7 @@ from seqtasks.tasks.cards.translate import TranslationCard, TranslationConfig  #
 from seqtasks.tokenizers import EOS_ID
 from seqtasks.training import FitPlan, dtype_policy, unigram_log_prior
 from seqtasks.translation_data import EncodedPairs, TranslationVocab, encode_pairs, pair_dataset
-from seqtasks.translator import DECODE_BATCH, Hypothesis, Translator
+from seqtasks.translator import DECODE_BATCH, Hypothesis, Translator, prediction
 
 
 @dataclasses.dataclass
@@ -45,13 +47,12 @@ def bundled_pairs(split: str) -> Path:
     return bundled_path(f"toy_translation/{split}.tsv.gz")
 
 
-class TranslationTask(TranslationCard, Task):
+class TranslationTask(GeneratesText, TranslationCard, Task):
     streams_predictions = True
 
     def default_overrides(self) -> dict[str, Any]:
-        return {"data": str(bundled_pairs("train")), "valid": str(bundled_pairs("valid")), "max_time": 3.0,
-                "epochs": 12, "units": 128, "layers": 2, "heads": 4, "vocab_size": 500, "batch_size": 64,
-                "lr": 2e-3, "warmup_steps": 100, "dropout": 0.1, "beam": 1}
+        return {"data": str(bundled_pairs("train")), "valid": str(bundled_pairs("valid")),
+                **demo_settings(self.name)}  # the recipe: configs/demo-translate.toml
 
     # ---- data ---------------------------------------------------------------------------------
     def read(self, cfg) -> TranslationData:
@@ -72,8 +73,8 @@ class TranslationTask(TranslationCard, Task):
         if cfg.arch == "transformer" and cfg.units % cfg.heads:
             raise UserError(f"--units {cfg.units} is not divisible by --heads {cfg.heads}",
                             fix="choose units a multiple of heads")
-        if cfg.max_source_length < 2 or cfg.max_target_length < 2:
-            raise UserError("--max-source-length and --max-target-length must be at least 2", fix="raise them")
+        if cfg.max_source_len < 2 or cfg.max_target_len < 2:
+            raise UserError("--max-source-len and --max-target-len must be at least 2", fix="raise them")
 
     def describe_data(self, data: TranslationData) -> dict[str, Any]:
         described = {"train": data.train.describe()}
@@ -96,19 +97,19 @@ class TranslationTask(TranslationCard, Task):
                             "give more pairs, or validation data with --valid-src/--valid-tgt or --valid")
         else:
             encoded, valid = encoded.split(cfg.valid_fraction, cfg.seed)
-        limits = (cfg.max_source_length, cfg.max_target_length)
+        limits = (cfg.max_source_len, cfg.max_target_len)
         train, dropped = encoded.within(*limits)
         if dropped:
             print(f"note: dropped {dropped:,} of {len(encoded):,} training pairs longer than "
                   f"{limits[0]} source / {limits[1]} target tokens", flush=True)
         if not len(train):
             raise UserError("every training pair is longer than the length limits", data.train.spec,
-                            "raise --max-source-length / --max-target-length")
+                            "raise --max-source-len / --max-target-len")
         valid, _ = valid.within(*limits)
         if not len(valid):
             raise UserError("every validation pair is longer than the length limits",
                             data.valid.spec if data.valid else data.train.spec,
-                            "raise --max-source-length / --max-target-length")
+                            "raise --max-source-len / --max-target-len")
         return train, valid
 
     def plan(self, cfg, vocab: TranslationVocab, data: TranslationData) -> FitPlan:
@@ -123,7 +124,7 @@ class TranslationTask(TranslationCard, Task):
             return pair_dataset(train, batch_size, shuffle=True, seed=cfg.seed, epoch=epoch, skip_batches=skip)
 
         sources = [vocab.source.decode(valid.source_flat[valid.source_offsets[i]:valid.source_offsets[i + 1]])
-                   for i in range(min(cfg.sample_sentences, len(valid)))]
+                   for i in range(min(cfg.sample_examples, len(valid)))]
         # the recurrent model's output layer has a bias (the Transformer's output is the tied embedding)
         prior = unigram_log_prior(train.target_flat, vocab.target.vocab_size, stops=len(train), stop_id=EOS_ID) \
             if cfg.arch == "seq2seq" else None
@@ -151,7 +152,7 @@ class TranslationTask(TranslationCard, Task):
         if cfg.arch == "transformer":
             model = TransformerSeq2Seq(d_model=cfg.units, heads=cfg.heads, encoder_layers=cfg.layers,
                                        decoder_layers=cfg.layers, hidden=cfg.ffn or None, positions=cfg.positions,
-                                       max_length=max(cfg.max_source_length, cfg.max_target_length + 1),
+                                       max_length=max(cfg.max_source_len, cfg.max_target_len + 1),
                                        tied_output=cfg.tied_output, **sizes)
         else:
             model = RecurrentSeq2Seq(cell=cfg.cell, units=cfg.units, num_layers=cfg.layers,
@@ -164,11 +165,14 @@ class TranslationTask(TranslationCard, Task):
     def loss_and_metrics(self, cfg, vocab):
         return SmoothedCrossEntropy(cfg.label_smoothing), []
 
-    # ---- use ----------------------------------------------------------------------------------
+    # ---- use: generate_batch and stream (seqtasks.generation) take source sentences ----------------
+    def conditioning(self, cfg, model, vocab: TranslationVocab) -> Translator:
+        return self.translator(cfg, model, vocab)
+
     def translator(self, cfg, model, vocab: TranslationVocab, length_penalty: float | None = None) -> Translator:
         learned = cfg.arch == "transformer" and cfg.positions == "learned"
-        return Translator(model, vocab, max_new_tokens=cfg.max_target_length,
-                          max_source_length=cfg.max_source_length if learned else None,
+        return Translator(model, vocab, max_new_tokens=cfg.max_target_len,
+                          max_source_length=cfg.max_source_len if learned else None,
                           length_penalty=cfg.length_penalty if length_penalty is None else length_penalty)
 
     def evaluate(self, run, source: str | None, src: str | None = None, tgt: str | None = None,
@@ -206,12 +210,12 @@ class TranslationTask(TranslationCard, Task):
         count = n_best or 1
         width = beam if beam is not None else max(cfg.beam, count)
         plotted = 0
-        for chunk in _chunks(inputs, DECODE_BATCH if isinstance(inputs, (list, tuple)) else 1):
+        for chunk in batches(inputs, DECODE_BATCH if isinstance(inputs, (list, tuple)) else 1):
             real = [s for s in chunk if s.strip()]
             translated = iter(translator.translate(real, width, count) if real else [])
             for sentence in chunk:
                 if not sentence.strip():  # a blank line stays a blank line
-                    yield _result([Hypothesis("", [], 0.0)] * count, n_best is not None, alignments)
+                    yield prediction([Hypothesis("", [], 0.0)] * count, n_best is not None, alignments)
                     continue
                 hypotheses = next(translated)
                 for hypothesis in hypotheses if alignments else ():
@@ -220,7 +224,7 @@ class TranslationTask(TranslationCard, Task):
                     plotted += 1
                     path = Path(plot) if plotted == 1 else Path(plot).with_stem(f"{Path(plot).stem}-{plotted}")
                     print(f"attention map: {translator.plot(sentence, hypotheses[0], path)}", file=sys.stderr)
-                yield _result(hypotheses, n_best is not None, alignments)
+                yield prediction(hypotheses, n_best is not None, alignments)
 
     def format_prediction(self, result: Any) -> str:
         """One line per translation; n-best: `translation<TAB>score`; alignments add `<TAB>i-j ...`."""
@@ -233,27 +237,3 @@ class TranslationTask(TranslationCard, Task):
             lines.append("\t".join(columns + ([row["alignment"]] if "alignment" in row else [])))
         return "\n".join(lines)
 
-
-def _result(hypotheses: list[Hypothesis], n_best: bool, alignments: bool) -> Any:
-    def row(h: Hypothesis, with_score: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {"translation": h.text}
-        if with_score:
-            out["score"] = h.score
-        if alignments:
-            out["alignment"] = h.alignment or ""
-        return out
-
-    if n_best:
-        return [row(h, True) for h in hypotheses]
-    return row(hypotheses[0], False) if alignments else hypotheses[0].text
-
-
-def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

@@ -72,9 +72,9 @@ _TINY_MODELS = {
     "classify": dict(arch="transformer", units=8, heads=2, layers=1, tokenizer="word"),
     "tag": dict(arch="lstm", units=8, layers=1, tokenizer="word", char_features="cnn", char_dim=4, char_units=4,
                 crf=True),
-    "translate": dict(arch="transformer", units=8, heads=2, layers=1, tokenizer="word", sample_sentences=0, beam=1),
+    "translate": dict(arch="transformer", units=8, heads=2, layers=1, tokenizer="word", sample_examples=0, beam=1),
     "caption": dict(arch="lstm", attention=True, units=8, layers=1, image_size=16, cnn_blocks=2, cnn_filters=4, flip=False,
-                    sample_images=0),
+                    sample_examples=0),
 }
 
 

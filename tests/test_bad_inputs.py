@@ -107,8 +107,8 @@ DATA_FILES = {"lm": {"data": ("corpus.txt", "text")}, "generate": {"data": ("pai
 RUN_SETTINGS = {"lm": dict(seq_len=8, sample_tokens=0, arch="gru"),
                 "generate": dict(seq_len=16, sample_examples=0, arch="gru"),
                 "classify": dict(tokenizer="word"), "tag": dict(char_units=4, char_dim=4),
-                "translate": dict(tokenizer="word", arch="seq2seq", sample_sentences=0),
-                "caption": dict(image_size=16, cnn_blocks=1, cnn_filters=4, sample_images=0, valid_fraction=0.25)}
+                "translate": dict(tokenizer="word", arch="seq2seq", sample_examples=0),
+                "caption": dict(image_size=16, cnn_blocks=1, cnn_filters=4, sample_examples=0, valid_fraction=0.25)}
 
 
 def build_without_training(model, run, plan, cfg, state=None, verbose=0):

@@ -13,9 +13,9 @@ from seqtasks.tasks.caption import CaptionConfig, CaptioningTask
 
 # the settings that learn the 32x32 shapes in ~4 epochs on a CPU (see data/README.md)
 LEARN = dict(image_size=32, cnn_blocks=3, cnn_filters=8, units=64, attention=True, flip=False, batch_size=16,
-             lr=5e-3, warmup_steps=30, dropout=0.0, precision="fp32", sample_images=0)
+             lr=5e-3, warmup_steps=30, dropout=0.0, precision="fp32", sample_examples=0)
 TINY = ["--image-size", "32", "--cnn-blocks", "2", "--cnn-filters", "4", "--units", "16", "--batch-size", "8",
-        "--epochs", "1", "--steps-per-epoch", "2", "--precision", "fp32", "--sample-images", "1", "--no-flip"]
+        "--epochs", "1", "--steps-per-epoch", "2", "--precision", "fp32", "--sample-examples", "1", "--no-flip"]
 
 
 def invoke(*args):
@@ -150,7 +150,7 @@ def test_a_frozen_keras_applications_backbone_trains_from_cached_features(shapes
     monkeypatch.setenv("SEQTASKS_CACHE", str(cache))
     settings = dict(images=str(shapes / "test" / "images"), captions=str(shapes / "test" / "captions.csv"),
                     backbone="mobilenetv2", weights="none", freeze_backbone=True, image_size=32, units=16,
-                    batch_size=8, epochs=1, steps_per_epoch=2, precision="fp32", sample_images=0)
+                    batch_size=8, epochs=1, steps_per_epoch=2, precision="fp32", sample_examples=0)
     run = seqtasks.train("caption", out=str(tmp_path / "frozen"), verbose=0, **settings)
     features = sorted(cache.glob("**/features-*.array"))
     assert len(features) == 1  # every image of the table, and its mirror image (validation reads view 0)

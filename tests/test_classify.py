@@ -64,12 +64,17 @@ def test_tiny_classifier_learns_a_rule_with_negation(run_path, data):
     assert (run_path / "tokenizer" / "labels.json").is_file() and (run_path / "tokenizer" / "words.json").is_file()
 
 
-def test_predict_prints_label_and_probability_and_top_k(run_path):
-    result = invoke("predict", run_path, "the film was good", "the plot was not good", "--top-k", "2")
+def test_predict_prints_label_and_probability_and_top_labels(run_path):
+    result = invoke("predict", run_path, "the film was good", "the plot was not good", "--top-labels", "2")
     assert result.exit_code == 0, result.output
     first, second = [line.split("\t") for line in result.output.strip().splitlines()]
     assert first[0] == "pos" and second[0] == "neg" and len(first) == 4
     assert float(first[1]) + float(first[3]) == pytest.approx(1.0, abs=2e-4)
+    # the old spelling still works for one release, with one warning line
+    old = CliRunner().invoke(cli, ["predict", str(run_path), "the film was good", "the plot was not good", "--top-k", "2"])
+    assert old.exit_code == 0 and old.stdout == result.output
+    assert old.stderr.strip().splitlines() == ["seqtasks: warning: --top-k is deprecated for label predictions: it is "
+                                               "now --top-labels: use --top-labels (--top-k goes in the next release)"]
     result = invoke("predict", run_path, "awful", "--json")
     output = json.loads(result.output)["output"]
     assert output["label"] == "neg" and 0.5 < output["probability"] <= 1.0

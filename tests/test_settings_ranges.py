@@ -16,7 +16,7 @@ BAD = [
     ("lm", "seq_len", 0), ("lm", "epochs", 0), ("lm", "epochs", -1), ("lm", "heads", 0), ("lm", "dropout", 1.5),
     ("lm", "steps_per_epoch", -3), ("lm", "lr", -0.001), ("lm", "max_time", -5.0), ("lm", "seed", -1),
     ("classify", "max_len", 0), ("classify", "layers", 0), ("tag", "word_dropout", 1.0),
-    ("translate", "max_target_length", 1), ("translate", "label_smoothing", -0.1), ("translate", "beam", 0),
+    ("translate", "max_target_len", 1), ("translate", "label_smoothing", -0.1), ("translate", "beam", 0),
     ("caption", "crop_area", 0.0), ("caption", "cnn_blocks", 20), ("generate", "seq_len", -2),
     ("generate", "sample_examples", -1),
 ]

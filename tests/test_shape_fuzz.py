@@ -209,8 +209,8 @@ def test_translate_trains_evaluates_and_predicts_on_hostile_pairs(folder, record
     work = fresh(folder, "translate")
     data = write(work / "pairs.tsv", joined([" ".join(s) + "\t" + " ".join(t) for s, t in records], gaps))
     train = invoke("train", "translate", "--data", data, "--valid", data, "--out", work / "run", "--arch", arch,
-                   "--heads", "2", "--tokenizer", tokenizer, "--sample-sentences", "1", "--beam", "2",
-                   "--max-source-length", "12", "--max-target-length", "12", *TINY)
+                   "--heads", "2", "--tokenizer", tokenizer, "--sample-examples", "1", "--beam", "2",
+                   "--max-source-len", "12", "--max-target-len", "12", *TINY)
     check(train)
     check(invoke("evaluate", work / "run", "--data", data))
     check(invoke("predict", work / "run", *[" ".join(s) for s, _ in records[:3]]))
@@ -240,7 +240,7 @@ def test_caption_trains_evaluates_and_predicts_on_hostile_captions(folder, capti
     table = write(work / "captions.csv", joined(lines, gaps))
     train = invoke("train", "caption", "--images", images, "--captions", table, "--valid", table, "--out",
                    work / "run", "--arch", arch, "--heads", "2", "--image-size", "16", "--cnn-filters", "4",
-                   "--cnn-blocks", "1", "--sample-images", "1", "--max-length", "8", *TINY)
+                   "--cnn-blocks", "1", "--sample-examples", "1", "--max-len", "8", *TINY)
     check(train)
     check(invoke("evaluate", work / "run", "--images", images, "--captions", table))
     check(invoke("predict", work / "run", *sorted(images.iterdir())[:2]))

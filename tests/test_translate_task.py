@@ -22,7 +22,7 @@ from seqtasks.tokenizers import BOS_ID, EOS_ID
 from seqtasks.translator import Translator
 
 TINY = dict(tokenizer="word", units=32, layers=2, heads=2, batch_size=32, lr=5e-3, warmup_steps=20, dropout=0.0,
-            label_smoothing=0.0, precision="fp32", sample_sentences=0, beam=1)
+            label_smoothing=0.0, precision="fp32", sample_examples=0, beam=1)
 TINY_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
 
 

@@ -79,20 +79,35 @@ decoder object itself.
 """
 from __future__ import annotations
 
-# The package, one job a module: config (GenerationConfig, GenerationError), filters (the logit
-# transforms of step 1-4), stops (stop ids and stop strings), inputs (prompts and context), base (the
-# Generator's compiled-function cache and state-size plan), sampling (greedy, sampling and streaming
-# loop), beam (beam search), generator (the Generator and the module-level entry points).
-from seqtasks.decoding.config import MAX_NEW_TOKENS, GenerationConfig, GenerationError
-from seqtasks.decoding.filters import (
-    apply_repetition_penalty, no_repeat_ngram_mask, seen_token_mask, top_k_filter, top_p_filter,
-)
-from seqtasks.decoding.generator import Generator, generate, generate_with_scores, generator_for, stream
-from seqtasks.decoding.inputs import Context
+# The package, one job a module: config (GenerationConfig, GenerationError, its fields as option rows),
+# filters (the logit transforms of step 1-4), stops (stop ids and stop strings), inputs (prompts and
+# context), base (the Generator's compiled-function cache and state-size plan), sampling (greedy,
+# sampling and streaming loop), beam (beam search), generator (the Generator and the module-level entry points).
+from seqtasks.decoding.config import (MAX_NEW_TOKENS, GenerationConfig, GenerationError, GenerationOption,
+                                      generation_options)
 from seqtasks.decoding.stops import cut_at_stop, held_back, stop_string_ids
 
+# The engine's modules import TensorFlow; they load on first use, so that the settings (and the
+# command-line options made from them) are there before TensorFlow starts.
+_ENGINE = {
+    "Generator": "generator", "generate": "generator", "generate_with_scores": "generator",
+    "generator_for": "generator", "stream": "generator", "Context": "inputs",
+    **{name: "filters" for name in ("apply_repetition_penalty", "no_repeat_ngram_mask", "seen_token_mask",
+                                    "top_k_filter", "top_p_filter")},
+}
+
+
+def __getattr__(name: str):
+    if name not in _ENGINE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_ENGINE[name]}"), name)
+
+
 __all__ = [
-    "GenerationConfig", "GenerationError", "MAX_NEW_TOKENS", "Generator", "generate", "generate_with_scores", "stream",
+    "GenerationConfig", "GenerationError", "GenerationOption", "generation_options", "MAX_NEW_TOKENS",
+    "Generator", "generate", "generate_with_scores", "stream",
     "apply_repetition_penalty", "no_repeat_ngram_mask", "seen_token_mask", "top_k_filter", "top_p_filter",
     "stop_string_ids", "cut_at_stop", "held_back",
 ]

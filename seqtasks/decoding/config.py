@@ -1,12 +1,15 @@
 """Generation settings: GenerationConfig (validated on construction) and GenerationError."""
 from __future__ import annotations
 
+import dataclasses
 import os
+import typing
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from seqtasks.errors import UserError
 
-__all__ = ["GenerationConfig", "GenerationError", "MAX_NEW_TOKENS"]
+__all__ = ["GenerationConfig", "GenerationError", "MAX_NEW_TOKENS", "GenerationOption", "generation_options"]
 
 # The most tokens one call generates. The loop keeps every token it made (the repetition penalty and
 # the n-gram ban read them all) in a buffer sized for the request, so a bound keeps a mistyped
@@ -22,32 +25,41 @@ class GenerationError(UserError, ValueError):
     """
 
 
+def _option(default: Any, help: str, flag: str | None = "") -> Any:
+    """A GenerationConfig field with its help line and command-line flag ("" = --field-name; None = no flag)."""
+    return dataclasses.field(default=default, metadata={"help": help, "flag": flag})
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     """How to continue a prompt. See the module docstring for the exact order of the transforms."""
 
-    max_new_tokens: int = 100
-    min_new_tokens: int = 0          # stop ids are banned until this many new tokens exist
-    temperature: float = 1.0         # 0 = greedy
-    top_k: int = 0                   # 0 = off; 1 = greedy
-    top_p: float = 1.0               # nucleus sampling; 1.0 = off
-    repetition_penalty: float = 1.0  # CTRL-style; 1.0 = off
-    no_repeat_ngram_size: int = 0    # 0 = off
-    beam_width: int = 1              # > 1: beam search (deterministic; ignores temperature, top-k, top-p)
-    length_penalty: float = 1.0      # beam score = sum log p / len ** length_penalty (len counts the stop id)
-    num_return_sequences: int = 1    # n-best for beam search (<= beam_width); n samples otherwise
-    stop_ids: tuple[int, ...] = ()   # a sequence ends at its first stop id, which is not returned
-    seed: int | None = None          # same seed -> same samples; None = a fresh random seed per call
-    xla: bool | None = None          # compile the decoding loop with XLA: its ops fuse into a few kernels
-                                     # per step, 2-4x less time per token on CPU, for a compile of a
-                                     # second or a few per shape. None (auto): XLA for the greedy and
-                                     # sampling loop of a decoder without context (language models),
-                                     # whose shapes are only the batch and the rounded state size; a
-                                     # graph for beam search (its loop includes the prefill) and for
-                                     # translation and captioning (the state holds the source, whose
-                                     # length varies from batch to batch: XLA would compile each one).
-                                     # Greedy and beam output do not depend on it; samples do (XLA's
-                                     # random numbers are other ones), each reproducible by seed.
+    max_new_tokens: int = _option(100, "tokens to generate at most")
+    min_new_tokens: int = _option(0, "no stop before this many tokens")  # stop ids are banned until then
+    temperature: float = _option(1.0, "softmax temperature; 0 = greedy")
+    top_k: int = _option(0, "sample among the k likeliest tokens (0 = all; 1 = greedy)")
+    top_p: float = _option(1.0, "nucleus sampling: the likeliest tokens holding this much probability (1 = off)")
+    repetition_penalty: float = _option(1.0, "divide the logits of tokens already present by this (1 = off)")
+    no_repeat_ngram_size: int = _option(0, "never repeat an n-gram of this size (0 = off)", "--no-repeat-ngram")
+    beam_width: int = _option(1, "beam search of this width (deterministic; ignores temperature, top-k and "
+                                 "top-p; 1 = greedy)", "--beam")
+    length_penalty: float = _option(1.0, "beam score = log p / length ** this (the length counts the stop id)")
+    num_return_sequences: int = _option(1, "outputs per prompt: samples, or with --beam the n best (<= the "
+                                           "width)", "-n")
+    stop_ids: tuple[int, ...] = _option((), "a sequence ends at its first stop id, which is not returned", None)
+    seed: int | None = _option(None, "random seed: the same seed gives the same samples (default: a fresh one "
+                                     "per call)")
+    # xla: compile the decoding loop with XLA: its ops fuse into a few kernels per step, 2-4x less time
+    # per token on CPU, for a compile of a second or a few per shape. None (auto): XLA for the greedy
+    # and sampling loop of a decoder without context (language models), whose shapes are only the batch
+    # and the rounded state size; a graph for beam search (its loop includes the prefill) and for
+    # translation and captioning (the state holds the source, whose length varies from batch to batch:
+    # XLA would compile each one). Greedy and beam output do not depend on it; samples do (XLA's random
+    # numbers are other ones), each reproducible by seed.
+    xla: bool | None = _option(None, "compile the decoding loop with XLA (default: on for greedy and sampling "
+                                     "of a language model, off for beam search, translation and captioning): "
+                                     "2-4x faster per token after a compile of a second or a few",
+                               "--xla/--no-xla")
 
     def __post_init__(self):
         object.__setattr__(self, "stop_ids", tuple(int(i) for i in self.stop_ids))
@@ -89,3 +101,29 @@ class GenerationConfig:
     @property
     def beam(self) -> bool:
         return self.beam_width > 1
+
+
+class GenerationOption(NamedTuple):
+    """A GenerationConfig field as a command-line option."""
+
+    flag: str      # "--top-k"; a boolean's is "--xla/--no-xla"; "-n" for num_return_sequences
+    field: str     # the GenerationConfig field (and the keyword of Run.sample and Task.generate_batch)
+    type: type     # int, float or bool (the field's type without None)
+    default: Any
+    help: str
+
+
+def generation_options() -> list[GenerationOption]:
+    """Every GenerationConfig field a user sets, as an option row, in field order (stop_ids, which
+    tasks set, has no flag). The CLI makes its generation flags from these rows, so a new field is
+    written once."""
+    hints = typing.get_type_hints(GenerationConfig)
+    rows = []
+    for field in dataclasses.fields(GenerationConfig):
+        flag = field.metadata["flag"]
+        if flag is None:
+            continue
+        kind = next(t for t in typing.get_args(hints[field.name]) or (hints[field.name],) if t is not type(None))
+        rows.append(GenerationOption(flag or "--" + field.name.replace("_", "-"), field.name, kind, field.default,
+                                     field.metadata["help"]))
+    return rows

@@ -1,5 +1,7 @@
 """seqtasks' Keras layers: each registered for saving, each documented with the equation it computes."""
 from seqtasks.layers.attention import FeedForward, MultiHeadAttention, TransformerBlock, causal_attention_mask, kv_pairs
+from seqtasks.layers.transformer_decoder import TransformerDecoder
+from seqtasks.layers.attentional_decoder import AttentionalDecoder
 from seqtasks.layers.position import LearnedPosition, SinusoidalPosition, make_position_layer
 from seqtasks.layers.recurrent import CELL_KINDS, RecurrentCell, RecurrentLayer, RecurrentStack
 from seqtasks.layers.seq2seq_attention import AdditiveAttention, MultiplicativeAttention
@@ -8,8 +10,8 @@ from seqtasks.layers.crf import CRF
 from seqtasks.layers.pooling import SequencePooling
 
 __all__ = [
-    "AdditiveAttention", "MultiplicativeAttention",
+    "AdditiveAttention", "AttentionalDecoder", "MultiplicativeAttention",
     "CRF", "CharFeatures", "SequencePooling",
     "CELL_KINDS", "FeedForward", "LearnedPosition", "MultiHeadAttention", "RecurrentCell", "RecurrentLayer",
-    "RecurrentStack", "SinusoidalPosition", "TransformerBlock", "causal_attention_mask", "kv_pairs", "make_position_layer",
+    "RecurrentStack", "SinusoidalPosition", "TransformerBlock", "TransformerDecoder", "causal_attention_mask", "kv_pairs", "make_position_layer",
 ]

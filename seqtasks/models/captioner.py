@@ -18,20 +18,19 @@ then the decoder interface
     step(token_ids (batch,), state, index)                        -> (logits (batch, vocab), state)
     capacity(max_length) -> int
 
-keeps in its state (batch axis 0) whatever a step needs: the LSTM's (h, c) per layer, plus the grid
-and its precomputed attention keys; or the Transformer's KV caches plus each block's cross-attention
-keys and values of the grid.
+keeps in its state (batch axis 0) whatever a step needs: the AttentionalDecoder's (the LSTM's (h, c)
+per layer, plus the last output, the grid, its mask and its precomputed attention keys), or the
+TransformerDecoder's KV caches plus each block's cross-attention keys and values of the grid.
 """
 from __future__ import annotations
 
 import keras
 from keras import ops
 
-from seqtasks.layers import AdditiveAttention, RecurrentStack, TransformerBlock, causal_attention_mask, kv_pairs
+from seqtasks.layers import AttentionalDecoder, TransformerDecoder
 from seqtasks.layers import make_position_layer
 from seqtasks.models.freezing import layer_prefixes, recurrent_depth
 from seqtasks.models.image_encoder import ImageEncoder
-from seqtasks.models.language_model import _flatten, _unflatten  # (h, c) per layer <-> a flat state tuple
 
 _EMBEDDING_INIT = keras.initializers.RandomNormal(stddev=0.02)
 
@@ -108,6 +107,9 @@ class RecurrentCaptioner(_ImageCaptioner):
     initial_state ("grid" | "mean").
     """
 
+    # where runs saved before the shared AttentionalDecoder keep these weights (seqtasks.saved_layout)
+    renamed_parts = {"^(recurrent|attention|gate)/": r"decoder/\1/"}
+
     def __init__(self, vocab_size: int, encoder, units: int = 256, num_layers: int = 1, attention: bool = False,
                  attention_units: int | None = None, embedding_dim: int | None = None, dropout: float = 0.0,
                  initial_state: str = "grid", **kwargs):
@@ -125,10 +127,10 @@ class RecurrentCaptioner(_ImageCaptioner):
                           for i in range(num_layers)]
         self.initial_c = [keras.layers.Dense(units, activation="tanh", name=f"initial_c_{i}", dtype=p)
                           for i in range(num_layers)]
-        self.recurrent = RecurrentStack("lstm", units, num_layers, dropout, name="recurrent", dtype=p)
-        if attention:
-            self.attention_layer = AdditiveAttention(self.attention_units, name="attention", dtype=p)
-            self.gate = keras.layers.Dense(1, activation="sigmoid", name="gate", dtype=p)
+        # Show, Attend and Tell's output is [h_t; z_t] (no W_c), and its context is gated
+        self.decoder = AttentionalDecoder("lstm", units, num_layers, "bahdanau" if attention else "none",
+                                          self.attention_units, combine=False, gate=True, dropout=dropout,
+                                          name="decoder", dtype=p)
         self.dropout = keras.layers.Dropout(dropout, dtype=p)
         self.output_layer = keras.layers.Dense(vocab_size, name="output", dtype=p)
 
@@ -139,83 +141,43 @@ class RecurrentCaptioner(_ImageCaptioner):
         self.embedding.build((None, None))
         for dense in (*self.initial_h, *self.initial_c):
             dense.build((None, cells * d if self.initial_state_from == "grid" else d))
-        read = d if self.attention else 0  # the attended grid is part of the LSTM input and the output
-        self.recurrent.build((None, None, self.embedding_dim + read))
-        if self.attention:
-            self.attention_layer.build((None, self.units), (None, cells, d))
-            self.gate.build((None, self.units))
-        self.output_layer.build((None, None, self.units + read))
+        self.decoder.build((None, None, self.embedding_dim), (None, cells, d))
+        self.output_layer.build((None, None, self.decoder.output_features(d)))
 
-    def initial_state(self, grid):
+    def initial_state(self, grid) -> list[list]:
+        """[h_0, c_0] of each layer."""
         if self.initial_state_from == "mean":
             v = ops.mean(grid, axis=1)
         else:
             v = ops.reshape(grid, (ops.shape(grid)[0], self.encoder.grid_cells * self.encoder.features))
         return [[h(v), c(v)] for h, c in zip(self.initial_h, self.initial_c)]
 
-    def attend(self, x_t, states, grid, keys):
-        """One step of Show, Attend and Tell: (LSTM input [x_t; z_t], output features [h_t; z_t]) pieces.
-
-        Returns (features (batch, units + d), new states, α (batch, cells))."""
-        query = states[-1][0]
-        z, weights = self.attention_layer(query, grid, keys=keys)
-        z = self.gate(query) * z
-        h, states = self.recurrent.step(ops.concatenate([x_t, z], axis=-1), states)
-        return ops.concatenate([h, z], axis=-1), states, weights
-
-    def _run(self, grid, token_ids, states, training=None):
-        """The decoder over whole sequences from `states`: (features (batch, time, F), states, α or None)."""
+    def _run(self, grid, token_ids, training=None):
+        """The decoder over whole sequences: (features (batch, time, F), α or None, the last state)."""
         x = self.dropout(self.embedding(token_ids), training=training)
-        if not self.attention:
-            hidden, states = self.recurrent(x, initial_state=states, training=training)
-            return hidden, states, None
-        keys = self.attention_layer.precompute_keys(grid)
-        # ops.scan (TensorFlow backend) stacks per-step outputs shaped like its carry, so the carry
-        # holds the step's features and weights after the LSTM states, and is also the output
-        batch, size = ops.shape(grid)[0], 2 * self.num_layers
-        outputs = (ops.zeros((batch, self.units + self.encoder.features), self.compute_dtype),
-                   ops.zeros((batch, self.encoder.grid_cells), self.compute_dtype))
-
-        def step(carry, x_t):
-            features, new_states, weights = self.attend(x_t, _unflatten(carry[:size], self.num_layers), grid, keys)
-            new_carry = (*_flatten(new_states), features, ops.cast(weights, self.compute_dtype))
-            return new_carry, new_carry
-
-        carry, stacked = ops.scan(step, (*_flatten(states), *outputs), ops.transpose(x, (1, 0, 2)))
-        features, weights = (ops.transpose(t, (1, 0, 2)) for t in stacked[size:])
-        return features, _unflatten(carry[:size], self.num_layers), weights
+        states = [tensor for layer in self.initial_state(grid) for tensor in layer]
+        return self.decoder(x, self.decoder.start(states, grid), training=training)
 
     def logits(self, features, training=None):
         return ops.cast(self.output_layer(self.dropout(features, training=training)), "float32")
 
     def decode(self, grid, token_ids, training=None):
-        features, _, weights = self._run(grid, token_ids, self.initial_state(grid), training)
+        features, weights, _ = self._run(grid, token_ids, training)
         return self.logits(features, training), weights
 
     def prefill(self, token_ids, max_length=None, context=None):
-        grid = context[0]
-        features, states, _ = self._run(grid, token_ids, self.initial_state(grid))
-        state = _flatten(states)
-        if self.attention:
-            state += (ops.cast(grid, self.compute_dtype), self.attention_layer.precompute_keys(grid))
+        features, _, state = self._run(context[0], token_ids)
         return self.logits(features[:, -1]), state
 
     def step(self, token_ids, state, index=None):
-        x_t = self.embedding(token_ids)
-        states = _unflatten(state[:2 * self.num_layers], self.num_layers)
-        if self.attention:
-            grid, keys = state[-2:]
-            features, states, _ = self.attend(x_t, states, grid, keys)
-            return self.logits(features), _flatten(states) + (grid, keys)
-        h, states = self.recurrent.step(x_t, states)
-        return self.logits(h), _flatten(states)
+        features, state, _ = self.decoder.step(self.embedding(token_ids), state)
+        return self.logits(features), state
 
     def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
         """embeddings, layers:N (the LSTM's first N), the encoder's backbone and encoder (the image side),
         and decoder (the caption side, the image-to-state layers included) (seqtasks.models.freezing)."""
-        attention = [self.attention_layer, self.gate] if self.attention else []
-        decoder = [self.embedding, *self.initial_h, *self.initial_c, self.recurrent, *attention, self.output_layer]
-        return {"embeddings": [self.embedding], **layer_prefixes(recurrent_depth(self.recurrent)),
+        decoder = [self.embedding, *self.initial_h, *self.initial_c, self.decoder, self.output_layer]
+        return {"embeddings": [self.embedding], **layer_prefixes(recurrent_depth(self.decoder.recurrent)),
                 **self.encoder.freezable_parts(), "decoder": decoder}
 
     def get_config(self):
@@ -229,13 +191,16 @@ class RecurrentCaptioner(_ImageCaptioner):
 class TransformerCaptioner(_ImageCaptioner):
     """A Transformer decoder over the caption that cross-attends to the image grid:
 
-        x_0 = E[y] + P;   x_l = Block_l(x_{l-1}, causal self-attention, cross-attention to g)
+        x_0 = E[y] + P;   x_L = TransformerDecoder(x_0, cross-attention to g)
         logits = LN(x_L) Eᵀ   (output tied to the input embedding)
 
     The encoder's grid features must have d_model features. Args: vocab_size; encoder; d_model;
     heads; num_layers; max_length (the learned position table: the longest BOS + caption);
     dropout; positions ("learned" | "sinusoidal").
     """
+
+    # where runs saved before the shared TransformerDecoder keep these weights (seqtasks.saved_layout)
+    renamed_parts = {r"^block_(\d+)/": r"decoder/block_\1/"}
 
     def __init__(self, vocab_size: int, encoder, d_model: int = 256, heads: int = 4, num_layers: int = 2,
                  max_length: int = 64, dropout: float = 0.0, positions: str = "learned", **kwargs):
@@ -249,8 +214,8 @@ class TransformerCaptioner(_ImageCaptioner):
                                                 name="embedding", dtype=p)
         self.position = make_position_layer(positions, max_length, dtype=p)
         self.dropout = keras.layers.Dropout(dropout, dtype=p)
-        self.blocks = [TransformerBlock(d_model, heads, dropout=dropout, cross_attention=True, name=f"block_{i}",
-                                        dtype=p) for i in range(num_layers)]
+        self.decoder = TransformerDecoder(d_model, heads, num_layers, dropout=dropout, cross_attention=True,
+                                          name="decoder", dtype=p)
         self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm", dtype=p)
 
     def build(self, input_shape=None):
@@ -259,20 +224,19 @@ class TransformerCaptioner(_ImageCaptioner):
         shape = (None, None, self.d_model)
         self.embedding.build((None, None))
         self.position.build(shape)
-        for block in self.blocks:
-            block.build(shape, (None, self.encoder.grid_cells, self.d_model))
+        self.decoder.build(shape, (None, self.encoder.grid_cells, self.d_model))
         self.final_norm.build(shape)
 
     def logits(self, x):
         table = ops.cast(self.embedding.embeddings, x.dtype)
         return ops.cast(ops.matmul(self.final_norm(x), ops.transpose(table)), "float32")
 
+    def embed(self, token_ids, start_index=0, training=None):
+        return self.dropout(self.position(self.embedding(token_ids), start_index=start_index), training=training)
+
     def decode(self, grid, token_ids, training=None):
-        time = ops.shape(token_ids)[1]
-        x = self.dropout(self.position(self.embedding(token_ids)), training=training)
-        mask = causal_attention_mask(time, time)
-        for block in self.blocks:
-            x, _, weights = block(x, self_mask=mask, memory=grid, training=training, return_weights=True)
+        x, weights = self.decoder(self.embed(token_ids, training=training), memory=grid, training=training,
+                                  return_weights=True)
         # where the last block looked, averaged over its heads: (batch, time, cells)
         return self.logits(x), ops.mean(weights, axis=1)
 
@@ -280,35 +244,22 @@ class TransformerCaptioner(_ImageCaptioner):
         return min(max_length, self.max_length) if self.positions == "learned" else max_length
 
     def prefill(self, token_ids, max_length, context=None):
-        """State: each block's self-attention KV cache (Kᵀ, V), then each block's cross-attention
-        (Kᵀ, V) of the grid (computed once here rather than at every step)."""
-        grid = ops.cast(context[0], self.compute_dtype)
-        batch, time = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
-        x = self.position(self.embedding(token_ids))
-        mask = causal_attention_mask(time, max_length)
-        caches, memories = [], [block.project_memory(grid) for block in self.blocks]
-        for block, memory in zip(self.blocks, memories):
-            x, cache = block(x, self_mask=mask, cache=block.empty_cache(batch, max_length, x.dtype), cache_index=0,
-                             memory_keys_values=memory)
-            caches.extend(cache)
-        return self.logits(x[:, -1:])[:, 0], (*caches, *(tensor for memory in memories for tensor in memory))
+        """State: the TransformerDecoder's (each block's self-attention KV cache, then each block's
+        cross-attention Kᵀ, V of the grid, computed once here rather than at every step, then the
+        grid's mask, all True)."""
+        x, state = self.decoder.prefill(self.embed(token_ids), max_length, context[0])
+        return self.logits(x[:, -1:])[:, 0], state
 
     def step(self, token_ids, state, index):
-        pairs = 2 * self.num_layers
-        caches, memories = kv_pairs(state[:pairs]), kv_pairs(state[pairs:])
-        x = self.position(self.embedding(token_ids[:, None]), start_index=index)
-        mask = causal_attention_mask(1, ops.shape(state[0])[-1], start_index=index)
-        new_caches = []
-        for block, cache, memory in zip(self.blocks, caches, memories):
-            x, cache = block(x, self_mask=mask, cache=cache, cache_index=index, memory_keys_values=memory)
-            new_caches.extend(cache)
-        return self.logits(x)[:, 0], (*new_caches, *state[pairs:])
+        x, state = self.decoder.step(self.embed(token_ids[:, None], start_index=index), state, index)
+        return self.logits(x)[:, 0], state
 
     def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
         """embeddings (token and position tables; the output is tied to the token table), layers:N (the
         first N blocks), the encoder's backbone and encoder, and decoder (seqtasks.models.freezing)."""
-        return {"embeddings": [self.embedding, self.position], **layer_prefixes([[block] for block in self.blocks]),
-                **self.encoder.freezable_parts(), "decoder": [self.embedding, self.position, *self.blocks, self.final_norm]}
+        return {"embeddings": [self.embedding, self.position],
+                **layer_prefixes([[block] for block in self.decoder.blocks]),
+                **self.encoder.freezable_parts(), "decoder": [self.embedding, self.position, self.decoder, self.final_norm]}
 
     def get_config(self):
         return {**super().get_config(), "d_model": self.d_model, "heads": self.heads, "num_layers": self.num_layers,

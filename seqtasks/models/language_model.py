@@ -8,7 +8,7 @@ the decoder interface the decoding engine uses, so generation never re-runs the 
 
 `index` is the position of the token being fed. `state` is a flat tuple of tensors whose shapes do
 not change from step to step (the engine's compiled loop needs that): (h, c) per layer for the
-recurrent model, a KV cache (Kᵀ, V) per block for the Transformer (seqtasks.layers.attention).
+recurrent model, a KV cache (Kᵀ, V) per block for the Transformer (seqtasks.layers.transformer_decoder).
 `capacity(max_length)` tells how many positions a state can hold (the Transformer's cache is as long
 as its position table allows).
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from seqtasks.layers import RecurrentStack, TransformerBlock, causal_attention_mask, kv_pairs, make_position_layer
+from seqtasks.layers import RecurrentStack, TransformerDecoder, make_position_layer
 from seqtasks.models.freezing import layer_prefixes, recurrent_depth
 
 _EMBEDDING_INIT = keras.initializers.RandomNormal(stddev=0.02)
@@ -92,13 +92,16 @@ def _unflatten(state, num_layers):
 
 @keras.saving.register_keras_serializable(package="seqtasks")
 class TransformerLanguageModel(keras.Model):
-    """Decoder-only Transformer (GPT):  x_0 = E[ids] + P;  x_l = Block_l(x_{l-1}, causal mask);
+    """Decoder-only Transformer (GPT):  x_0 = E[ids] + P;  x_L = TransformerDecoder(x_0) (causal, no memory);
     logits = LN(x_L) Eᵀ  (output tied to the input embedding).
 
     Args: vocab_size; d_model; heads; num_layers; max_length (the longest context; the learned
     position table's size); dropout; positions ("learned" | "sinusoidal"); activation (the FFN's: "gelu" |
     "gelu_tanh" | "relu").
     """
+
+    # where runs saved before the shared TransformerDecoder keep these weights (seqtasks.saved_layout)
+    renamed_parts = {r"^block_(\d+)/": r"decoder/block_\1/"}
 
     def __init__(self, vocab_size: int, d_model: int = 256, heads: int = 4, num_layers: int = 4,
                  max_length: int = 256, dropout: float = 0.0, positions: str = "learned", activation: str = "gelu",
@@ -113,16 +116,18 @@ class TransformerLanguageModel(keras.Model):
         )
         self.position = make_position_layer(positions, max_length, dtype=p)
         self.dropout = keras.layers.Dropout(dropout, dtype=p)
-        self.blocks = [TransformerBlock(d_model, heads, dropout=dropout, activation=activation, name=f"block_{i}", dtype=p)
-                       for i in range(num_layers)]
+        self.decoder = TransformerDecoder(d_model, heads, num_layers, dropout=dropout, activation=activation,
+                                          name="decoder", dtype=p)
         self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm", dtype=p)
 
     def build(self, input_shape):
         self.embedding.build(input_shape)
         self.position.build((*input_shape, self.d_model))
-        for block in self.blocks:
-            block.build((*input_shape, self.d_model))
+        self.decoder.build((*input_shape, self.d_model))
         self.final_norm.build((*input_shape, self.d_model))
+
+    def embed(self, token_ids, start_index=0, training=None):
+        return self.dropout(self.position(self.embedding(token_ids), start_index=start_index), training=training)
 
     def logits(self, x):
         # tied output: the same matrix E embeds tokens and scores them
@@ -130,40 +135,24 @@ class TransformerLanguageModel(keras.Model):
         return ops.cast(ops.matmul(self.final_norm(x), ops.transpose(table)), "float32")
 
     def call(self, token_ids, training=None):
-        time = ops.shape(token_ids)[1]
-        x = self.dropout(self.position(self.embedding(token_ids)), training=training)
-        mask = causal_attention_mask(time, time)
-        for block in self.blocks:
-            x, _ = block(x, self_mask=mask, training=training)
-        return self.logits(x)
+        return self.logits(self.decoder(self.embed(token_ids, training=training), training=training))
 
     def capacity(self, max_length: int) -> int:
         return min(max_length, self.max_length) if self.positions == "learned" else max_length
 
     def prefill(self, token_ids, max_length):
-        batch, time = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
-        x = self.position(self.embedding(token_ids))
-        mask = causal_attention_mask(time, max_length)
-        state = []
-        for block in self.blocks:
-            x, cache = block(x, self_mask=mask, cache=block.empty_cache(batch, max_length, x.dtype), cache_index=0)
-            state.extend(cache)
-        return self.logits(x[:, -1:])[:, 0], tuple(state)
+        x, state = self.decoder.prefill(self.embed(token_ids), max_length)
+        return self.logits(x[:, -1:])[:, 0], state
 
     def step(self, token_ids, state, index):
-        x = self.position(self.embedding(token_ids[:, None]), start_index=index)
-        max_length = ops.shape(state[0])[-1]  # the cache length: the last axis of a Kᵀ
-        mask = causal_attention_mask(1, max_length, start_index=index)
-        new_state = []
-        for block, cache in zip(self.blocks, kv_pairs(state)):
-            x, cache = block(x, self_mask=mask, cache=cache, cache_index=index)
-            new_state.extend(cache)
-        return self.logits(x)[:, 0], tuple(new_state)
+        x, state = self.decoder.step(self.embed(token_ids[:, None], start_index=index), state, index)
+        return self.logits(x)[:, 0], state
 
     def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
         """embeddings (token and position tables; the token table also scores the output, which is tied
         to it) and layers:N, the first N blocks (seqtasks.models.freezing)."""
-        return {"embeddings": [self.embedding, self.position], **layer_prefixes([[block] for block in self.blocks])}
+        return {"embeddings": [self.embedding, self.position],
+                **layer_prefixes([[block] for block in self.decoder.blocks])}
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "d_model": self.d_model, "heads": self.heads,

@@ -12,25 +12,28 @@ Decoder, by `attention`:
               s_t = RNN([E_tgt[y_{t-1}]; c_t], s_{t-1});  o_t = tanh(W_c [s_t; c_t])   (Bahdanau et al. 2015)
 logits_t = W_out o_t + b.  s_{t-1} in Bahdanau's score is the top decoder layer's hidden state.
 
+The decoder is seqtasks.layers.AttentionalDecoder (with combine, and the bridges).
+
 Training is teacher-forced: call((source_ids, target_input_ids)) -> logits (batch, target_time, vocab)
 in float32. The none and luong (without input feeding) decoders run the whole target sequence at once;
-bahdanau and input feeding depend on the previous step, so they run the same `_step` as decoding,
+bahdanau and input feeding depend on the previous step, so they run the same step as decoding,
 in a keras.ops.scan over time.
 
 Decoding goes through seqtasks.decoding with the context `encode(source_ids)` =
 (memory (batch, source, features), source mask (batch, source), initial decoder states ...);
-the decoding state is (decoder states ..., õ_{t-1}, memory, mask, attention keys W_k h_j), the keys
-computed once per sentence. Source padding (id 0) is masked everywhere.
+the decoding state is the AttentionalDecoder's (decoder states ..., õ_{t-1}, memory, mask, attention
+keys W_k h_j; the states only without attention), the keys computed once per sentence. Source padding
+(id 0) is masked everywhere.
 """
 from __future__ import annotations
 
 import keras
 from keras import ops
 
-from seqtasks.layers import AdditiveAttention, MultiplicativeAttention, RecurrentStack
+from seqtasks.choices import ATTENTION_KINDS
+from seqtasks.layers import AttentionalDecoder, RecurrentStack
 from seqtasks.models.freezing import layer_prefixes, recurrent_depth
 
-from seqtasks.choices import ATTENTION_KINDS  # noqa: E402  (TF-free: the settings list them)
 PAD_ID = 0
 
 
@@ -43,6 +46,9 @@ class RecurrentSeq2Seq(keras.Model):
     attention_units (Bahdanau's score width, default units); bidirectional (encoder); input_feeding
     (luong); shared_embeddings (one table for both sides: needs a joint vocabulary); dropout.
     """
+
+    # where runs saved before the shared AttentionalDecoder keep these weights (seqtasks.saved_layout)
+    renamed_parts = {"^decoder/": "decoder/recurrent/", "^(bridge_\\d+|attention|combine)/": r"decoder/\1/"}
 
     def __init__(self, source_vocab: int, target_vocab: int, cell: str = "lstm", units: int = 256,
                  num_layers: int = 2, embedding_dim: int | None = None, attention: str = "bahdanau",
@@ -65,31 +71,16 @@ class RecurrentSeq2Seq(keras.Model):
         self.target_embedding = self.source_embedding if shared_embeddings else keras.layers.Embedding(
             target_vocab, self.embedding_dim, name="target_embedding", dtype=p)
         self.encoder = RecurrentStack(cell, units, num_layers, dropout, bidirectional, name="encoder", dtype=p)
-        self.decoder = RecurrentStack(cell, units, num_layers, dropout, name="decoder", dtype=p)
-        # a bidirectional encoder's states are 2 × units wide: project them to the decoder's size
-        self.bridges = [keras.layers.Dense(units, activation="tanh", name=f"bridge_{i}", dtype=p)
-                        for i in range(num_layers * self.state_count)] if bidirectional else []
-        if attention == "bahdanau":
-            self.attention_layer = AdditiveAttention(self.attention_units, name="attention", dtype=p)
-        elif attention == "luong":
-            self.attention_layer = MultiplicativeAttention(units, name="attention", dtype=p)
-        if attention != "none":
-            self.combine = keras.layers.Dense(units, activation="tanh", name="combine", dtype=p)
+        # a bidirectional encoder's states are 2 × units wide: the decoder's bridges project them to its size
+        self.decoder = AttentionalDecoder(cell, units, num_layers, attention, self.attention_units, self.input_feeding,
+                                          bridges=num_layers * self.state_count if bidirectional else 0,
+                                          dropout=dropout, name="decoder", dtype=p)
         self.dropout = keras.layers.Dropout(dropout, dtype=p)
         self.output_layer = keras.layers.Dense(target_vocab, name="output", dtype=p)
 
     @property
     def memory_features(self) -> int:
         return 2 * self.units if self.bidirectional else self.units
-
-    @property
-    def sequential(self) -> bool:
-        """Whether teacher-forced training must run step by step (the step feeds the next one)."""
-        return self.attention == "bahdanau" or self.input_feeding
-
-    def decoder_input_features(self) -> int:
-        extra = {"bahdanau": self.memory_features, "luong": self.units if self.input_feeding else 0, "none": 0}
-        return self.embedding_dim + extra[self.attention]
 
     def build(self, input_shape):
         source_shape, target_shape = input_shape
@@ -98,13 +89,8 @@ class RecurrentSeq2Seq(keras.Model):
         if not self.shared_embeddings:
             self.target_embedding.build(target_shape)
         self.encoder.build((*source_shape, self.embedding_dim))
-        for bridge in self.bridges:
-            bridge.build((batch, self.memory_features))
-        self.decoder.build((*target_shape, self.decoder_input_features()))
-        memory_shape = (batch, source_shape[1], self.memory_features)
-        if self.attention != "none":
-            self.attention_layer.build((batch, self.units), memory_shape)
-            self.combine.build((batch, self.units + self.memory_features))
+        self.decoder.build((*target_shape, self.embedding_dim), (batch, source_shape[1], self.memory_features),
+                           (batch, self.memory_features))
         self.output_layer.build((*target_shape, self.units))
 
     # ---- encoder ----------------------------------------------------------------------------------
@@ -113,79 +99,30 @@ class RecurrentSeq2Seq(keras.Model):
         mask = ops.not_equal(source_ids, PAD_ID)
         x = self.dropout(self.source_embedding(source_ids), training=training)
         memory, states = self.encoder(x, mask=mask, training=training)
-        flat = [tensor for layer in states for tensor in layer]
-        if self.bidirectional:
-            flat = [bridge(tensor) for bridge, tensor in zip(self.bridges, flat)]
-        return (memory, mask, *flat)
+        return (memory, mask, *self.decoder.initial_state([tensor for layer in states for tensor in layer]))
 
     # ---- decoder ----------------------------------------------------------------------------------
-    def _initial(self, context):
-        """Decoder states (one list per layer), õ_0, memory, mask and the precomputed attention keys."""
-        memory, mask, *flat = context
-        states = self._nest(flat)
-        batch = ops.shape(memory)[0]
-        feed = ops.zeros((batch, self.units), dtype=self.compute_dtype)
-        keys = self.attention_layer.precompute_keys(memory) if self.attention != "none" else memory
-        return states, feed, memory, mask, keys
-
-    def _step(self, embedded, states, feed, memory, mask, keys, training=None):
-        """One decoder step from E[y_{t-1}] (batch, embedding_dim) -> (o_t, states, õ_t, weights)."""
-        if self.attention == "bahdanau":
-            context, weights = self.attention_layer(states[-1][0], memory, memory_mask=mask, keys=keys)
-            hidden, states = self.decoder.step(ops.concatenate([embedded, context], axis=-1), states)
-            output = self.combine(ops.concatenate([hidden, context], axis=-1))
-            return output, states, output, weights
-        x = ops.concatenate([embedded, feed], axis=-1) if self.input_feeding else embedded
-        hidden, states = self.decoder.step(x, states)
-        if self.attention == "none":
-            return hidden, states, feed, ops.zeros(ops.shape(mask), self.compute_dtype)
-        context, weights = self.attention_layer(hidden, memory, memory_mask=mask, keys=keys)
-        output = self.combine(ops.concatenate([hidden, context], axis=-1))
-        return output, states, output, weights
-
-    def _decode(self, target_ids, states, feed, memory, mask, keys, training=None):
-        """Teacher-forced decoding of target_ids (batch, time) -> (o (batch, time, units), weights, last carry)."""
+    def _decode(self, target_ids, context, training=None) -> tuple:
+        """Teacher-forced decoding -> (o (batch, time, units), α (batch, time, source), the last state)."""
+        memory, mask, *states = context
         embedded = self.dropout(self.target_embedding(target_ids), training=training)
-        if not self.sequential:
-            hidden, states = self.decoder(embedded, initial_state=states, training=training)
-            if self.attention == "none":
-                weights = ops.zeros((ops.shape(target_ids)[0], ops.shape(target_ids)[1], ops.shape(mask)[1]),
-                                    self.compute_dtype)
-                return hidden, weights, (states, feed)
-            context, weights = self.attention_layer(hidden, memory, memory_mask=mask, keys=keys)
-            outputs = self.combine(ops.concatenate([hidden, context], axis=-1))
-            return outputs, weights, (states, outputs[:, -1])
-
-        flat_states = [tensor for layer in states for tensor in layer]
-        weights0 = ops.zeros(ops.shape(mask), self.compute_dtype)
-
-        def step(carry, embedded_t):
-            *flat, feed, _ = carry
-            nested = self._nest(flat)
-            _, nested, feed, weights = self._step(embedded_t, nested, feed, memory, mask, keys, training)
-            carry = (*[t for layer in nested for t in layer], feed, weights)
-            return carry, carry  # keras' TF scan emits the carry's structure: o_t is õ_t here
-
-        last, emitted = ops.scan(step, (*flat_states, feed, weights0), ops.transpose(embedded, (1, 0, 2)))
-        outputs = ops.transpose(emitted[-2], (1, 0, 2))
-        weights = ops.transpose(emitted[-1], (1, 0, 2))
-        *flat, feed, _ = last
-        nested = self._nest(flat)
-        return outputs, weights, (nested, feed)
+        outputs, weights, state = self.decoder(embedded, self.decoder.start(states, memory, mask), training=training)
+        if weights is None:  # no attention: no weights, as zeros
+            weights = ops.zeros((ops.shape(target_ids)[0], ops.shape(target_ids)[1], ops.shape(mask)[1]),
+                                self.compute_dtype)
+        return outputs, weights, state
 
     def logits(self, outputs, training=None):
         return ops.cast(self.output_layer(self.dropout(outputs, training=training)), "float32")
 
     def call(self, inputs, training=None):
         source_ids, target_ids = inputs
-        states, feed, memory, mask, keys = self._initial(self.encode(source_ids, training=training))
-        outputs, _, _ = self._decode(target_ids, states, feed, memory, mask, keys, training=training)
+        outputs, _, _ = self._decode(target_ids, self.encode(source_ids, training=training), training=training)
         return self.logits(outputs, training=training)
 
     def alignments(self, source_ids, target_ids):
         """Attention weights (batch, target_time, source) of teacher-forced decoding of target_ids."""
-        states, feed, memory, mask, keys = self._initial(self.encode(source_ids))
-        _, weights, _ = self._decode(target_ids, states, feed, memory, mask, keys)
+        _, weights, _ = self._decode(target_ids, self.encode(source_ids))
         return weights
 
     # ---- the decoder interface of seqtasks.decoding -----------------------------------------------
@@ -193,36 +130,24 @@ class RecurrentSeq2Seq(keras.Model):
         return max_length  # recurrent states have no length limit
 
     def prefill(self, token_ids, max_length, context):
-        states, feed, memory, mask, keys = self._initial(context)
-        outputs, _, (states, feed) = self._decode(token_ids, states, feed, memory, mask, keys)
-        return self.logits(outputs[:, -1]), self._pack(states, feed, memory, mask, keys)
+        outputs, _, state = self._decode(token_ids, context)
+        return self.logits(outputs[:, -1]), state
 
     def step(self, token_ids, state, index=None):
-        states, feed, memory, mask, keys = self._unpack(state)
-        output, states, feed, _ = self._step(self.target_embedding(token_ids), states, feed, memory, mask, keys)
-        return self.logits(output), self._pack(states, feed, memory, mask, keys)
-
-    def _nest(self, flat) -> list[list]:
-        """A flat list of state tensors -> one list per layer ([h] or [h, c])."""
-        return [list(flat[i * self.state_count:(i + 1) * self.state_count]) for i in range(self.num_layers)]
-
-    def _pack(self, states, feed, memory, mask, keys) -> tuple:
-        return (*[t for layer in states for t in layer], feed, memory, mask, keys)
-
-    def _unpack(self, state):
-        *flat, feed, memory, mask, keys = state
-        return self._nest(flat), feed, memory, mask, keys
+        output, state, _ = self.decoder.step(self.target_embedding(token_ids), state)
+        return self.logits(output), state
 
     def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
         """embeddings (both tables), layers:N (the first N layers of the encoder and of the decoder),
         encoder (what reads the source: its embeddings, the encoder, the bridges) and decoder (the rest;
         a shared table is in both) (seqtasks.models.freezing)."""
-        attention = [self.attention_layer, self.combine] if self.attention != "none" else []
-        depth = [source + target for source, target in zip(recurrent_depth(self.encoder), recurrent_depth(self.decoder))]
+        depth = [source + target for source, target in
+                 zip(recurrent_depth(self.encoder), recurrent_depth(self.decoder.recurrent))]
         tables = [self.source_embedding] + ([] if self.shared_embeddings else [self.target_embedding])
         return {"embeddings": tables, **layer_prefixes(depth),
-                "encoder": [self.source_embedding, self.encoder, *self.bridges],
-                "decoder": [self.target_embedding, self.decoder, *attention, self.output_layer]}
+                "encoder": [self.source_embedding, self.encoder, *self.decoder.bridges],
+                "decoder": [self.target_embedding, self.decoder.recurrent, *self.decoder.attention_parts(),
+                            self.output_layer]}
 
     def get_config(self):
         return {**super().get_config(), "source_vocab": self.source_vocab, "target_vocab": self.target_vocab,

@@ -1,7 +1,7 @@
 """Transformer encoder-decoder (Vaswani et al. 2017), pre-LayerNorm.
 
 Encoder:  x_0 = √d · E_src[x] + P;   x_l = Block_l(x_{l-1}, padding mask);   m = LN(x_L)
-Decoder:  y_0 = √d · E_tgt[y] + P;   y_l = Block_l(y_{l-1}, causal mask, cross-attention over m);
+Decoder:  y_0 = √d · E_tgt[y] + P;   y_L = TransformerDecoder(y_0, cross-attention over m);
           logits = LN(y_L) E_tgtᵀ   (tied output; a separate W_out when tied_output is off)
 
 Embeddings are initialized N(0, 1/d) and scaled by √d, so token vectors and the sinusoidal positions
@@ -11,7 +11,7 @@ table for source and target (a joint vocabulary).
 Model call: (source_ids, target_input_ids) -> logits (batch, target_time, vocab) float32; source
 padding (id 0) is masked in self- and cross-attention. For decoding (seqtasks.decoding), the context
 is `encode(source_ids)` = (memory (batch, source, d_model), mask (batch, source)); prefill computes
-each decoder block's cross-attention keys and values once, and the state is
+each decoder block's cross-attention keys and values once, and the state is the TransformerDecoder's
 (self-attention Kᵀ, V per block ..., cross-attention Kᵀ, V per block ..., mask).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import math
 import keras
 from keras import ops
 
-from seqtasks.layers import TransformerBlock, causal_attention_mask, kv_pairs, make_position_layer
+from seqtasks.layers import TransformerBlock, TransformerDecoder, make_position_layer
 from seqtasks.models.freezing import layer_prefixes, stack_depth
 
 PAD_ID = 0
@@ -32,6 +32,9 @@ class TransformerSeq2Seq(keras.Model):
     """Args: source_vocab, target_vocab; d_model; heads; encoder_layers; decoder_layers; hidden (FFN
     width, default 4 × d_model); dropout; positions ("sinusoidal" | "learned"); max_length (learned
     positions' table size); shared_embeddings; tied_output."""
+
+    # where runs saved before the shared TransformerDecoder keep these weights (seqtasks.saved_layout)
+    renamed_parts = {r"^decoder_(\d+)/": r"decoder/block_\1/"}
 
     def __init__(self, source_vocab: int, target_vocab: int, d_model: int = 256, heads: int = 4,
                  encoder_layers: int = 3, decoder_layers: int = 3, hidden: int | None = None, dropout: float = 0.1,
@@ -54,8 +57,8 @@ class TransformerSeq2Seq(keras.Model):
         self.dropout = keras.layers.Dropout(dropout, dtype=p)
         self.encoder_blocks = [TransformerBlock(d_model, heads, self.hidden, dropout, name=f"encoder_{i}", dtype=p)
                                for i in range(encoder_layers)]
-        self.decoder_blocks = [TransformerBlock(d_model, heads, self.hidden, dropout, cross_attention=True,
-                                                name=f"decoder_{i}", dtype=p) for i in range(decoder_layers)]
+        self.decoder = TransformerDecoder(d_model, heads, decoder_layers, self.hidden, dropout, cross_attention=True,
+                                          name="decoder", dtype=p)
         self.encoder_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="encoder_norm", dtype=p)
         self.decoder_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="decoder_norm", dtype=p)
         if not tied_output:
@@ -70,8 +73,7 @@ class TransformerSeq2Seq(keras.Model):
         self.position.build(target_features)
         for block in self.encoder_blocks:
             block.build(source_features)
-        for block in self.decoder_blocks:
-            block.build(target_features, source_features)
+        self.decoder.build(target_features, source_features)
         self.encoder_norm.build(source_features)
         self.decoder_norm.build(target_features)
         if not self.tied_output:
@@ -97,13 +99,8 @@ class TransformerSeq2Seq(keras.Model):
         return ops.cast(self.output_layer(y), "float32")
 
     def decode(self, target_ids, memory, mask, training=None, return_weights=False):
-        time = ops.shape(target_ids)[1]
         y = self.embed(self.target_embedding, target_ids, training=training)
-        causal = causal_attention_mask(time, time)
-        weights = None
-        for block in self.decoder_blocks:
-            y, _, weights = block(y, self_mask=causal, memory=memory, memory_mask=mask[:, None, :],
-                                  training=training, return_weights=True)
+        y, weights = self.decoder(y, memory=memory, memory_mask=mask, training=training, return_weights=True)
         return (self.logits(y), weights) if return_weights else self.logits(y)
 
     def call(self, inputs, training=None):
@@ -123,29 +120,13 @@ class TransformerSeq2Seq(keras.Model):
 
     def prefill(self, token_ids, max_length, context):
         memory, mask = context
-        batch, time = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
-        y = self.embed(self.target_embedding, token_ids)
-        self_mask = causal_attention_mask(time, max_length)
-        caches, memory_kv = [], []
-        for block in self.decoder_blocks:
-            keys_values = block.project_memory(memory)  # once per sentence, reused at every step
-            y, cache = block(y, self_mask=self_mask, memory_mask=mask[:, None, :], cache_index=0,
-                             cache=block.empty_cache(batch, max_length, y.dtype), memory_keys_values=keys_values)
-            caches.extend(cache)
-            memory_kv.extend(keys_values)
-        return self.logits(y[:, -1:])[:, 0], (*caches, *memory_kv, mask)
+        y, state = self.decoder.prefill(self.embed(self.target_embedding, token_ids), max_length, memory, mask)
+        return self.logits(y[:, -1:])[:, 0], state
 
     def step(self, token_ids, state, index):
-        pairs = 2 * self.decoder_layers
-        caches, memory_kv, mask = kv_pairs(state[:pairs]), kv_pairs(state[pairs:2 * pairs]), state[-1]
         y = self.embed(self.target_embedding, token_ids[:, None], start_index=index)
-        self_mask = causal_attention_mask(1, ops.shape(state[0])[-1], start_index=index)
-        new_caches = []
-        for block, cache, keys_values in zip(self.decoder_blocks, caches, memory_kv):
-            y, cache = block(y, self_mask=self_mask, memory_mask=mask[:, None, :], cache=cache, cache_index=index,
-                             memory_keys_values=keys_values)
-            new_caches.extend(cache)
-        return self.logits(y)[:, 0], (*new_caches, *state[pairs:])
+        y, state = self.decoder.step(y, state, index)
+        return self.logits(y)[:, 0], state
 
     def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
         """embeddings (both tables and the position table), layers:N (the first N encoder and decoder
@@ -154,9 +135,9 @@ class TransformerSeq2Seq(keras.Model):
         tables = [self.source_embedding] + ([] if self.shared_embeddings else [self.target_embedding])
         output = [] if self.tied_output else [self.output_layer]
         return {"embeddings": [*tables, self.position],
-                **layer_prefixes(stack_depth(self.encoder_blocks, self.decoder_blocks)),
+                **layer_prefixes(stack_depth(self.encoder_blocks, self.decoder.blocks)),
                 "encoder": [self.source_embedding, self.position, *self.encoder_blocks, self.encoder_norm],
-                "decoder": [self.target_embedding, self.position, *self.decoder_blocks, self.decoder_norm, *output]}
+                "decoder": [self.target_embedding, self.position, self.decoder, self.decoder_norm, *output]}
 
     def get_config(self):
         return {**super().get_config(), "source_vocab": self.source_vocab, "target_vocab": self.target_vocab,

@@ -45,8 +45,8 @@ class CaptionConfig(TrainConfig):
     vocab_size: int = setting(0, "tokenizer vocabulary size; 0 = its default (word: up to 20000 words; spm 8000)",
                               minimum=0, maximum=1_000_000)
     lowercase: bool = setting(True, "lowercase captions")
-    max_length: int = setting(32, "caption tokens kept in training (longer ones are cut) and generated at most",
-                              minimum=1, maximum=1024)
+    max_len: int = setting(32, "caption tokens kept in training (longer ones are cut) and generated at most",
+                           minimum=1, maximum=1024, renamed_from=("max_length",))
     layers: int = setting(1, "LSTM layers or Transformer blocks", minimum=1, maximum=64)
     units: int = setting(256, "LSTM units or the Transformer's d_model; also the size of the grid features",
                          minimum=1, maximum=8192)
@@ -55,8 +55,8 @@ class CaptionConfig(TrainConfig):
                         minimum=1, maximum=256)
     length_penalty: float = setting(1.0, "beam score = log p / length ** this (evaluate's --length-penalty "
                                          "overrides it)", minimum=0.0, maximum=10.0)
-    sample_images: int = setting(2, "validation images captioned after each epoch to show progress; 0 = none",
-                                 minimum=0, maximum=1000)
+    sample_examples: int = setting(2, "validation images captioned after each epoch to show progress; 0 = none",
+                                   minimum=0, maximum=1000, renamed_from=("sample_images",))
 
 
 class CaptioningCard(TaskCard):

@@ -50,15 +50,15 @@ class TranslationConfig(TrainConfig):
                                  "(spm 8000)", minimum=0, maximum=1_000_000)
     separate_vocab: bool = setting(False, "one tokenizer per language instead of a joint one")
     spm_model_type: str = setting("unigram", "SentencePiece algorithm", ("unigram", "bpe"))
-    max_source_length: int = setting(100, "source tokens: longer training pairs are dropped, longer inputs cut",
-                                     minimum=2, maximum=65536)
-    max_target_length: int = setting(100, "target tokens: longer training pairs are dropped; the longest output",
-                                     minimum=2, maximum=65536)
+    max_source_len: int = setting(100, "source tokens: longer training pairs are dropped, longer inputs cut",
+                                  minimum=2, maximum=65536, renamed_from=("max_source_length",))
+    max_target_len: int = setting(100, "target tokens: longer training pairs are dropped; the longest output",
+                                  minimum=2, maximum=65536, renamed_from=("max_target_length",))
     beam: int = setting(4, "beam width used by evaluate and predict (1 = greedy; their --beam overrides it)",
                         minimum=1, maximum=256)
     length_penalty: float = setting(1.0, "beam score = log p / length ** this", minimum=0.0, maximum=10.0)
-    sample_sentences: int = setting(2, "validation sentences translated after each epoch; 0 = none",
-                                    minimum=0, maximum=1000)
+    sample_examples: int = setting(2, "validation sentences translated after each epoch; 0 = none",
+                                   minimum=0, maximum=1000, renamed_from=("sample_sentences",))
 
 
 class TranslationCard(TaskCard):
