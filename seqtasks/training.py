@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import math
+import os
 import signal
 import sys
 import threading
@@ -321,8 +322,17 @@ class RunKeeper(keras.callbacks.Callback):
         return f"saved a checkpoint at step {self.state.global_step}"
 
 
+def runs_eagerly() -> bool:
+    """$SEQTASKS_RUN_EAGERLY=1: Keras runs the train and test steps eagerly, not as traced graphs (a
+    debugging aid: Python breakpoints and prints inside the model work; slower per step, no tracing)."""
+    return os.environ.get("SEQTASKS_RUN_EAGERLY", "0") not in ("", "0")
+
+
 def compile_model(model: keras.Model, cfg, loss, metrics=()) -> None:
     model.compile(optimizer=make_optimizer(cfg), loss=loss, metrics=list(metrics))
+    # set on the model, not passed to compile: compile's arguments are saved with model.keras, and a run
+    # trained while debugging must not stay eager when it is resumed
+    model.run_eagerly = runs_eagerly()
     # built now, for the weights trainable now: left to the first training step, the optimizer would
     # create its variables inside the traced step, and TensorFlow would trace that step twice
     model.optimizer.build(model.trainable_variables)

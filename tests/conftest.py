@@ -2,8 +2,27 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# the suite's tiny trainings take a few steps each: tracing the train step costs more than running it
+# eagerly (tests/README.md has the numbers); tests marked graph_mode train traced, as users do
+os.environ.setdefault("SEQTASKS_RUN_EAGERLY", "1")
+# and a decoding loop runs a few tokens once: its XLA compile costs seconds; XLA tests pass xla=True
+os.environ.setdefault("SEQTASKS_XLA", "0")
 
 import pytest  # noqa: E402
+
+SUITE_RUNS_EAGERLY = os.environ["SEQTASKS_RUN_EAGERLY"]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "graph_mode: train with traced Keras steps (SEQTASKS_RUN_EAGERLY=0), "
+                                       "as users do; module fixtures made for this test are trained so too")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before the test's fixtures are made, so a module-scoped trained run made for it trains traced too."""
+    graph = item.get_closest_marker("graph_mode") is not None
+    os.environ["SEQTASKS_RUN_EAGERLY"] = "0" if graph else SUITE_RUNS_EAGERLY
 
 
 @pytest.fixture(autouse=True)

@@ -38,6 +38,7 @@ def learned(shapes, tmp_path_factory):
                           captions=str(shapes / "train" / "captions.csv"), epochs=4, out=str(out), verbose=0, **LEARN)
 
 
+@pytest.mark.graph_mode  # traced training, as users train
 def test_the_synthetic_shapes_are_learned_to_high_exact_match_on_held_out_images(learned, shapes):
     metrics = learned.evaluate(images=str(shapes / "test" / "images"), captions=str(shapes / "test" / "captions.csv"))
     assert metrics["exact_match"] >= 0.9, metrics

@@ -52,6 +52,7 @@ def run_path(data):
     return out
 
 
+@pytest.mark.graph_mode  # traced training, as users train
 def test_tiny_classifier_learns_a_rule_with_negation(run_path, data):
     result = invoke("evaluate", run_path, "--data", data / "test.jsonl", "--json")
     assert result.exit_code == 0, result.output

@@ -127,6 +127,7 @@ def test_end_to_end_subprocess_with_the_installed_command_layout(tmp_path, corpu
     assert len(predict.stdout.strip().splitlines()) == 1
 
 
+@pytest.mark.graph_mode  # traced training, as users train
 def test_mirrored_strategy_on_two_logical_cpu_devices(tmp_path, corpus):
     script = f"""
 import tensorflow as tf

@@ -91,6 +91,7 @@ def test_long_pairs_lose_the_start_of_the_prompt():
     assert encoded.scored_from[0] == 3
 
 
+@pytest.mark.graph_mode  # traced training, as users train
 def test_a_tiny_model_learns_to_sort_three_letters(sort_run, sort_pairs):
     metrics = sort_run.evaluate(str(sort_pairs))
     assert metrics["exact_match"] >= 0.95, metrics

@@ -26,6 +26,7 @@ def trained_run(pattern_corpus, tmp_path_factory):
     return seqtasks.train("lm", data=str(pattern_corpus), arch="lstm", epochs=4, out=str(out), verbose=0, **TINY)
 
 
+@pytest.mark.graph_mode  # traced training, as users train
 def test_tiny_lm_learns_a_deterministic_pattern_to_near_zero_loss(trained_run, pattern_corpus):
     metrics = trained_run.evaluate(str(pattern_corpus))
     assert metrics["loss"] < 0.05
@@ -191,6 +192,7 @@ def test_non_finite_loss_stops_with_a_clear_error(pattern_corpus, tmp_path, monk
     assert state["stop_reason"] == "diverged"
 
 
+@pytest.mark.graph_mode  # traced training, as users train
 def test_bf16_mixed_precision_trains_saves_and_loads(pattern_corpus, tmp_path):
     run = seqtasks.train("lm", data=str(pattern_corpus), arch="transformer", heads=2, epochs=1, steps_per_epoch=4,
                          out=str(tmp_path / "bf16"), verbose=0, **{**TINY, "precision": "bf16"})

@@ -62,6 +62,7 @@ def crf_run(data):
     return out
 
 
+@pytest.mark.graph_mode  # traced training, as users train
 def test_tiny_bilstm_crf_learns_entities_in_iob1(crf_run, data):
     result = invoke("evaluate", crf_run, "--data", data / "test.conll", "--json")
     assert result.exit_code == 0, result.output

@@ -80,10 +80,12 @@ def exact_match(run, pairs) -> float:
     return float(np.mean([o == t for o, (_, t) in zip(outputs, pairs)]))
 
 
+@pytest.mark.graph_mode  # traced training, as users train
 def test_transformer_learns_to_reverse(reverse_run, data):
     assert exact_match(reverse_run, data["reverse"]["valid"]) >= 0.95
 
 
+@pytest.mark.graph_mode  # traced training, as users train; 250 recurrent steps cost more eagerly
 def test_seq2seq_with_attention_learns_to_copy(copy_run, data):
     assert exact_match(seqtasks.load(copy_run), data["copy"]["valid"]) >= 0.95
 

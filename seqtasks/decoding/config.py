@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -91,8 +92,11 @@ class GenerationConfig:
 
     def uses_xla(self, beam: bool, conditional: bool) -> bool:
         """Whether a decoding loop is XLA-compiled: as `xla` says, or by default (None) the greedy and
-        sampling loop of a decoder without context."""
-        return self.xla if self.xla is not None else not (beam or conditional)
+        sampling loop of a decoder without context, unless $SEQTASKS_XLA=0 turns the default off (for
+        short-lived processes, such as the test suite, where the compile costs more than it saves)."""
+        if self.xla is not None:
+            return self.xla
+        return not (beam or conditional) and os.environ.get("SEQTASKS_XLA", "1") != "0"
 
     @property
     def beam(self) -> bool:
