@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import keras
 import numpy as np
 
+from seqtasks.batching import holdout_items
 from seqtasks.config import setting
 from seqtasks.errors import UserError
 from seqtasks.layers.pooling import POOLING_KINDS
@@ -25,7 +26,7 @@ from seqtasks.models.encoder import ARCHITECTURES
 from seqtasks.readers.tables import LabeledText, read_labeled_texts
 from seqtasks.sequence_inputs import (EncoderSettings, InputEncoder, accuracy_fit_plan, build_input_encoder,
                                       check_settings, compiled_inference, dummy_inputs, encoder_arguments,
-                                      held_out_split, input_signature, run_batches, split_words)
+                                      input_signature, run_batches, split_words)
 from seqtasks.tasks.base import Task
 from seqtasks.tokenizers import LabelVocabulary
 from seqtasks.training import FitPlan, dtype_policy
@@ -77,7 +78,7 @@ class ClassificationTask(Task):
         if cfg.valid:
             valid = self._read(cfg, cfg.valid, "validation data")
         else:
-            train, valid = held_out_split(train, cfg.valid_fraction, cfg.seed)
+            train, valid = holdout_items(train, cfg.valid_fraction, cfg.seed, what="examples", where=cfg.data)
         return ClassificationData(train, valid, {"train": cfg.data, "valid": cfg.valid})
 
     def describe_data(self, data: ClassificationData) -> dict[str, Any]:
