@@ -17,10 +17,11 @@ from typing import Sequence
 import numpy as np
 
 from seqtasks import decoding
+from seqtasks.batching import pad
 from seqtasks.errors import UserError
 from seqtasks.plotting import pyplot, save
 from seqtasks.tokenizers import BOS_ID, EOS_ID, Tokenizer
-from seqtasks.translation_data import TranslationVocab, pad
+from seqtasks.translation_data import TranslationVocab
 
 DECODE_BATCH = 64
 _ENCODER_ATTRIBUTE = "_seqtasks_encoder"

@@ -24,17 +24,17 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from seqtasks import decoding
+from seqtasks.batching import (batch_dataset, epoch_datasets, fit_batch_size, holdout_items, length_bucketed_batches,
+                               pad, steps_per_epoch, stream_dataset)
 from seqtasks.config import TrainConfig, setting
 from seqtasks.errors import UserError
 from seqtasks.metrics import bleu_and_chrf
-from seqtasks.pipeline import fit_batch_size, length_bucketed_batches
 from seqtasks.readers.pairs import open_pair_source
 from seqtasks.tokenizers import PAD_ID, Tokenizer, train_tokenizer
 from seqtasks.training import FitPlan
 from seqtasks.tasks.lm import LanguageModelConfig, LanguageModelTask, scored_nats
 
 Pair = tuple[str, str]
-_PASSES_PER_EPOCH = 1_000_003  # separates the shuffles of (epoch, pass) when an epoch takes several passes
 PAD_MULTIPLE = 8  # batch lengths are rounded up to this: fewer distinct shapes to trace
 SHAPE_SETTINGS = ("arch", "tokenizer", "vocab_size", "spm_model_type", "layers", "units", "heads", "positions",
                   "activation", "seq_len")
@@ -121,46 +121,25 @@ def pair_batch(encoded: EncodedPairs, indices: Sequence[int], seq_len: int) -> t
     """(inputs, targets) (batch, time) int32, padded at the end with PAD; prompt targets are PAD too."""
     longest = max(len(encoded.sequences[i]) - 1 for i in indices)
     width = min(-(-longest // PAD_MULTIPLE) * PAD_MULTIPLE, seq_len)
-    tokens = np.full((len(indices), width + 1), PAD_ID, np.int32)
-    for row, i in enumerate(indices):
-        sequence = encoded.sequences[i]
-        tokens[row, :len(sequence)] = sequence
+    tokens = pad([encoded.sequences[i] for i in indices], width + 1)
     inputs, targets = tokens[:, :-1], tokens[:, 1:].copy()
     positions = np.arange(width)[None, :]
     targets[positions < encoded.scored_from[np.asarray(indices)][:, None]] = PAD_ID  # only completions count
     return inputs, targets
 
 
-def epoch_batches(lengths: np.ndarray, batch_size: int, count: int, seed: int, epoch: int) -> list[np.ndarray]:
-    """`count` length-bucketed batches of pair indices for one epoch, from as many passes as it takes.
-
-    Pass k of epoch e is pipeline.length_bucketed_batches with its own (seed, e, k) stream, so the
-    batches depend only on (seed, epoch) and a resumed run sees the same ones.
-    """
-    batches: list[np.ndarray] = []
-    passes = 0
-    while len(batches) < count:
-        stream = epoch * _PASSES_PER_EPOCH + passes
-        batches += length_bucketed_batches(lengths, batch_size, shuffle=True, seed=seed, epoch=stream)
-        passes += 1
-    return batches[:count]
-
-
-def pair_dataset(encoded: EncodedPairs, batches: list[np.ndarray], seq_len: int):
+def pair_signature():
     import tensorflow as tf
 
-    def generate():
-        for indices in batches:
-            yield pair_batch(encoded, indices, seq_len)
-
     spec = tf.TensorSpec((None, None), tf.int32)
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=(spec, spec))
-    return dataset.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(tf.data.AUTOTUNE)
+    return spec, spec
 
 
 def evaluation_dataset(encoded: EncodedPairs, batch_size: int, seq_len: int):
     """Every pair once, in length order (little padding)."""
-    return pair_dataset(encoded, length_bucketed_batches(encoded.lengths, batch_size, shuffle=False), seq_len)
+    batches = length_bucketed_batches(encoded.lengths, batch_size, shuffle=False)
+    return batch_dataset(lambda: (pair_batch(encoded, indices, seq_len) for indices in batches), pair_signature(),
+                         len(batches))
 
 
 class ConditionalGenerationTask(LanguageModelTask):
@@ -191,13 +170,7 @@ class ConditionalGenerationTask(LanguageModelTask):
             valid = list(valid_source.pairs())
             sources["valid"] = valid_source.describe()
         else:
-            held_out = int(round(len(train) * cfg.valid_fraction))
-            if held_out < 1 or held_out >= len(train):
-                raise UserError(f"cannot hold out {cfg.valid_fraction:g} of {len(train)} pairs for validation",
-                                cfg.data, "give more pairs, change --valid-fraction, or pass --valid PAIRS")
-            order = np.random.default_rng(cfg.seed).permutation(len(train))
-            valid = [train[i] for i in order[:held_out]]
-            train = [train[i] for i in sorted(order[held_out:])]
+            train, valid = holdout_items(train, cfg.valid_fraction, cfg.seed, what="pairs", where=cfg.data)
         return PairData(train, valid, sources)
 
     def describe_data(self, data: PairData) -> dict[str, Any]:
@@ -239,13 +212,17 @@ class ConditionalGenerationTask(LanguageModelTask):
             print(f"note: {train.truncated} of {len(train)} training pairs are longer than --seq-len "
                   f"{cfg.seq_len}: cut to fit, the start of the prompt first")
         batch_size = fit_batch_size(cfg.batch_size, len(train), "pairs")
-        steps = cfg.steps_per_epoch or -(-len(train) // batch_size)  # default: one pass
+        per_pass = -(-len(train) // batch_size)
+        steps = steps_per_epoch(cfg.steps_per_epoch, per_pass)
 
-        def train_batches(epoch: int, skip: int):
-            return pair_dataset(train, epoch_batches(train.lengths, batch_size, steps, cfg.seed, epoch)[skip:],
-                                cfg.seq_len)
+        def pass_batches(index: int):
+            return length_bucketed_batches(train.lengths, batch_size, shuffle=True, seed=cfg.seed, epoch=index)
 
-        return FitPlan(train_batches, steps, evaluation_dataset(valid, cfg.batch_size, cfg.seq_len),
+        def train_dataset(numbers: range):
+            return stream_dataset(pass_batches, per_pass, numbers,
+                                  lambda _, indices: pair_batch(train, indices, cfg.seq_len), pair_signature())
+
+        return FitPlan(epoch_datasets(train_dataset, steps), steps, evaluation_dataset(valid, cfg.batch_size, cfg.seq_len),
                        monitor="val_loss", mode="min", sample=self._progress_sample(cfg, tokenizer, data.valid))
 
     def _progress_sample(self, cfg, tokenizer: Tokenizer, pairs: list[Pair]):

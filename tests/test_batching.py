@@ -166,3 +166,62 @@ def test_a_batch_no_larger_than_the_data(capsys):
     assert fit_batch_size(64, 1000, "examples") == 64
     assert fit_batch_size(64, 43, "windows of 128 tokens") == 43
     assert "holds 43 windows of 128 tokens: batch size 64 -> 43" in capsys.readouterr().out
+
+
+# ---- the encoded-ids cache --------------------------------------------------------------------------
+
+def test_a_cache_entry_is_built_once_then_reused_and_rebuilt_when_damaged(tmp_path):
+    from seqtasks.disk_cache import cached_entry
+
+    built = []
+
+    def build(path):
+        built.append(path)
+        np.arange(10, dtype=np.int32).tofile(path)
+        return {"bytes": 40}
+
+    def whole(meta, path):
+        return path.stat().st_size == meta["bytes"]
+
+    path, meta = cached_entry(tmp_path, "k1", ".ids", build, whole)
+    again, _ = cached_entry(tmp_path, "k1", ".ids", build, whole)
+    assert again == path and len(built) == 1 and meta == {"bytes": 40}
+    np.testing.assert_array_equal(np.fromfile(path, np.int32), np.arange(10))
+    path.write_bytes(b"cut")  # a damaged data file is no entry
+    cached_entry(tmp_path, "k1", ".ids", build, whole)
+    assert len(built) == 2 and path.stat().st_size == 40
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]  # no temporary left behind
+
+
+def test_a_failed_build_leaves_no_entry(tmp_path):
+    from seqtasks.disk_cache import cached_entry
+
+    def build(path):
+        path.write_bytes(b"half")
+        raise UserError("the text encodes to no tokens")
+
+    with pytest.raises(UserError):
+        cached_entry(tmp_path, "k2", ".ids", build, lambda meta, path: True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_encoded_ids_are_reused_until_the_data_changes(tmp_path):
+    from seqtasks.readers.parallel import open_parallel_source
+    from seqtasks.tokenizers import train_tokenizer
+    from seqtasks.translation_data import TranslationVocab, encode_pairs
+
+    table = tmp_path / "pairs.tsv"
+    table.write_text("a b\tb a\nc d\td c\n")
+    tokenizer = train_tokenizer("char", ["abcd "])
+    vocab = TranslationVocab(tokenizer, tokenizer)
+    cache = tmp_path / "cache"
+    first = encode_pairs(open_parallel_source(table=str(table)), vocab, cache_dir=cache)
+    entries = sorted(p.name for p in cache.iterdir())
+    assert len(first) == 2 and len(entries) == 2  # KEY.pairs.npz and KEY.json
+    again = encode_pairs(open_parallel_source(table=str(table)), vocab, cache_dir=cache)
+    assert sorted(p.name for p in cache.iterdir()) == entries
+    np.testing.assert_array_equal(again.target_flat, first.target_flat)
+    table.write_text("a b\tb a\nc d\td c\nd a\ta d\n")  # changed data: a new entry, not the old ids
+    changed = encode_pairs(open_parallel_source(table=str(table)), vocab, cache_dir=cache)
+    assert len(changed) == 3 and len(list(cache.iterdir())) == 4
+    assert tokenizer.decode(changed.source_flat[changed.source_offsets[2]:]) == "d a"
