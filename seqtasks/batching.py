@@ -10,6 +10,7 @@ of a stream of passes.
     stream_batches           batch g of the stream: batch g % per_pass of pass g // per_pass
     stream_dataset           tf.data of a range of that stream's batches
     epoch_datasets           FitPlan.train_batches over that stream
+    bucketed_epochs          FitPlan.train_batches and steps of length-bucketed passes
     batch_dataset            a generator of batches -> tf.data, its cardinality told, prefetched
 
 What --steps-per-epoch means, in every task: the number of training batches between two
@@ -144,6 +145,23 @@ def stream_dataset(pass_batches: Callable[[int], Sequence[Batch]], per_pass: int
     (the number seeds per-batch randomness such as augmentation)."""
     return batch_dataset(lambda: (make_batch(number, members) for number, members in
                                   stream_batches(pass_batches, per_pass, numbers)), signature, len(numbers), transform)
+
+
+def bucketed_epochs(lengths, batch_size: int, seed: int, steps_setting: int, make_batch: Callable[[np.ndarray], Any],
+                    signature) -> tuple[Callable[[int, int], Any], int]:
+    """(FitPlan.train_batches, steps per epoch) for examples of these lengths: pass p is
+    length_bucketed_batches(lengths, batch_size, seed=seed, epoch=p), every example once in
+    ceil(n / batch_size) batches; make_batch(example indices) -> one batch as `signature` describes it."""
+    per_pass = -(-len(lengths) // batch_size)
+    steps = steps_per_epoch(steps_setting, per_pass)
+
+    def pass_batches(index: int) -> list[np.ndarray]:
+        return length_bucketed_batches(lengths, batch_size, shuffle=True, seed=seed, epoch=index)
+
+    def dataset_of(numbers: range):
+        return stream_dataset(pass_batches, per_pass, numbers, lambda _, indices: make_batch(indices), signature)
+
+    return epoch_datasets(dataset_of, steps), steps
 
 
 def batch_dataset(make_batches: Callable[[], Iterator], signature, count: int, transform=None):

@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from seqtasks import disk_cache
-from seqtasks.batching import batch_dataset, stream_dataset
+from seqtasks.batching import batch_dataset, pad, stream_dataset
 from seqtasks.errors import UserError
 from seqtasks.tokenizers import safe_pieces
 
@@ -221,13 +221,11 @@ def language_model_windows(corpus: EncodedCorpus, seq_len: int, batch_size: int,
 
     ids = corpus.ids
     starts = np.arange(0, max(len(ids) - 1, 0), seq_len, dtype=np.int64)
-    window = np.arange(seq_len + 1, dtype=np.int64)
 
     def batches():
         for first in range(0, len(starts), batch_size):
-            positions = starts[first:first + batch_size, None] + window[None, :]
-            valid = positions < len(ids)
-            tokens = np.where(valid, ids[np.minimum(positions, len(ids) - 1)], pad_id).astype(np.int32)
+            windows = [ids[start:start + seq_len + 1] for start in starts[first:first + batch_size]]
+            tokens = pad(windows, seq_len + 1, value=pad_id)
             yield tokens[:, :-1], tokens[:, 1:]
 
     spec = tf.TensorSpec((None, seq_len), tf.int32)

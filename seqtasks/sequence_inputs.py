@@ -26,8 +26,7 @@ from seqtasks.config import TrainConfig, setting
 from seqtasks.errors import UserError
 from seqtasks.layers.char_features import CHAR_FEATURE_KINDS
 from seqtasks.models.encoder import ARCHITECTURES
-from seqtasks.batching import (batch_dataset, epoch_datasets, fit_batch_size, length_bucketed_batches, pad, pad_nested,
-                               steps_per_epoch, stream_dataset)
+from seqtasks.batching import batch_dataset, bucketed_epochs, fit_batch_size, length_bucketed_batches, pad, pad_nested
 from seqtasks.training import FitPlan
 from seqtasks.tokenizers import (SPECIAL_TOKENS, UNK_ID, CharTokenizer, LabelVocabulary, Tokenizer, WordTokenizer,
                                  load_tokenizer, train_tokenizer)
@@ -235,22 +234,14 @@ def accuracy_fit_plan(cfg, train: tuple[list, list], valid: tuple[list, list], i
     """The FitPlan of classify and tag: (encoded inputs, targets) batched by length, every batch padded
     to its longest example, `collate(targets)` -> the batch's target array; validation accuracy watched."""
     batch_size = fit_batch_size(cfg.batch_size, len(train[0]), "examples")
-    per_pass = -(-len(train[0]) // batch_size)
-    steps = steps_per_epoch(cfg.steps_per_epoch, per_pass)
     signature = (input_spec, target_spec)
 
     def batch(examples, targets, indices):
         return padded_inputs([examples[i] for i in indices]), collate([targets[i] for i in indices])
 
-    train_lengths = [len(tokens) for tokens, _ in train[0]]
-
-    def pass_batches(index: int) -> list[np.ndarray]:
-        return length_bucketed_batches(train_lengths, batch_size, shuffle=True, seed=cfg.seed, epoch=index)
-
-    def train_dataset(numbers: range):
-        return stream_dataset(pass_batches, per_pass, numbers, lambda _, indices: batch(*train, indices), signature)
-
+    train_batches, steps = bucketed_epochs([len(tokens) for tokens, _ in train[0]], batch_size, cfg.seed,
+                                           cfg.steps_per_epoch, lambda indices: batch(*train, indices), signature)
     valid_batches = length_bucketed_batches([len(tokens) for tokens, _ in valid[0]], batch_size, shuffle=False)
     valid_data = batch_dataset(lambda: (batch(*valid, indices) for indices in valid_batches), signature,
                                len(valid_batches))
-    return FitPlan(epoch_datasets(train_dataset, steps), steps, valid_data, monitor="val_accuracy", mode="max")
+    return FitPlan(train_batches, steps, valid_data, monitor="val_accuracy", mode="max")

@@ -16,7 +16,7 @@ import numpy as np
 from seqtasks import disk_cache
 from seqtasks.batching import batch_dataset, holdout_split, length_bucketed_batches, pad
 from seqtasks.errors import UserError
-from seqtasks.tokenizers import BOS_ID, EOS_ID, PAD_ID, Tokenizer, load_tokenizer, train_tokenizer
+from seqtasks.tokenizers import BOS_ID, EOS_ID, Tokenizer, load_tokenizer, train_tokenizer
 
 ENCODE_BATCH = 4096
 _FORMAT = "seqtasks pairs v1"
@@ -82,6 +82,10 @@ class EncodedPairs:
 
     def target_lengths(self) -> np.ndarray:
         return np.diff(self.target_offsets) + 1  # + BOS (input) or EOS (output)
+
+    def lengths(self) -> np.ndarray:
+        """What a batch of similar lengths groups by: the longer side of each pair."""
+        return np.maximum(self.source_lengths(), self.target_lengths())
 
     def subset(self, indices: np.ndarray) -> "EncodedPairs":
         def take(flat, offsets):
@@ -180,13 +184,6 @@ def training_pairs(train_source, valid_source, vocab: TranslationVocab, valid_fr
     return train, valid
 
 
-def bucketed_pairs(pairs: EncodedPairs, batch_size: int, *, shuffle: bool, seed: int = 0,
-                   epoch: int = 0) -> list[np.ndarray]:
-    """Pair indices in batches of similar length (the longer side's), as batching.length_bucketed_batches."""
-    lengths = np.maximum(pairs.source_lengths(), pairs.target_lengths())
-    return length_bucketed_batches(lengths, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
-
-
 def pair_signature():
     """((source, target input), target output) batches, each (batch, time) int32."""
     import tensorflow as tf
@@ -197,5 +194,5 @@ def pair_signature():
 
 def pair_dataset(pairs: EncodedPairs, batch_size: int):
     """Evaluation: every pair once, in length order, as ((source, target input), target output) batches."""
-    batches = bucketed_pairs(pairs, batch_size, shuffle=False)
+    batches = length_bucketed_batches(pairs.lengths(), batch_size, shuffle=False)
     return batch_dataset(lambda: (pairs.batch(indices) for indices in batches), pair_signature(), len(batches))

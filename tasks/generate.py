@@ -21,21 +21,17 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import numpy as np
-
 from seqtasks import decoding
-from seqtasks.batching import (batch_dataset, epoch_datasets, fit_batch_size, holdout_items, length_bucketed_batches,
-                               pad, steps_per_epoch, stream_dataset)
+from seqtasks.batching import bucketed_epochs, fit_batch_size, holdout_items
+from seqtasks.completion_data import Pair, encode_pairs, evaluation_dataset, pair_batch, pair_signature, separator_id
 from seqtasks.config import TrainConfig, setting
 from seqtasks.errors import UserError
 from seqtasks.metrics import bleu_and_chrf
 from seqtasks.readers.pairs import open_pair_source
-from seqtasks.tokenizers import PAD_ID, Tokenizer, train_tokenizer
+from seqtasks.tokenizers import Tokenizer, train_tokenizer
 from seqtasks.training import FitPlan
 from seqtasks.tasks.lm import LanguageModelConfig, LanguageModelTask, scored_nats
 
-Pair = tuple[str, str]
-PAD_MULTIPLE = 8  # batch lengths are rounded up to this: fewer distinct shapes to trace
 SHAPE_SETTINGS = ("arch", "tokenizer", "vocab_size", "spm_model_type", "layers", "units", "heads", "positions",
                   "activation", "seq_len")
 
@@ -77,69 +73,10 @@ class PairData:
     sources: dict[str, Any]
 
 
-@dataclasses.dataclass
-class EncodedPairs:
-    """Token sequences (prompt + SEP + completion + EOS) and where each one's scored targets begin."""
-
-    sequences: list[np.ndarray]
-    scored_from: np.ndarray  # target index of the first completion token (= prompt length)
-    truncated: int           # pairs cut to fit seq_len
-
-    def __len__(self) -> int:
-        return len(self.sequences)
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.array([len(s) - 1 for s in self.sequences])  # model inputs per sequence
-
-
 def bundled_pairs() -> Path:
     from seqtasks.data import bundled_path
 
     return bundled_path("generation_example.jsonl")
-
-
-def separator_id(tokenizer: Tokenizer) -> int:
-    return tokenizer.bos_id
-
-
-def encode_pairs(tokenizer: Tokenizer, pairs: Sequence[Pair], seq_len: int) -> EncodedPairs:
-    """prompt + [SEP] + completion + [EOS], at most seq_len + 1 tokens (seq_len model inputs)."""
-    prompts = tokenizer.encode_batch([p for p, _ in pairs])
-    completions = tokenizer.encode_batch([c for _, c in pairs])
-    sequences, scored_from, truncated = [], [], 0
-    for prompt, completion in zip(prompts, completions):
-        room = seq_len - 1 - min(len(completion), seq_len - 1)  # prompt tokens that fit beside SEP and EOS
-        truncated += len(prompt) > room or len(completion) > seq_len - 1
-        prompt, completion = prompt[max(len(prompt) - room, 0):] if room else [], completion[:seq_len - 1]
-        sequences.append(np.array([*prompt, separator_id(tokenizer), *completion, tokenizer.eos_id], np.int32))
-        scored_from.append(len(prompt))
-    return EncodedPairs(sequences, np.array(scored_from, np.int64), truncated)
-
-
-def pair_batch(encoded: EncodedPairs, indices: Sequence[int], seq_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs, targets) (batch, time) int32, padded at the end with PAD; prompt targets are PAD too."""
-    longest = max(len(encoded.sequences[i]) - 1 for i in indices)
-    width = min(-(-longest // PAD_MULTIPLE) * PAD_MULTIPLE, seq_len)
-    tokens = pad([encoded.sequences[i] for i in indices], width + 1)
-    inputs, targets = tokens[:, :-1], tokens[:, 1:].copy()
-    positions = np.arange(width)[None, :]
-    targets[positions < encoded.scored_from[np.asarray(indices)][:, None]] = PAD_ID  # only completions count
-    return inputs, targets
-
-
-def pair_signature():
-    import tensorflow as tf
-
-    spec = tf.TensorSpec((None, None), tf.int32)
-    return spec, spec
-
-
-def evaluation_dataset(encoded: EncodedPairs, batch_size: int, seq_len: int):
-    """Every pair once, in length order (little padding)."""
-    batches = length_bucketed_batches(encoded.lengths, batch_size, shuffle=False)
-    return batch_dataset(lambda: (pair_batch(encoded, indices, seq_len) for indices in batches), pair_signature(),
-                         len(batches))
 
 
 class ConditionalGenerationTask(LanguageModelTask):
@@ -212,17 +149,9 @@ class ConditionalGenerationTask(LanguageModelTask):
             print(f"note: {train.truncated} of {len(train)} training pairs are longer than --seq-len "
                   f"{cfg.seq_len}: cut to fit, the start of the prompt first")
         batch_size = fit_batch_size(cfg.batch_size, len(train), "pairs")
-        per_pass = -(-len(train) // batch_size)
-        steps = steps_per_epoch(cfg.steps_per_epoch, per_pass)
-
-        def pass_batches(index: int):
-            return length_bucketed_batches(train.lengths, batch_size, shuffle=True, seed=cfg.seed, epoch=index)
-
-        def train_dataset(numbers: range):
-            return stream_dataset(pass_batches, per_pass, numbers,
-                                  lambda _, indices: pair_batch(train, indices, cfg.seq_len), pair_signature())
-
-        return FitPlan(epoch_datasets(train_dataset, steps), steps, evaluation_dataset(valid, cfg.batch_size, cfg.seq_len),
+        train_batches, steps = bucketed_epochs(train.lengths, batch_size, cfg.seed, cfg.steps_per_epoch,
+                                               lambda indices: pair_batch(train, indices, cfg.seq_len), pair_signature())
+        return FitPlan(train_batches, steps, evaluation_dataset(valid, cfg.batch_size, cfg.seq_len),
                        monitor="val_loss", mode="min", sample=self._progress_sample(cfg, tokenizer, data.valid))
 
     def _progress_sample(self, cfg, tokenizer: Tokenizer, pairs: list[Pair]):

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator
 
 import keras
 
-from seqtasks.batching import epoch_datasets, fit_batch_size, steps_per_epoch, stream_dataset
+from seqtasks.batching import bucketed_epochs, fit_batch_size
 from seqtasks.config import TrainConfig, setting
 from seqtasks.errors import UserError
 from seqtasks.losses import SmoothedCrossEntropy
@@ -29,8 +29,7 @@ from seqtasks.readers.parallel import ParallelSource, open_parallel_source
 from seqtasks.tasks.base import Task
 from seqtasks.tokenizers import EOS_ID
 from seqtasks.training import FitPlan, dtype_policy, unigram_log_prior
-from seqtasks.translation_data import (TranslationVocab, bucketed_pairs, pair_dataset, pair_signature,
-                                       training_pairs)
+from seqtasks.translation_data import TranslationVocab, pair_dataset, pair_signature, training_pairs
 from seqtasks.translator import DECODE_BATCH, Hypothesis, Translator
 
 
@@ -147,22 +146,14 @@ class TranslationTask(Task):
         train, valid = training_pairs(data.train, data.valid, vocab, cfg.valid_fraction, cfg.seed,
                                       (cfg.max_source_length, cfg.max_target_length))
         batch_size = fit_batch_size(cfg.batch_size, len(train), "sentence pairs")
-        per_pass = -(-len(train) // batch_size)
-        steps = steps_per_epoch(cfg.steps_per_epoch, per_pass)
-
-        def pass_batches(index: int):
-            return bucketed_pairs(train, batch_size, shuffle=True, seed=cfg.seed, epoch=index)
-
-        def train_dataset(numbers: range):
-            return stream_dataset(pass_batches, per_pass, numbers, lambda _, indices: train.batch(indices),
-                                  pair_signature())
-
+        train_batches, steps = bucketed_epochs(train.lengths(), batch_size, cfg.seed, cfg.steps_per_epoch, train.batch,
+                                               pair_signature())
         sources = [vocab.source.decode(valid.source_flat[valid.source_offsets[i]:valid.source_offsets[i + 1]])
                    for i in range(min(cfg.sample_sentences, len(valid)))]
         # the recurrent model's output layer has a bias (the Transformer's output is the tied embedding)
         prior = unigram_log_prior(train.target_flat, vocab.target.vocab_size, stops=len(train), stop_id=EOS_ID) \
             if cfg.arch == "seq2seq" else None
-        return FitPlan(epoch_datasets(train_dataset, steps), steps, pair_dataset(valid, cfg.batch_size),
+        return FitPlan(train_batches, steps, pair_dataset(valid, cfg.batch_size),
                        monitor="val_loss", mode="min", sample=self._progress_sample(cfg, vocab, sources),
                        output_log_prior=prior)
 
