@@ -1,6 +1,6 @@
 """The Python API, mirrored by the CLI: train, resume, finetune, load -> Run.
 
-    run = seqtasks.train("lm", data="corpus.txt", arch="transformer", out="runs/shakespeare")
+    run = seqtasks.train(task, data="corpus.txt", out="runs/shakespeare")   # task: see `seqtasks tasks`
     run = seqtasks.load("runs/shakespeare")
     run.sample("ROMEO:", max_new_tokens=200, temperature=0.8)
     run.evaluate("heldout.txt")
@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import seqtasks.serializables  # noqa: F401  (first: starts TensorFlow quietly, registers the Keras classes)
 import keras
 
 from seqtasks.config import COMMAND_LINE, check_ranges, config_from_dict, read_toml, resolve_config
@@ -24,6 +25,7 @@ from seqtasks.datafiles import absolute_paths, check_unchanged, data_fingerprint
 from seqtasks.errors import SeqtasksWarning, TrainingFailed, UserError, describe_exception
 from seqtasks.files import check_output_folder
 from seqtasks.runs import RunDirectory, load_model
+from seqtasks.tasks.base import ExtensibleLabels, Generative
 from seqtasks.training import TrainState, compile_model, fit, make_strategy, resolve_precision
 
 
@@ -211,14 +213,15 @@ def _load_checkpoint(run: "Run", cfg) -> keras.Model:
 def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | None = None,
              config_file: str | None = None, verbose: int = 1, extend_labels: bool = False, **overrides) -> "Run":
     """A new run from RUN's weights on new data: same tokenizer, fresh optimizer and schedule.
-    extend_labels (classify, tag): labels the parent never saw are added; the output layer grows."""
+    extend_labels (tasks that predict labels): labels the parent never saw are added; the output layer grows."""
     parent = Run(path)
     task_obj = parent.task
     toml = read_toml(config_file) if config_file else {}
     flags = {k: v for k, v in overrides.items() if v is not None}
+    if data is not None:  # tasks whose data flags are not --data (image captioning: --images/--captions) leave it out
+        flags["data"] = data
+    _check_finetune_flags(task_obj, flags, parent.directory.path)
     given = {**toml, **flags}
-    if data is not None:  # tasks whose data flags are not --data (caption: --images/--captions) leave it out
-        given["data"] = data
     shape_keys = {"arch", "layers", "units", "heads", "tokenizer", "vocab_size", "positions", "activation",
                   "spm_model_type", "embedding_dim", "char_features", "char_dim", "char_units", "crf", "pooling", "max_len"}
     changed = {k for k in given if k in shape_keys and given[k] != parent.record["settings"].get(k)}
@@ -245,7 +248,7 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     if verbose:
         _print_settings(cfg, {"parent": str(parent.directory.path), "freeze": freeze, "out": str(out)})
     prep = parent.preprocessor
-    if hasattr(task_obj, "new_labels"):
+    if isinstance(task_obj, ExtensibleLabels):
         prep = _labels_for_finetuning(task_obj, prep, task_data, extend_labels)
     plan = task_obj.plan(cfg, prep, task_data)
     parent_info = {"path": str(parent.directory.path.resolve()), "model": parent.directory.model_file().name,
@@ -255,6 +258,16 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     run_dir = RunDirectory.create(out, record, lambda tmp: prep.save(tmp / "tokenizer"))
     return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=parent_model, verbose=verbose,
                     freeze=freeze, grow_outputs=extend_labels)
+
+
+def _check_finetune_flags(task_obj, flags: dict[str, Any], where: Path) -> None:
+    """The CLI's finetune offers the data flags of every task: one that this run's task lacks is refused."""
+    settings = dataclasses.fields(task_obj.Config)
+    for name in flags:
+        if name not in {f.name for f in settings}:
+            own = ", ".join(f"--{f.name.replace('_', '-')}" for f in settings if f.metadata.get("path") == "data")
+            raise UserError(f"--{name.replace('_', '-')} does not apply to a {task_obj.name} run", str(where),
+                            f"give its data with {own}")
 
 
 def _labels_for_finetuning(task_obj, prep, data, extend: bool):
@@ -368,7 +381,7 @@ class Run:
         return self.task.predict(self, inputs, **options)
 
     def sample(self, prompt: str = "", **options) -> str | list[str]:
-        """Generated text (lm: the continuation; generate: the completion); a list when
+        """Generated text (the continuation of the prompt, or its completion); a list when
         num_return_sequences > 1. Options: decoding.GenerationConfig's fields (max_new_tokens,
         temperature, top_k, top_p, repetition_penalty, no_repeat_ngram_size, beam_width, length_penalty,
         num_return_sequences, min_new_tokens, seed) and stop=[strings] (the text is cut before the first)."""
@@ -377,8 +390,8 @@ class Run:
     def generate_batch(self, prompts: list[str], **options) -> list[str] | list[list[str]]:
         """sample() for many prompts, decoded together: one text per prompt (a list of
         num_return_sequences texts per prompt when that is > 1)."""
-        if not hasattr(self.task, "generate_batch"):
-            raise UserError(f"the {self.task.name} task does not sample text", str(self.path),
+        if not isinstance(self.task, Generative):
+            raise UserError(f"the {self.task.name} task does not write text", str(self.path),
                             "use `seqtasks predict`")
         texts = self.task.generate_batch(self, list(prompts), **options)
         return texts if options.get("num_return_sequences", 1) > 1 else [t[0] for t in texts]

@@ -2,10 +2,8 @@
 
 A text becomes an array of code points (UTF-32). Each character is classified through a table
 (word character, space, newline, other: exactly the regex classes \\w and \\s), a token is a run of
-characters of one kind or a single character, and each token is looked up by a 64-bit polynomial
-hash of its code points among the sorted hashes of the vocabulary. A hit is then compared with its
-vocabulary entry character by character, so a hash collision can only mean "not found": the ids
-are exactly those of a dictionary look-up, without one Python object per token.
+characters of one kind or a single character, and the ids of all tokens are looked up together
+(PackedVocabulary): exactly the ids of a dictionary look-up, without one Python object per token.
 """
 from __future__ import annotations
 
@@ -15,8 +13,6 @@ from collections.abc import Sequence
 import numpy as np
 
 WORD, SPACE, NEWLINE, OTHER = 0, 1, 2, 3  # what the word regex \w+|[^\w\s]|\n makes of a character
-_BASES = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9)  # odd: invertible mod 2**64
-_MIX = 0xFF51AFD7ED558CCD  # MurmurHash3's finalizer constant
 _bmp_classes: np.ndarray | None = None  # the class of every code point below 0x10000, built once
 
 
@@ -71,100 +67,93 @@ def token_spans(in_runs: np.ndarray, alone: np.ndarray) -> tuple[np.ndarray, np.
     return starts, ends
 
 
-class _Hasher:
-    """h(token) = sum of code[j] * base**j mod 2**64, for many tokens of one array at once."""
-
-    def __init__(self, base: int):
-        self.base, self.inverse = base, pow(base, -1, 1 << 64)
-        self.powers = self.inverse_powers = np.ones(1, np.uint64)
-
-    def _grow(self, length: int) -> None:
-        if len(self.powers) > length:
-            return
-        size = max(length + 1, 2 * len(self.powers))
-        one = np.ones(1, np.uint64)  # not [1]: int64 beside uint64 would make float64
-        with np.errstate(over="ignore"):  # wrapping around 2**64 is the point
-            self.powers = np.concatenate([one, np.cumprod(np.full(size - 1, self.base, np.uint64))])
-            self.inverse_powers = np.concatenate([one, np.cumprod(np.full(size - 1, self.inverse, np.uint64))])
-
-    def hashes(self, codes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        self._grow(len(codes))
-        with np.errstate(over="ignore"):
-            prefix = np.concatenate([np.zeros(1, np.uint64),
-                                     np.cumsum(codes.astype(np.uint64) * self.powers[:len(codes)])])
-            return (prefix[ends] - prefix[starts]) * self.inverse_powers[starts]
+_ONES, _HIGH = np.uint64(0x0101010101010101), np.uint64(0x8080808080808080)  # a bit in each byte
+_LEADING_BYTES = np.array([(1 << 8 * n) - 1 for n in range(9)], np.uint64)  # n low bytes set, for n = 0..8
 
 
-class HashedVocabulary:
-    """Tokens (strings) -> ids, looked up for many tokens of a code-point array at once: an
-    open-addressing table on the top bits of each token's hash, probed for all tokens together."""
+class PackedVocabulary:
+    """Tokens (strings) -> ids, looked up for many tokens of one text at once, exactly.
+
+    A short ASCII token (at most 16 characters, each from U+0001 to U+007F) is its own key: its
+    characters as the bytes of two 64-bit integers, the bytes after its end zero. No character is a
+    zero byte, so no two such tokens share a key. Keys are found in an open-addressing table probed
+    for all tokens together. English words are almost all of this kind. Any other token (longer,
+    or in other scripts) is looked up in a dictionary: such tokens are few in most texts, and in
+    scripts written without spaces a token spans many characters, so their count stays small too.
+    """
+
+    MAX_PACKED = 16  # bytes of two 64-bit integers
+    _MIX = np.uint64(0xFF51AFD7ED558CCD)  # MurmurHash3's finalizer constants: spread keys over slots
+    _MIX_HIGH = np.uint64(0xC4CEB9FE1A85EC53)
 
     def __init__(self, tokens: Sequence[str], ids: Sequence[int]):
-        codes = code_points("".join(tokens))
-        lengths = np.fromiter(map(len, tokens), np.int64, len(tokens))
-        self.ends = np.cumsum(lengths)
-        self.starts = self.ends - lengths
-        self.codes, self.lengths = codes, lengths
-        self.ids = np.asarray(ids, np.int64)
-        bits = max(12, int(np.ceil(np.log2(8 * max(len(tokens), 1)))))  # at most an eighth full
+        self.by_token = dict(zip(tokens, ids))
+        joined = "".join(self.by_token)
+        lengths = np.fromiter(map(len, self.by_token), np.int64, len(self.by_token))
+        low, high, packable = self._packed_keys(code_points(joined), np.cumsum(lengths) - lengths, lengths)
+        packed_ids = np.fromiter(self.by_token.values(), np.int64, len(self.by_token))[packable]
+        low, high = low[packable], high[packable]
+        bits = max(10, int(np.ceil(np.log2(4 * max(len(low), 1)))))  # at most a quarter full: small, in cache
         self.shift, self.mask = np.uint64(64 - bits), (1 << bits) - 1
-        for base in _BASES:
-            self.hasher = _Hasher(base)
-            hashes = self.hasher.hashes(codes, self.starts, self.ends)
-            if len(np.unique(hashes)) == len(hashes):
-                break
-        else:  # pragma: no cover - three independent 64-bit collisions within a vocabulary
-            raise RuntimeError("the vocabulary's token hashes collide")
-        slot_hash, slot_entry = [0] * (1 << bits), [-1] * (1 << bits)  # lists: fast to fill one by one
+        slot_low, slot_high, slot_id = [0] * (1 << bits), [0] * (1 << bits), [-1] * (1 << bits)
         self.probes = 1
-        for entry, (value, slot) in enumerate(zip(hashes.tolist(), self._slots(hashes).tolist())):
+        for key_low, key_high, slot, i in zip(low.tolist(), high.tolist(), self._slots(low, high).tolist(),
+                                              packed_ids.tolist()):
             probe = 0
-            while slot_entry[(slot + probe) & self.mask] >= 0:
+            while slot_id[(slot + probe) & self.mask] >= 0:
                 probe += 1
-            slot_hash[(slot + probe) & self.mask] = value
-            slot_entry[(slot + probe) & self.mask] = entry
+            at = (slot + probe) & self.mask
+            slot_low[at], slot_high[at], slot_id[at] = key_low, key_high, i
             self.probes = max(self.probes, probe + 1)
-        self.slot_hash = np.array(slot_hash, np.uint64)
-        self.slot_entry = np.array(slot_entry, np.int64)
+        self.slot_low = np.array(slot_low, np.uint64)
+        self.slot_high = np.array(slot_high, np.uint64)
+        self.slot_id = np.array(slot_id, np.int64)
 
-    def _slots(self, hashes: np.ndarray) -> np.ndarray:
-        """Home slot of each hash: its top bits after a multiplicative mix (a polynomial hash's own
-        bits cluster, which made probe sequences 40 long)."""
+    def _slots(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore"):
-            return ((hashes * np.uint64(_MIX)) >> self.shift).astype(np.int64)
+            return (((low * self._MIX) ^ (high * self._MIX_HIGH)) >> self.shift).astype(np.int64)
 
-    def _entries(self, hashes: np.ndarray) -> np.ndarray:
-        """The vocabulary entry whose hash each of `hashes` is, or -1."""
-        entry = np.full(len(hashes), -1, np.int64)
-        pending = np.arange(len(hashes))
-        slots = self._slots(hashes)
+    @staticmethod
+    def _packed_keys(codes: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each token's key (its first 8 bytes, its next 8), and whether it has one (at most 16
+        characters, ASCII, no NUL)."""
+        # bytes 1..127 are ASCII characters; 0 (NUL) and 128 (anything beyond ASCII) are no key's
+        clipped = np.minimum(codes, 128).astype(np.uint8)
+        padded = np.concatenate([clipped, np.zeros(16, np.uint8)])
+        # the 8 bytes from every position, as one unaligned uint64 each (a view, not a copy)
+        eight = np.ndarray((len(codes) + 9,), np.uint64, padded, strides=(1,))
+        keys, packable = [], lengths <= 16
+        for half, taken in ((eight[starts], np.minimum(lengths, 8)), (eight[starts + 8], np.clip(lengths - 8, 0, 8))):
+            mask = _LEADING_BYTES[taken]
+            key = half & mask
+            # with the bytes past the token set to 1, any byte 0 or 128 left is the token's own
+            probe = key | (_ONES & ~mask)
+            packable &= (((probe - _ONES) & ~probe & _HIGH) | (probe & _HIGH)) == 0  # no byte 0, no byte 128
+            keys.append(key)
+        return keys[0], keys[1], packable
+
+    def lookup(self, text: str, codes: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+               default: int) -> np.ndarray:
+        """The id of each token text[starts[k]:ends[k]] (codes: the code points of text), or
+        `default` where it is not in the vocabulary."""
+        ids = np.full(len(starts), default, np.int64)
+        if not len(starts):
+            return ids
+        low, high, packable = self._packed_keys(codes, starts, ends - starts)
+        pending = np.flatnonzero(packable)
+        low, high = low[pending], high[pending]
+        slots = self._slots(low, high)
         for probe in range(self.probes):
-            at = (slots[pending] + probe) & self.mask
-            held = self.slot_entry[at]
-            found = (held >= 0) & (self.slot_hash[at] == hashes[pending])
-            entry[pending[found]] = held[found]
-            pending = pending[(held >= 0) & ~found]  # an empty slot ends the search
+            at = (slots + probe) & self.mask
+            held = self.slot_id[at]
+            found = (held >= 0) & (self.slot_low[at] == low) & (self.slot_high[at] == high)
+            ids[pending[found]] = held[found]
+            still = (held >= 0) & ~found  # an empty slot ends the search
+            pending, slots, low, high = pending[still], slots[still], low[still], high[still]
             if not len(pending):
                 break
-        return entry
-
-    def lookup(self, codes: np.ndarray, starts: np.ndarray, ends: np.ndarray, default: int) -> np.ndarray:
-        """The id of each token codes[starts[k]:ends[k]], or `default` where it is not in the vocabulary."""
-        ids = np.full(len(starts), default, np.int64)
-        if len(self.ids) == 0 or len(starts) == 0:
-            return ids
-        entry = self._entries(self.hasher.hashes(codes, starts, ends))
-        lengths = ends - starts
-        hit = np.flatnonzero(entry >= 0)
-        hit = hit[self.lengths[entry[hit]] == lengths[hit]]
-        if not len(hit):
-            return ids
-        # check each hit character by character against its entry (tokens are never empty)
-        hit_lengths = lengths[hit]
-        edges = np.bincount(starts[hit], minlength=len(codes) + 1) - np.bincount(ends[hit], minlength=len(codes) + 1)
-        inside = np.flatnonzero(np.cumsum(edges[:-1]) > 0)  # every character of a hit, in order
-        shifted = inside + np.repeat(self.starts[entry[hit]] - starts[hit], hit_lengths)
-        same = codes[inside] == self.codes[shifted]
-        verified = hit[np.logical_and.reduceat(same, np.cumsum(hit_lengths) - hit_lengths)]
-        ids[verified] = self.ids[entry[verified]]
+        others = np.flatnonzero(~packable)
+        get = self.by_token.get
+        ids[others] = [get(text[start:end], default) for start, end in zip(starts[others].tolist(), ends[others].tolist())]
         return ids

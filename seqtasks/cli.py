@@ -1,7 +1,7 @@
 """The seqtasks command line: parses flags, resolves config, calls seqtasks.api. No model code.
 
 Every setting of a task's config dataclass is a flag of `seqtasks train TASK` (`seq_len` -> `--seq-len`),
-so `seqtasks train lm --help` lists them all with their defaults.
+so `seqtasks train TASK --help` lists them all with their defaults.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -22,6 +23,8 @@ from seqtasks.files import (check_input_file, check_output_file, check_text_head
                             unwritable_error)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+# --quiet means this on every verb that trains (train, resume, finetune)
+QUIET_HELP = "No settings, progress bars or samples; notes, errors and the closing summary still show."
 
 
 class SeqtasksGroup(click.Group):
@@ -42,6 +45,9 @@ class SeqtasksGroup(click.Group):
             ctx.exit(143)
         except KeyboardInterrupt:
             ctx.exit(130)
+        except BrokenPipeError:  # `seqtasks ... | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            ctx.exit(0)
         except Exception as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -60,9 +66,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
     \b
     Quick start:
-      seqtasks train lm                         # a small model on the bundled corpus, ~3 minutes
-      seqtasks train lm --data my.txt --arch transformer --max-time 20 --out runs/mine
-      seqtasks sample runs/mine --prompt "ROMEO:" --max-new-tokens 300 --temperature 0.8
+      seqtasks tasks                            # the tasks, their models and settings
+      seqtasks train TASK                       # a small model on the task's bundled demo data, minutes
+      seqtasks train TASK --data DATA --max-time 20 --out runs/mine
+      seqtasks predict runs/mine "an input"     # or: seqtasks sample runs/mine --prompt "..."
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -72,9 +79,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @cli.command(context_settings=CONTEXT)
 def tasks() -> None:
     """List the tasks, their model families and default settings."""
-    from seqtasks.tasks import task_classes
+    from seqtasks.tasks import TASKS
 
-    for name, cls in task_classes().items():
+    for name, cls in TASKS.items():
         click.echo(f"{name}: {cls.description}")
         click.echo(f"  architectures: {', '.join(cls.architectures)}")
         defaults = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Config)
@@ -98,35 +105,71 @@ class _Raw(click.ParamType):
 _RAW = {int: _Raw("integer"), float: _Raw("float")}
 
 
-def _options_from_config(config_class: type):
-    """click options for every field of a config dataclass, default None ('not given')."""
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _options(fields: list[dataclasses.Field], helps: dict[str, str] | None = None,
+             defaults: dict[str, str] | None = None):
+    """click options for settings (fields of config dataclasses), default None ('not given'). Each
+    option's help is the field's, or `helps[name]`; the default it shows is the field's, or
+    `defaults[name]`."""
     from seqtasks.config import setting_type
 
     def decorate(command):
-        for f in reversed(dataclasses.fields(config_class)):
-            flag = "--" + f.name.replace("_", "-")
-            help_text = f.metadata.get("help", "")
+        for f in reversed(fields):
+            flag = _flag(f.name)
+            help_text = (helps or {}).get(f.name, f.metadata.get("help", ""))
             choices = f.metadata.get("choices")
             kind = setting_type(f.type)
             if kind is bool:
+                shown = (defaults or {}).get(f.name, "on" if f.default else "off")
                 option = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None,
-                                      help=f"{help_text}  [default: {'on' if f.default else 'off'}]")
+                                      help=f"{help_text}  [default: {shown}]")
             else:
                 # numbers reach resolve_config as typed, which checks type and range in one line
                 click_type = click.Choice(choices) if choices else _RAW.get(kind, kind)
+                shown = (defaults or {}).get(f.name, repr(f.default))
                 option = click.option(flag, *f.metadata.get("aliases", ()), f.name, type=click_type, default=None,
-                                      help=f"{help_text}  [default: {f.default!r}]")
+                                      help=f"{help_text}  [default: {shown}]")
             command = option(command)
         return command
 
     return decorate
 
 
-def _make_train_command(task_cls) -> click.Command:
-    example = {"lm": "seqtasks train lm --data corpus.txt --arch transformer --max-time 20 --out runs/lm",
-               "caption": "seqtasks train caption --images photos/ --captions captions.csv --attention --out runs/cap",
-               }.get(
-        task_cls.name, f"seqtasks train {task_cls.name} --data DATA --out runs/{task_cls.name}")
+def _options_from_config(config_class: type):
+    """click options for every field of a config dataclass (`seqtasks train TASK`)."""
+    return _options(list(dataclasses.fields(config_class)))
+
+
+def _finetune_options():
+    """finetune's settings, each written once in a config dataclass: the training loop's (TrainConfig;
+    by default the parent run's values, but a fresh budget) and every task's data settings (fields
+    that name data, and valid_fraction). finetune learns the task only from RUN, so it offers the data
+    flags of every task; seqtasks.api.finetune refuses one that RUN's task does not have."""
+    from seqtasks.config import TrainConfig
+    from seqtasks.tasks import TASKS
+
+    data: dict[str, dataclasses.Field] = {}
+    owners: dict[str, list[str]] = {}
+    for name, card in TASKS.items():
+        for f in dataclasses.fields(card.Config):
+            if f.metadata.get("path") == "data" or f.name == "valid_fraction":
+                data.setdefault(f.name, f)
+                owners.setdefault(f.name, []).append(name)
+    helps = {key: f"{tasks[0]}: {data[key].metadata['help']}" if len(tasks) == 1 else
+             f"as `seqtasks train TASK {_flag(key)}`" + ("" if len(tasks) == len(TASKS) else f" ({', '.join(tasks)})")
+             for key, tasks in owners.items()}
+    defaults = {**{f.name: "the parent run's" for f in dataclasses.fields(TrainConfig)}, "max_time": "0 (none)",
+                **{key: "none: the parent's data is not reused" for key in data if key != "valid_fraction"},
+                "valid_fraction": "the parent run's"}
+    return _options([*data.values(), *dataclasses.fields(TrainConfig)], helps, defaults)
+
+
+def _make_train_command(task_cls: type) -> click.Command:
+    """`seqtasks train NAME` for a task card (tasks/base.py TaskCard): a flag per setting."""
+    example = task_cls.example or f"seqtasks train {task_cls.name} --data DATA --out runs/{task_cls.name}"
 
     @click.command(name=task_cls.name, context_settings=CONTEXT,
                    help=f"Train the {task_cls.name} task ({task_cls.description}).\n\nWith no --data, trains on the bundled demo "
@@ -134,7 +177,7 @@ def _make_train_command(task_cls) -> click.Command:
     @click.option("--out", type=click.Path(), default=None, help="Run folder to create  [default: runs/TASK-TIME]")
     @click.option("--config", "config_file", type=click.Path(), default=None,
                   help="TOML file of settings (flags override it).")
-    @click.option("--quiet", is_flag=True, help="No progress bars or samples.")
+    @click.option("--quiet", is_flag=True, help=QUIET_HELP)
     @_options_from_config(task_cls.Config)
     def command(out, config_file, quiet, **settings):
         from seqtasks import api
@@ -157,26 +200,20 @@ def _after_training(run, quiet: bool) -> None:
     best = state.get("best_metric")
     best_text = f"best validation {run.task.monitor_name} {best:.4f}" if isinstance(best, float) else "no validation yet"
     click.echo(f"\ntraining finished ({state.get('stop_reason', '')}): {best_text}; run saved in {run.path}")
-    if run.task.name == "lm" and not quiet:
-        click.echo("\nsample from the best model:\n")
-        click.echo(run.sample("", max_new_tokens=300, temperature=0.8, seed=0))
-        click.echo(f"\nnext: seqtasks sample {run.path} --prompt \"ROMEO:\" --temperature 0.8")
-    if run.task.name == "generate" and not quiet:
-        click.echo(f"\nnext: seqtasks predict {run.path} \"PROMPT\"   (the bundled example: \"sort: owl moon tea\"); "
-                   f"seqtasks evaluate {run.path} --data PAIRS")
+    for line in run.task.after_training(run, quiet):
+        click.echo(line)
 
 
 class TrainGroup(click.Group):
     def list_commands(self, ctx):
-        from seqtasks.tasks import task_classes
+        from seqtasks.tasks import TASKS
 
-        return list(task_classes())
+        return list(TASKS)
 
     def get_command(self, ctx, name):
-        from seqtasks.tasks import task_classes
+        from seqtasks.tasks import TASKS
 
-        classes = task_classes()
-        return _make_train_command(classes[name]) if name in classes else None
+        return _make_train_command(TASKS[name]) if name in TASKS else None
 
 
 @cli.group(cls=TrainGroup, context_settings=CONTEXT)
@@ -194,14 +231,14 @@ def train() -> None:
 @click.option("--max-time", type=float, default=None, help="Raise the time budget (minutes, in total).")
 @click.option("--allow-changed-data", is_flag=True, default=False,
               help="Continue even though the run's data files changed since it began (size or sha256).")
-@click.option("--quiet", is_flag=True, help="No progress bars or samples.")
+@click.option("--quiet", is_flag=True, help=QUIET_HELP)
 def resume(run, epochs, max_time, allow_changed_data, quiet) -> None:
     """Continue an interrupted run exactly where it stopped, on the same data files (found by the
     absolute paths the run recorded, and checked against their recorded sha256).
 
     \b
     Example:
-      seqtasks resume runs/lm
+      seqtasks resume runs/shakespeare
     """
     from seqtasks import api
 
@@ -213,63 +250,51 @@ def resume(run, epochs, max_time, allow_changed_data, quiet) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("run", type=click.Path())
-@click.option("--data", default=None, help="The new training data (same formats as train).")
-@click.option("--images", default=None, help="caption: the image folder of the new data.")
-@click.option("--captions", default=None, help="caption: the new caption table or COCO JSON (instead of --data).")
 @click.option("--out", required=True, type=click.Path(), help="The new run folder.")
-@click.option("--valid", default=None, help="Validation data; default: held out from --data.")
 @click.option("--freeze", default=None,
               help="Parts to hold fixed, comma-separated: embeddings, layers:N (the first N layers or blocks), "
                    "or the task model's own parts (encoder, decoder, backbone, char_features, crf); "
                    "a name the model lacks is refused with the list of its parts.")
 @click.option("--extend-labels", is_flag=True, default=False,
-              help="classify, tag: add labels the parent never saw (the output layer grows).")
+              help="Add labels the parent never saw (runs that predict labels: the output layer grows).")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="TOML file of settings.")
-@click.option("--epochs", type=_RAW[int], default=None, help="Epochs of fine-tuning.")
-@click.option("--lr", type=_RAW[float], default=None, help="Peak learning rate (fresh optimizer and schedule).")
-@click.option("--batch-size", type=_RAW[int], default=None, help="Examples per step.")
-@click.option("--steps-per-epoch", type=_RAW[int], default=None, help="Steps between validations.")
-@click.option("--warmup-steps", type=_RAW[int], default=None, help="Warmup steps.")
-@click.option("--max-time", type=_RAW[float], default=None, help="Training budget in minutes.")
-@click.option("--patience", type=_RAW[int], default=None, help="Early-stopping patience (validations).")
-@click.option("--dropout", type=_RAW[float], default=None, help="Dropout rate.")
-@click.option("--seed", type=_RAW[int], default=None, help="Random seed.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None, help="Precision.")
-@click.option("--quiet", is_flag=True, help="No progress bars or samples.")
-def finetune(run, data, out, valid, freeze, extend_labels, config_file, quiet, **settings) -> None:
-    """Start a new run from RUN's weights on new data: same tokenizer, fresh optimizer.
+@_finetune_options()
+@click.option("--quiet", is_flag=True, help=QUIET_HELP)
+def finetune(run, out, freeze, extend_labels, config_file, quiet, **settings) -> None:
+    """Start a new run from RUN's weights on new data: same tokenizer, fresh optimizer and schedule.
+    The new data's flags are those of `seqtasks train TASK` for RUN's task.
 
     \b
     Example:
-      seqtasks finetune runs/lm --data my_corpus.txt --out runs/lm-mine --freeze embeddings --epochs 3
+      seqtasks finetune runs/shakespeare --data my_corpus.txt --out runs/mine --freeze embeddings --epochs 3
     """
     from seqtasks import api
 
     _check_config_file(config_file)
-    result = api.finetune(run, data=data, out=out, freeze=freeze, config_file=config_file,
-                          verbose=0 if quiet else 1, valid=valid, extend_labels=extend_labels, **settings)
-    _after_training(result, quiet=True)
+    result = api.finetune(run, data=settings.pop("data"), out=out, freeze=freeze, config_file=config_file,
+                          verbose=0 if quiet else 1, extend_labels=extend_labels, **settings)
+    _after_training(result, quiet)
 
 
 # ---- evaluate / predict / sample / info ----------------------------------------------------------
 @cli.command(context_settings=CONTEXT)
 @click.argument("run", type=click.Path())
 @click.option("--data", default=None, help="The data to score (same formats as train).")
-@click.option("--src", default=None, help="translate: source sentences, one per line.")
-@click.option("--tgt", default=None, help="translate: reference translations, one per line.")
-@click.option("--images", default=None, help="caption: the image folder.")
-@click.option("--captions", default=None, help="caption: the caption table or COCO JSON.")
+@click.option("--src", default=None, help="Source sentences, one per line (translation runs).")
+@click.option("--tgt", default=None, help="Reference translations, one per line (translation runs).")
+@click.option("--images", default=None, help="The image folder (image-captioning runs).")
+@click.option("--captions", default=None, help="The table of captions or COCO JSON (image-captioning runs).")
 @click.option("--beam", type=int, default=None, help="Generative tasks: beam width (default: the run's).")
 @click.option("--length-penalty", type=float, default=None,
-              help="translate, caption: beam score = log p / length ** this (default: the run's).")
+              help="Beam score = log p / length ** this (default: the run's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def evaluate(run, as_json, **options) -> None:
-    """Score RUN on data: lm prints loss, perplexity and bits per character; classify accuracy and F1;
-    tag accuracy and entity F1; translate BLEU and chrF; caption BLEU-1..4.
+    """Score RUN on data with its task's metrics (`seqtasks tasks` names them); they are also saved
+    in RUN/metrics.json.
 
     \b
     Example:
-      seqtasks evaluate runs/lm --data heldout.txt --json
+      seqtasks evaluate runs/shakespeare --data heldout.txt --json
     """
     from seqtasks import api
 
@@ -364,19 +389,20 @@ class _Output:
 @click.option("--max-new-tokens", type=int, default=None, help="Generative tasks: tokens per output.")
 @click.option("--temperature", type=float, default=None, help="Generative tasks: sampling temperature (0 = greedy).")
 @click.option("--seed", type=int, default=None, help="Random seed for sampling.")
-@click.option("--top-k", type=int, default=None, help="classify: show the k likeliest labels.")
-@click.option("--beam", type=int, default=None, help="translate, caption: beam width.")
-@click.option("--n-best", type=int, default=None, help="translate, caption: print the N best hypotheses.")
-@click.option("--pretokenized", is_flag=True, default=None, help="tag: the input is CoNLL (one token per line).")
-@click.option("--alignments", is_flag=True, default=None, help="translate: print attention alignments.")
-@click.option("--plot", type=click.Path(), default=None, help="translate, caption: draw attention to FILE.png.")
+@click.option("--top-k", type=int, default=None, help="Runs that predict a label: show the k likeliest labels.")
+@click.option("--beam", type=int, default=None, help="Generative tasks: beam width.")
+@click.option("--n-best", type=int, default=None, help="Generative tasks with --beam: print the N best hypotheses.")
+@click.option("--pretokenized", is_flag=True, default=None,
+              help="Tagging runs: the input is CoNLL (one token per line).")
+@click.option("--alignments", is_flag=True, default=None, help="Attentional translation runs: print the alignments.")
+@click.option("--plot", type=click.Path(), default=None, help="Attentional runs: draw the attention to FILE.png.")
 def predict(run, texts, input_file, output_file, as_json, **options) -> None:
-    """Predict for each input: a continuation (lm, generate), a label (classify), tags (tag), a
-    translation (translate) or a caption (caption; inputs are image paths). Reads stdin with --input -.
+    """Predict for each input what RUN's task predicts: a continuation, a completion, a label, tags, a
+    translation, or a description of an image (the inputs are then image paths). Reads stdin with --input -.
 
     \b
     Example:
-      seqtasks predict runs/lm "To be, or not" --max-new-tokens 50
+      seqtasks predict runs/shakespeare "To be, or not" --max-new-tokens 50
     """
     from seqtasks import api
 
@@ -403,12 +429,12 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("run", type=click.Path())
-@click.option("--prompt", default=None, help="Text to continue (lm; default: start a new document) or the "
-                                             "prompt to complete (generate).")
+@click.option("--prompt", default=None, help="The text to continue or to complete (default: none; a language "
+                                             "model starts a new document).")
 @click.option("--input", "input_file", default=None, help="Prompts from FILE, one per line (- for stdin).")
 @click.option("-n", "num_samples", type=int, default=1, show_default=True,
               help="Samples per prompt (with --beam: the n best hypotheses).")
-@click.option("--max-new-tokens", type=int, default=200, show_default=True, help="Tokens to generate.")
+@click.option("--max-new-tokens", type=int, default=200, show_default=True, help="New tokens per sample, at most.")
 @click.option("--min-new-tokens", type=int, default=0, show_default=True, help="No stop before this many tokens.")
 @click.option("--temperature", type=float, multiple=True,
               help="Softmax temperature; 0 = greedy. Repeat it for a block of samples per temperature.  "
@@ -432,20 +458,22 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
               help="One JSON object per prompt and temperature: {prompt, temperature, samples}.")
 @click.option("--output", "output_file", type=click.Path(), default=None, help="Write the samples to FILE.")
 def sample(run, prompt, input_file, num_samples, temperature, beam, stop, as_json, output_file, **options) -> None:
-    """Generate text from a language-model (lm) or conditional-generation (generate) RUN. Text streams to
-    the terminal as it is generated (one sample per prompt, no --beam, no --json, no --output).
+    """Generate text from RUN, a run of a task that writes text. With one sample per prompt and none
+    of --beam, --json and --output, the text streams to the terminal as it is generated; otherwise each
+    text is printed (or written) when it is complete.
 
     \b
     Example:
-      seqtasks sample runs/lm --prompt "ROMEO:" --max-new-tokens 300 --temperature 0.8 --seed 1
-      seqtasks sample runs/lm --prompt "ROMEO:" -n 3 --temperature 0.5 --temperature 1.0 --stop "\\n\\n"
+      seqtasks sample runs/shakespeare --prompt "ROMEO:" --max-new-tokens 300 --temperature 0.8 --seed 1
+      seqtasks sample runs/shakespeare --prompt "ROMEO:" -n 3 --temperature 0.5 --temperature 1.0 --stop "\\n\\n"
     """
     from seqtasks import api
     from seqtasks.readers.pairs import unescape
+    from seqtasks.tasks.base import Generative
 
     loaded = api.load(run)
-    if not hasattr(loaded.task, "generate_batch"):
-        raise UserError(f"`sample` works on lm and generate runs; this run is a {loaded.task.name} run",
+    if not isinstance(loaded.task, Generative):
+        raise UserError(f"`sample` needs a run that generates text; this run is a {loaded.task.name} run",
                         str(loaded.path), "use `seqtasks predict`")
     if prompt is not None and input_file:
         raise UserError("--prompt and --input both given", fix="give one of them")

@@ -330,6 +330,7 @@ def load_model(path: str | Path, compile: bool = False):
     """
     import zipfile
 
+    import seqtasks.serializables  # noqa: F401  (first: Keras then knows seqtasks' classes by their names)
     import keras
 
     path = check_input_file(path, "model")

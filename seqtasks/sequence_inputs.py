@@ -1,6 +1,6 @@
 """What the shared encoder reads, for classification and tagging: settings, preprocessor, batches.
 
-    EncoderSettings   the settings both tasks share (architecture, tokenizer, character features)
+    EncoderSettings   the settings both tasks share (seqtasks.encoder_settings, free of TensorFlow)
     InputEncoder      the preprocessor saved in RUN/tokenizer: the token tokenizer (SentencePiece or a
                       word vocabulary), the character vocabulary, the label vocabulary, and a small
                       inputs.json (tokenizer kind, lowercase, tag schemes)
@@ -14,7 +14,6 @@ encodes the whole text (classification).
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -22,11 +21,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from seqtasks.config import TrainConfig, setting
-from seqtasks.errors import UserError
-from seqtasks.layers.char_features import CHAR_FEATURE_KINDS
-from seqtasks.models.encoder import ARCHITECTURES
 from seqtasks.batching import batch_dataset, bucketed_epochs, fit_batch_size, length_bucketed_batches, pad, pad_nested
+from seqtasks.errors import UserError
 from seqtasks.training import FitPlan
 from seqtasks.tokenizers import (SPECIAL_TOKENS, UNK_ID, CharTokenizer, LabelVocabulary, Tokenizer, WordTokenizer,
                                  load_tokenizer, train_tokenizer)
@@ -34,34 +30,6 @@ from seqtasks.tokenizers import (SPECIAL_TOKENS, UNK_ID, CharTokenizer, LabelVoc
 MAX_WORD_CHARS = 24   # longer words keep their first characters for the character features
 MAX_WORD_PIECES = 8   # subword pieces kept per word (tagging with SentencePiece)
 INPUTS_FILE = "inputs.json"
-
-
-@dataclasses.dataclass
-class EncoderSettings(TrainConfig):
-    """Settings of classify and tag (each task adds its own and may change defaults)."""
-
-    data: str = setting("", "training data", path="data")
-    valid: str = setting("", "validation data; default: the last --valid-fraction of the training examples", path="data")
-    valid_fraction: float = setting(0.1, "share of the training examples held out when --valid is not given",
-                                    minimum=0.0, below=1.0)
-    arch: str = setting("lstm", "encoder: bidirectional rnn/gru/lstm stack, or a Transformer encoder", ARCHITECTURES)
-    tokenizer: str = setting("spm", "tokens: SentencePiece subwords (spm) or whole words", ("spm", "word"))
-    vocab_size: int = setting(0, "token vocabulary size; 0 = the default (spm 8000, word 20000)",
-                              minimum=0, maximum=1_000_000)
-    lowercase: bool = setting(False, "lowercase tokens before the vocabulary lookup (characters keep their case)")
-    layers: int = setting(2, "recurrent layers or Transformer blocks", minimum=1, maximum=64)
-    units: int = setting(128, "hidden units per direction (recurrent) or d_model (Transformer)",
-                         minimum=1, maximum=8192)
-    embedding_dim: int = setting(0, "token embedding width (recurrent; 0 = --units)", minimum=0, maximum=8192)
-    heads: int = setting(4, "attention heads (Transformer)", minimum=1, maximum=256)
-    positions: str = setting("learned", "Transformer position encoding", ("learned", "sinusoidal"))
-    char_features: str = setting("none", "character features of each token", CHAR_FEATURE_KINDS)
-    char_dim: int = setting(32, "character embedding width", minimum=1, maximum=1024)
-    char_units: int = setting(64, "character CNN filters, or BiLSTM units per direction", minimum=1, maximum=4096)
-    word_dropout: float = setting(0.0, "training: replace a token by <unk> with this probability",
-                                  minimum=0.0, below=1.0)
-    max_len: int = setting(256, "tokens per example (longer ones are cut: classify; split: tag)",
-                           minimum=1, maximum=65536)
 
 
 def check_settings(cfg) -> None:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import sentencepiece
 
-from seqtasks.bulk_tokens import OTHER, NEWLINE, WORD, HashedVocabulary, character_classes, code_points, token_spans
+from seqtasks.bulk_tokens import OTHER, NEWLINE, WORD, PackedVocabulary, character_classes, code_points, token_spans
 from seqtasks.errors import UserError
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
@@ -156,6 +156,9 @@ class Tokenizer(abc.ABC):
     def _prepare(self, text: str) -> str:
         return text.lower() if self.lowercase else text
 
+    def _prepare_all(self, texts: Sequence[str]) -> Sequence[str]:
+        return [text.lower() for text in texts] if self.lowercase else texts
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size}, lowercase={self.lowercase})"
 
@@ -164,7 +167,7 @@ class _ListVocabTokenizer(Tokenizer):
     """Shared code for tokenizers whose vocabulary is a list of tokens starting with the specials."""
 
     filename: str = ""
-    _hashed_vocabulary: HashedVocabulary | None = None  # built at the first encode
+    _packed_vocabulary: PackedVocabulary | None = None  # built at the first encode
 
     def __init__(self, tokens: Sequence[str], lowercase: bool = False):
         super().__init__(lowercase)
@@ -189,10 +192,10 @@ class _ListVocabTokenizer(Tokenizer):
     def _model_files(self) -> dict[str, bytes]:
         return {self.filename: _json_bytes(self.tokens)}
 
-    def _hashed(self) -> HashedVocabulary:
-        if self._hashed_vocabulary is None:
-            self._hashed_vocabulary = HashedVocabulary(list(self._ids), list(self._ids.values()))
-        return self._hashed_vocabulary
+    def _packed(self) -> PackedVocabulary:
+        if self._packed_vocabulary is None:
+            self._packed_vocabulary = PackedVocabulary(list(self._ids), list(self._ids.values()))
+        return self._packed_vocabulary
 
     def encode(self, text: str) -> list[int]:
         return self.encode_flat([text])[0].tolist()
@@ -211,7 +214,7 @@ def _lines_of(text: str) -> list[str]:
     return lines
 
 
-def _spans_and_ids(texts: Sequence[str], vocabulary: HashedVocabulary, whitespace: bool
+def _spans_and_ids(texts: Sequence[str], vocabulary: PackedVocabulary, whitespace: bool
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ids of the tokens of `texts` (word or whitespace rules), their first code points, and how
     many each text has."""
@@ -222,7 +225,7 @@ def _spans_and_ids(texts: Sequence[str], vocabulary: HashedVocabulary, whitespac
         starts, ends = token_spans((classes == WORD) | (classes == OTHER), classes == NEWLINE)
     else:
         starts, ends = token_spans(classes == WORD, classes >= NEWLINE)
-    ids = vocabulary.lookup(codes, starts, ends, UNK_ID)
+    ids = vocabulary.lookup(joined, codes, starts, ends, UNK_ID)
     lengths = np.fromiter(map(len, texts), np.int64, len(texts))
     offsets = np.cumsum(lengths + 1) - lengths - 1
     counts = np.diff(np.append(np.searchsorted(starts, offsets), len(starts)))
@@ -248,7 +251,7 @@ class CharTokenizer(_ListVocabTokenizer):
         return self._table
 
     def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        texts = [self._prepare(text) for text in texts]
+        texts = self._prepare_all(texts)
         codes = code_points("".join(texts))
         table = self._lookup_table()
         ids = table[np.minimum(codes, len(table) - 1)]
@@ -272,7 +275,7 @@ class WordTokenizer(_ListVocabTokenizer):
     filename = "words.json"
 
     def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        ids, _, counts = _spans_and_ids([self._prepare(text) for text in texts], self._hashed(), whitespace=False)
+        ids, _, counts = _spans_and_ids(self._prepare_all(texts), self._packed(), whitespace=False)
         return ids.astype(np.int32), counts
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -300,7 +303,7 @@ class WhitespaceTokenizer(_ListVocabTokenizer):
         self._ids[SPECIAL_TOKENS[UNK_ID]] = UNK_ID
 
     def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        ids, firsts, counts = _spans_and_ids([self._prepare(text) for text in texts], self._hashed(),
+        ids, firsts, counts = _spans_and_ids(self._prepare_all(texts), self._packed(),
                                              whitespace=True)
         ids[firsts == ord("\n")] = EOS_ID
         return ids.astype(np.int32), counts

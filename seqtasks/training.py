@@ -308,6 +308,8 @@ def fit(model: keras.Model, run: RunDirectory, plan: FitPlan, cfg, state: TrainS
         print(f"note: {steps}: warmup {cfg.warmup_steps} -> {warmup} step{'s' * (warmup != 1)}, so the "
               "learning rate reaches --lr", flush=True)
         cfg = dataclasses.replace(cfg, warmup_steps=warmup)
+    if not verbose:  # --quiet: no samples either, on every verb that trains
+        plan = dataclasses.replace(plan, sample=None)
     keeper = RunKeeper(run, plan, cfg, state, budget, planned)
     callbacks = [keeper, keras.callbacks.TensorBoard(str(run.logs_dir), write_graph=False, profile_batch=0)]
     if verbose:

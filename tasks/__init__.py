@@ -1,37 +1,48 @@
-"""The task registry: every task by name. The CLI and seqtasks.api discover tasks here."""
+"""The task registry: every task by name.
+
+TASKS maps each name to the task's card (tasks/cards/: settings, description, example), which imports
+no TensorFlow, so `seqtasks tasks` and every --help answer at once. task_classes() imports the task
+classes themselves (tasks/NAME.py, which build Keras models) for a command that needs one.
+"""
 from __future__ import annotations
 
-import importlib
+from typing import TYPE_CHECKING
 
 from seqtasks.errors import UserError
+from seqtasks.tasks.cards.caption import CaptioningCard
+from seqtasks.tasks.cards.classify import ClassificationCard
+from seqtasks.tasks.cards.generate import ConditionalGenerationCard
+from seqtasks.tasks.cards.lm import LanguageModelCard
+from seqtasks.tasks.cards.tag import TaggingCard
+from seqtasks.tasks.cards.translate import TranslationCard
 
-# name -> "module:Class"; a task whose module is not written yet is left out of the listing
-TASKS = {
-    "lm": "seqtasks.tasks.lm:LanguageModelTask",
-    "generate": "seqtasks.tasks.generate:ConditionalGenerationTask",
-    "classify": "seqtasks.tasks.classify:ClassificationTask",
-    "tag": "seqtasks.tasks.tag:TaggingTask",
-    "translate": "seqtasks.tasks.translate:TranslationTask",
-    "caption": "seqtasks.tasks.caption:CaptioningTask",
-}
+if TYPE_CHECKING:
+    from seqtasks.tasks.base import Task, TaskCard
 
-
-def task_classes() -> dict:
-    classes = {}
-    for name, target in TASKS.items():
-        module_name, class_name = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name == module_name:
-                continue
-            raise
-        classes[name] = getattr(module, class_name)
-    return classes
+TASKS: dict[str, type[TaskCard]] = {card.name: card for card in (
+    LanguageModelCard, ConditionalGenerationCard, ClassificationCard, TaggingCard, TranslationCard, CaptioningCard)}
 
 
-def get_task(name: str):
-    classes = task_classes()
-    if name not in classes:
-        raise UserError(f"unknown task {name!r}", fix=f"choose one of: {', '.join(classes)} (see `seqtasks tasks`)")
-    return classes[name]()
+def task_classes() -> dict[str, type[Task]]:
+    """Every task's class by name (this imports TensorFlow and the models)."""
+    from seqtasks.tasks.caption import CaptioningTask
+    from seqtasks.tasks.classify import ClassificationTask
+    from seqtasks.tasks.generate import ConditionalGenerationTask
+    from seqtasks.tasks.lm import LanguageModelTask
+    from seqtasks.tasks.tag import TaggingTask
+    from seqtasks.tasks.translate import TranslationTask
+
+    classes = (LanguageModelTask, ConditionalGenerationTask, ClassificationTask, TaggingTask, TranslationTask,
+               CaptioningTask)
+    return {cls.name: cls for cls in classes}
+
+
+def card(name: str) -> type[TaskCard]:
+    """The card of the task called `name`; an unknown name is a UserError listing the tasks."""
+    if name not in TASKS:
+        raise UserError(f"unknown task {name!r}", fix=f"choose one of: {', '.join(TASKS)} (see `seqtasks tasks`)")
+    return TASKS[name]
+
+
+def get_task(name: str) -> Task:
+    return task_classes()[card(name).name]()

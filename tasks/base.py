@@ -4,26 +4,45 @@ A task turns its data sources into examples, prepares what must be saved with th
 label vocabularies), builds a Keras model from seqtasks parts, hands the training loop a FitPlan, and
 later evaluates and predicts with a loaded run. The generic train / resume / finetune orchestration
 lives in seqtasks.api; a task never writes run files itself.
+
+A task's card (TaskCard: name, description, settings, example) is known without TensorFlow: the CLI
+builds `seqtasks tasks` and every --help from the cards (tasks/cards/), and imports a task's class
+(tasks/NAME.py, which builds Keras models) only for a command that uses it. This module, too, imports
+no TensorFlow.
+
+Two protocols name what only some tasks do, so that callers ask `isinstance(task, Generative)` rather
+than a task's name: Generative (lm, generate, translate, caption: text out of a prompt, a source or an
+image) and ExtensibleLabels (classify, tag: fine-tuning data may bring labels the parent never saw).
 """
 from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, runtime_checkable
 
-import keras
+if TYPE_CHECKING:
+    import keras
 
-from seqtasks.training import FitPlan
+    from seqtasks.training import FitPlan
 
 
-class Task(abc.ABC):
+class TaskCard:
+    """What `seqtasks tasks` and `seqtasks train NAME --help` show of a task, before TensorFlow starts."""
+
     name: str = ""
     description: str = ""
-    Config: type = object
+    Config: type = object        # the settings dataclass: every field is a flag of `train NAME`
     architectures: tuple[str, ...] = ()
-    monitor_name: str = "loss"   # what the best checkpoint is chosen by, as shown to users
+    example: str = ""            # a `seqtasks train` command line for --help ("": the generic one, with --data)
     # the settings that name training data; when none of them is given, train uses the bundled demo
     data_settings: tuple[str, ...] = ("data",)
+
+
+class Task(TaskCard, abc.ABC):
+    """What every task is: its card and the steps of train, evaluate and predict. A task class is
+    `class NameTask(NameCard, Task)`, so what the card says is written once."""
+
+    monitor_name: str = "loss"   # what the best checkpoint is chosen by, as shown to users
     # predict() accepts any iterable of inputs and yields each result before reading further, so
     # `seqtasks predict RUN --input -` answers every stdin line as soon as it is read
     streams_predictions: bool = False
@@ -45,11 +64,11 @@ class Task(abc.ABC):
         """Load what prepare() saved in RUN/tokenizer."""
 
     @abc.abstractmethod
-    def plan(self, cfg, prep, data) -> FitPlan:
+    def plan(self, cfg, prep, data) -> "FitPlan":
         """Encode the data (cached) and describe the batches of each epoch."""
 
     @abc.abstractmethod
-    def build(self, cfg, prep) -> keras.Model:
+    def build(self, cfg, prep) -> "keras.Model":
         """A built Keras model (weights created) from seqtasks parts, in cfg's precision."""
 
     @abc.abstractmethod
@@ -59,7 +78,7 @@ class Task(abc.ABC):
     def describe_data(self, data) -> dict[str, Any]:
         return {}
 
-    def initial_model(self, cfg) -> keras.Model | None:
+    def initial_model(self, cfg) -> "keras.Model | None":
         """A model whose weights a new run starts from (generate --from RUN), or None: fresh weights."""
         return None
 
@@ -83,3 +102,32 @@ class Task(abc.ABC):
     def sample_during_training(self, cfg, prep):
         """A function model -> str printed after each epoch (generative tasks), or None."""
         return None
+
+    def after_training(self, run, quiet: bool) -> list[str]:
+        """Lines `seqtasks train` prints after the summary of a finished run (a sample, the next
+        command to try); with `quiet`, only what costs no model call."""
+        return []
+
+
+@runtime_checkable
+class Generative(Protocol):
+    """A task whose runs write text: `seqtasks sample`, Run.sample and Run.generate_batch use these.
+    Options are decoding.GenerationConfig's fields and `stop` (strings that end a text)."""
+
+    # True: the output continues the prompt's text (`seqtasks sample` prints the prompt before it);
+    # False: the output stands alone (a completion, a translation, a caption)
+    continues_prompt: bool
+
+    def generate_batch(self, run, prompts: list[str], **options) -> list[list[str]]:
+        """num_return_sequences texts for each prompt, decoded together."""
+
+    def stream(self, run, prompt: str, **options) -> Iterator[str]:
+        """One text for one prompt, in pieces as its tokens are decoded."""
+
+
+@runtime_checkable
+class ExtensibleLabels(Protocol):
+    """A task with a label vocabulary that fine-tuning may extend (`finetune --extend-labels`)."""
+
+    def new_labels(self, prep, data) -> list[tuple[str, str]]:
+        """(label, where) of each label in data that prep does not know, in order of appearance."""

@@ -22,66 +22,18 @@ import numpy as np
 
 from seqtasks.batching import epoch_datasets, fit_batch_size, holdout_split, steps_per_epoch
 from seqtasks.captioning import Caption, Captioner, caption_scores
-from seqtasks.config import TrainConfig, setting
 from seqtasks.errors import UserError
 from seqtasks.image_pipeline import ImageSet, cached_features, caption_batches, decode_into, decoded_images, training_steps
-from seqtasks.models.captioner import INITIAL_STATES, RecurrentCaptioner, TransformerCaptioner
-from seqtasks.models.image_encoder import BACKBONES, ImageEncoder
+from seqtasks.models.captioner import RecurrentCaptioner, TransformerCaptioner
+from seqtasks.models.image_encoder import ImageEncoder
 from seqtasks.readers.images import read_captions
 from seqtasks.tokenizers import BOS_ID, EOS_ID, PAD_ID, Tokenizer, load_tokenizer, train_tokenizer
 from seqtasks.training import FitPlan, dtype_policy, unigram_log_prior
 from seqtasks.tasks.base import Task
+from seqtasks.tasks.cards.caption import CaptionConfig, CaptioningCard  # noqa: F401
 
 DEFAULT_IMAGE_SIZE = {"cnn": 128, "efficientnetb0": 224, "mobilenetv2": 224, "resnet50": 224}
 EVALUATE_CHUNK = 1024
-
-
-@dataclasses.dataclass
-class CaptionConfig(TrainConfig):
-    images: str = setting("", "the folder of the images the caption tables name", path="data")
-    captions: str = setting("", "training captions: CSV/TSV with an image,caption header (a row per caption) "
-                                "or COCO-style JSON", path="data")
-    valid: str = setting("", "validation captions (same formats, images in --images); default: hold out "
-                             "--valid-fraction of the images", path="data")
-    valid_fraction: float = setting(0.1, "share of the images held out for validation when --valid is not given",
-                                    minimum=0.0, below=1.0)
-    skip_bad_images: bool = setting(False, "leave out missing or unreadable training images (and their captions), "
-                                           "with a count, instead of stopping")
-    arch: str = setting("lstm", "decoder", ("lstm", "transformer"))
-    attention: bool = setting(False, "lstm: soft attention over the image grid at every word (Show, Attend and Tell)")
-    initial_state: str = setting("grid", "lstm: the LSTM's first state from the flattened grid, or from its mean "
-                                         "over cells (Xu et al.; far fewer parameters, for use with --attention)",
-                                 INITIAL_STATES)
-    backbone: str = setting("cnn", "image encoder: a small CNN trained from scratch, or keras.applications", BACKBONES)
-    weights: str = setting("imagenet", "keras.applications backbones: imagenet (Keras downloads them once), a "
-                                       "weights file, or none; the cnn backbone always starts from scratch")
-    freeze_backbone: bool = setting(False, "keep the backbone fixed; its features are then computed once and cached")
-    image_size: int = setting(0, "image side in pixels; 0 = 128 for cnn, 224 for keras.applications backbones",
-                              minimum=0, maximum=4096)
-    cnn_filters: int = setting(32, "cnn: channels of the first block (doubled in the next two)",
-                               minimum=1, maximum=1024)
-    cnn_blocks: int = setting(4, "cnn: blocks of two 3x3 convolutions and a 2x2 max-pool", minimum=1, maximum=8)
-    flip: bool = setting(True, "training augmentation: mirror images left-right at random")
-    crop_area: float = setting(1.0, "training augmentation: each image a random crop of at least this share of its "
-                                    "area (aspect 3:4 to 4:3), resized back; 1 = no cropping", above=0.0, maximum=1.0)
-    batch_by_image: bool = setting(False, "training batches of whole images, each with all its captions: the CNN runs "
-                                          "once per image, not per caption (--batch-size then counts images)")
-    tokenizer: str = setting("word", "caption tokenizer", ("word", "spm"))
-    vocab_size: int = setting(0, "tokenizer vocabulary size; 0 = its default (word: up to 20000 words; spm 8000)",
-                              minimum=0, maximum=1_000_000)
-    lowercase: bool = setting(True, "lowercase captions")
-    max_length: int = setting(32, "caption tokens kept in training (longer ones are cut) and generated at most",
-                              minimum=1, maximum=1024)
-    layers: int = setting(1, "LSTM layers or Transformer blocks", minimum=1, maximum=64)
-    units: int = setting(256, "LSTM units or the Transformer's d_model; also the size of the grid features",
-                         minimum=1, maximum=8192)
-    heads: int = setting(4, "attention heads (Transformer)", minimum=1, maximum=256)
-    beam: int = setting(1, "beam width used by evaluate and predict (1 = greedy; their --beam overrides it)",
-                        minimum=1, maximum=256)
-    length_penalty: float = setting(1.0, "beam score = log p / length ** this (evaluate's --length-penalty "
-                                         "overrides it)", minimum=0.0, maximum=10.0)
-    sample_images: int = setting(2, "validation images captioned after each epoch to show progress; 0 = none",
-                                 minimum=0, maximum=1000)
 
 
 @dataclasses.dataclass
@@ -100,12 +52,7 @@ def image_size(cfg) -> int:
     return cfg.image_size or DEFAULT_IMAGE_SIZE[cfg.backbone]
 
 
-class CaptioningTask(Task):
-    name = "caption"
-    description = "image captioning: images + captions -> a caption per image (BLEU-1..4)"
-    Config = CaptionConfig
-    architectures = ("lstm", "transformer")
-    data_settings = ("images", "captions")
+class CaptioningTask(CaptioningCard, Task):
 
     def default_overrides(self) -> dict[str, Any]:
         shapes = bundled_shapes()

@@ -17,29 +17,17 @@ import keras
 import numpy as np
 
 from seqtasks.batching import holdout_items
-from seqtasks.config import setting
 from seqtasks.errors import UserError
-from seqtasks.layers.pooling import POOLING_KINDS
 from seqtasks.metrics import classification_scores, unseen_warning
 from seqtasks.models.classifier import SequenceClassifier
-from seqtasks.models.encoder import ARCHITECTURES
 from seqtasks.readers.tables import LabeledText, read_labeled_texts
-from seqtasks.sequence_inputs import (EncoderSettings, InputEncoder, accuracy_fit_plan, build_input_encoder,
+from seqtasks.sequence_inputs import (InputEncoder, accuracy_fit_plan, build_input_encoder,
                                       check_settings, compiled_inference, dummy_inputs, encoder_arguments,
                                       input_signature, run_batches, split_words)
 from seqtasks.tasks.base import Task
+from seqtasks.tasks.cards.classify import ClassificationCard, ClassificationConfig  # noqa: F401
 from seqtasks.tokenizers import LabelVocabulary
 from seqtasks.training import FitPlan, dtype_policy
-
-
-@dataclasses.dataclass
-class ClassificationConfig(EncoderSettings):
-    data: str = setting("", "training data: TSV/CSV with a header, JSONL, .gz, or tfds:NAME[:SPLIT]", path="data")
-    text_col: str = setting("", "the text column: a header name (default: text, sentence, ...) or an index")
-    label_col: str = setting("", "the label column: a header name (default: label, class, ...) or an index")
-    tfds_dir: str = setting("", "tfds sources: the data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
-                            path="place")
-    pooling: str = setting("max", "how token states become one vector", POOLING_KINDS)
 
 
 @dataclasses.dataclass
@@ -55,11 +43,7 @@ def bundled_examples() -> Path:
     return bundled_path("sentiment_demo.tsv")
 
 
-class ClassificationTask(Task):
-    name = "classify"
-    description = "sequence classification: text -> label (TSV, CSV, JSONL); accuracy, macro-F1, confusion"
-    Config = ClassificationConfig
-    architectures = ARCHITECTURES
+class ClassificationTask(ClassificationCard, Task):
     monitor_name = "accuracy"
 
     def default_overrides(self) -> dict[str, Any]:

@@ -24,46 +24,16 @@ from typing import Any, Iterator, Sequence
 from seqtasks import decoding
 from seqtasks.batching import bucketed_epochs, fit_batch_size, holdout_items
 from seqtasks.completion_data import Pair, encode_pairs, evaluation_dataset, pair_batch, pair_signature, separator_id
-from seqtasks.config import TrainConfig, setting
 from seqtasks.errors import UserError
 from seqtasks.metrics import bleu_and_chrf
 from seqtasks.readers.pairs import open_pair_source
 from seqtasks.tokenizers import Tokenizer, train_tokenizer
 from seqtasks.training import FitPlan
-from seqtasks.tasks.lm import LanguageModelConfig, LanguageModelTask, scored_nats
+from seqtasks.tasks.cards.generate import ConditionalGenerationCard, ConditionalGenerationConfig  # noqa: F401
+from seqtasks.tasks.lm import LanguageModelTask, scored_nats
 
 SHAPE_SETTINGS = ("arch", "tokenizer", "vocab_size", "spm_model_type", "layers", "units", "heads", "positions",
                   "activation", "seq_len")
-
-
-# `train generate` takes the model settings of `train lm` as they are (same flags, defaults and help):
-# every lm setting but the training-loop ones and those about raw text and its samples
-_LM_ONLY = {"data", "valid", "valid_fraction", "doc_per_line", "text_key", "tfds_dir", "seq_len", "sample_tokens"}
-_MODEL_FIELDS = [f for f in dataclasses.fields(LanguageModelConfig)
-                 if f.name not in _LM_ONLY and f.name not in {t.name for t in dataclasses.fields(TrainConfig)}]
-
-
-@dataclasses.dataclass
-class _PairSettings(TrainConfig):
-    data: str = setting("", 'prompt/completion pairs: JSONL {"prompt": ..., "completion": ...} or a TSV '
-                            "prompt<TAB>completion (a file, folder or glob; .gz fine)", path="data")
-    valid: str = setting("", "validation pairs; default: the --valid-fraction of --data held out", path="data")
-    valid_fraction: float = setting(0.05, "share of the training pairs held out when --valid is not given",
-                                    minimum=0.0, below=1.0)
-    from_run: str = dataclasses.field(default="", metadata={
-        "help": "start from this lm or generate run: its tokenizer, model shape and weights",
-        "choices": None, "aliases": ("--from",), "path": "place"})
-
-
-ConditionalGenerationConfig = dataclasses.make_dataclass("ConditionalGenerationConfig", [
-    *((f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata)) for f in _MODEL_FIELDS),
-    ("seq_len", int, setting(128, "longest training sequence, prompt + separator + completion tokens "
-                                  "(the Transformer's context); longer pairs lose the start of the prompt",
-                             minimum=1, maximum=65536)),
-    ("sample_examples", int, setting(3, "validation prompts completed after each epoch to show progress; 0 = none",
-                                     minimum=0, maximum=1000)),
-], bases=(_PairSettings,))
-ConditionalGenerationConfig.__module__ = __name__
 
 
 @dataclasses.dataclass
@@ -79,10 +49,7 @@ def bundled_pairs() -> Path:
     return bundled_path("generation_example.jsonl")
 
 
-class ConditionalGenerationTask(LanguageModelTask):
-    name = "generate"
-    description = "conditional generation: prompt/completion pairs -> completions (exact match, chrF)"
-    Config = ConditionalGenerationConfig
+class ConditionalGenerationTask(ConditionalGenerationCard, LanguageModelTask):
     continues_prompt = False  # the output is the completion, not a continuation of the prompt's text
 
     def __init__(self):
@@ -168,6 +135,12 @@ class ConditionalGenerationTask(LanguageModelTask):
                              for (prompt, expected), output in zip(shown, outputs))
 
         return sample
+
+    def after_training(self, run, quiet: bool) -> list[str]:
+        if quiet:
+            return []
+        return ["", f'next: seqtasks predict {run.path} "PROMPT"   (the bundled example: "sort: owl moon tea"); '
+                    f"seqtasks evaluate {run.path} --data PAIRS"]
 
     def sample_during_training(self, cfg, tokenizer):
         return None  # plan() builds the per-epoch sample: it needs the validation pairs

@@ -15,10 +15,8 @@ from typing import Any, Iterator, Sequence
 import keras
 
 from seqtasks import decoding
-from seqtasks.config import TrainConfig, setting
 from seqtasks.errors import UserError
 from seqtasks.metrics import language_model_scores
-from seqtasks.layers.attention import ACTIVATIONS
 from seqtasks.models.language_model import RecurrentLanguageModel, TransformerLanguageModel
 from seqtasks.batching import epoch_datasets, fit_batch_size, steps_per_epoch
 from seqtasks.pipeline import (corpus_pieces, count_windows, encode_corpus, language_model_batches, language_model_windows,
@@ -27,37 +25,10 @@ from seqtasks.readers import open_text_source
 from seqtasks.tokenizers import PAD_ID, Tokenizer, load_tokenizer, train_tokenizer
 from seqtasks.training import FitPlan, dtype_policy
 from seqtasks.tasks.base import Task
+from seqtasks.tasks.cards.lm import LanguageModelCard, LanguageModelConfig  # noqa: F401  (the settings, as before)
 
 
 PREDICT_BATCH = 64  # prompts decoded together (bounded memory)
-
-
-@dataclasses.dataclass
-class LanguageModelConfig(TrainConfig):
-    data: str = setting("", "training text: a file, folder, glob, .gz, or tfds:NAME[:SPLIT]", path="data")
-    valid: str = setting("", "validation text; default: the last --valid-fraction of the training text", path="data")
-    valid_fraction: float = setting(0.05, "share of the training text held out when --valid is not given",
-                                    minimum=0.0, below=1.0)
-    doc_per_line: bool = setting(False, "each line is a document (default: each file is one)")
-    text_key: str = setting("", "tfds sources: the feature holding the text")
-    tfds_dir: str = setting("", "tfds sources: the data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
-                            path="place")
-    arch: str = setting("lstm", "model family", ("rnn", "gru", "lstm", "transformer"))
-    tokenizer: str = setting("char", "char, SentencePiece subwords (spm), words, or whitespace: text already "
-                             "tokenized, one sentence a line (perplexity per word)", ("char", "spm", "word", "whitespace"))
-    vocab_size: int = setting(0, "tokenizer vocabulary size; 0 = the tokenizer's default (spm 8000)",
-                              minimum=0, maximum=1_000_000)
-    spm_model_type: str = setting("unigram", "SentencePiece algorithm", ("unigram", "bpe"))
-    layers: int = setting(2, "recurrent layers or Transformer blocks", minimum=1, maximum=64)
-    units: int = setting(256, "hidden units (recurrent) or d_model (Transformer)", minimum=1, maximum=8192)
-    heads: int = setting(4, "attention heads (Transformer)", minimum=1, maximum=256)
-    positions: str = setting("learned", "Transformer position encoding", ("learned", "sinusoidal"))
-    activation: str = setting("gelu", "Transformer feed-forward nonlinearity (relu trains fastest on a CPU)",
-                              ACTIVATIONS)
-    seq_len: int = setting(128, "tokens per training window (the Transformer's context)", minimum=1, maximum=65536)
-    unroll: bool = setting(False, "rnn/gru/lstm: unroll the time loop (faster CPU steps, slower first compile)")
-    sample_tokens: int = setting(200, "tokens sampled after each epoch to show progress; 0 = none",
-                                 minimum=0, maximum=100_000)
 
 
 @dataclasses.dataclass
@@ -90,11 +61,7 @@ def scored_nats(model: keras.Model, dataset) -> tuple[float, float]:
     return total, count
 
 
-class LanguageModelTask(Task):
-    name = "lm"
-    description = "language modeling: raw text -> perplexity and bits per character; sample text"
-    Config = LanguageModelConfig
-    architectures = ("rnn", "gru", "lstm", "transformer")
+class LanguageModelTask(LanguageModelCard, Task):
 
     def default_overrides(self) -> dict[str, Any]:
         # a few minutes on 2 CPU cores: short warmup, a high learning rate, a sample every 100 steps
@@ -244,6 +211,12 @@ class LanguageModelTask(Task):
         for first in range(0, len(inputs), PREDICT_BATCH):
             for texts in self.generate_batch(run, inputs[first:first + PREDICT_BATCH], **options):
                 yield texts[0]  # batch by batch: the first outputs print before the last are decoded
+
+    def after_training(self, run, quiet: bool) -> list[str]:
+        if quiet:
+            return []
+        return ["", "sample from the best model:", "", run.sample("", max_new_tokens=300, temperature=0.8, seed=0),
+                "", f'next: seqtasks sample {run.path} --prompt "ROMEO:" --temperature 0.8']
 
     def sample_during_training(self, cfg, tokenizer: Tokenizer):
         if not cfg.sample_tokens:

@@ -19,32 +19,17 @@ import numpy as np
 
 from seqtasks import schemes
 from seqtasks.batching import holdout_items, pad
-from seqtasks.config import setting
 from seqtasks.errors import UserError
 from seqtasks.metrics import classification_scores, entity_scores, token_accuracy, unseen_warning
-from seqtasks.models.encoder import ARCHITECTURES
 from seqtasks.models.tagger import PAD_TAG, MaskedAccuracy, SequenceTagger
 from seqtasks.readers.conll import TaggedSentence, pretokenized_sentences, read_tagged_sentences
-from seqtasks.sequence_inputs import (EncoderSettings, InputEncoder, accuracy_fit_plan, build_input_encoder,
+from seqtasks.sequence_inputs import (InputEncoder, accuracy_fit_plan, build_input_encoder,
                                       check_settings, compiled_inference, dummy_inputs, encoder_arguments,
                                       input_signature, run_batches, split_words)
 from seqtasks.tasks.base import Task
+from seqtasks.tasks.cards.tag import TaggingCard, TaggingConfig  # noqa: F401
 from seqtasks.tokenizers import LabelVocabulary
 from seqtasks.training import FitPlan, dtype_policy
-
-
-@dataclasses.dataclass
-class TaggingConfig(EncoderSettings):
-    data: str = setting("", "training data: CoNLL or CoNLL-U files (a file, folder, glob; .gz)", path="data")
-    tokenizer: str = setting("word", "tokens: whole words, or SentencePiece pieces averaged per word (spm)",
-                             ("spm", "word"))
-    char_features: str = setting("cnn", "character features of each word", ("none", "cnn", "lstm"))
-    word_dropout: float = setting(0.05, "training: replace a word by <unk> with this probability",
-                                  minimum=0.0, below=1.0)
-    tag_col: str = setting("", "the tag column: an index from 0 (default: the last), or upos|xpos for CoNLL-U")
-    scheme: str = setting("auto", "chunk tag scheme of the data (auto: detect; none: plain tags such as POS)",
-                          ("auto", "iob1", "bio", "iobes", "none"))
-    crf: bool = setting(False, "a linear-chain CRF output layer (Viterbi decoding) instead of a softmax per token")
 
 
 @dataclasses.dataclass
@@ -65,11 +50,7 @@ def _pieces(sentence_tokens: list, max_len: int) -> list[tuple[int, int]]:
     return [(start, min(start + max_len, len(sentence_tokens))) for start in range(0, len(sentence_tokens), max_len)]
 
 
-class TaggingTask(Task):
-    name = "tag"
-    description = "sequence labeling: words -> tags (CoNLL, CoNLL-U; IOB1/BIO/IOBES); accuracy, entity F1"
-    Config = TaggingConfig
-    architectures = ARCHITECTURES
+class TaggingTask(TaggingCard, Task):
     monitor_name = "accuracy"
 
     def default_overrides(self) -> dict[str, Any]:

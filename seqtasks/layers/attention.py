@@ -145,7 +145,7 @@ class MultiHeadAttention(keras.layers.Layer):
         return {**super().get_config(), "d_model": self.d_model, "heads": self.heads, "dropout": self.dropout_rate}
 
 
-ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
+from seqtasks.choices import ACTIVATIONS  # noqa: E402  (TF-free: the settings list them)
 
 
 def _activation(name: str):

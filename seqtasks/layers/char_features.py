@@ -15,7 +15,7 @@ from keras import ops
 
 from seqtasks.layers.recurrent import RecurrentStack
 
-CHAR_FEATURE_KINDS = ("none", "cnn", "lstm")
+from seqtasks.choices import CHAR_FEATURE_KINDS  # noqa: E402  (TF-free: the settings list them)
 _MASKED = -1e9
 
 

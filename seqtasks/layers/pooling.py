@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-POOLING_KINDS = ("last", "mean", "max", "attention")
+from seqtasks.choices import POOLING_KINDS  # noqa: E402  (TF-free: the settings list them)
 _MASKED = -1e9
 
 

@@ -84,7 +84,7 @@ class _ImageCaptioner(keras.Model):
                 "encoder": keras.saving.serialize_keras_object(self.encoder)}
 
 
-INITIAL_STATES = ("grid", "mean")
+from seqtasks.choices import INITIAL_STATES  # noqa: E402  (TF-free: the settings list them)
 
 
 @keras.saving.register_keras_serializable(package="seqtasks")

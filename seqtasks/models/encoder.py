@@ -26,7 +26,7 @@ from seqtasks.layers.char_features import CharFeatures
 from seqtasks.models.freezing import layer_prefixes, recurrent_depth
 from seqtasks.tokenizers import UNK_ID
 
-ARCHITECTURES = ("rnn", "gru", "lstm", "transformer")
+from seqtasks.choices import ARCHITECTURES  # noqa: E402  (TF-free: the settings list them)
 
 
 @keras.saving.register_keras_serializable(package="seqtasks")

@@ -29,7 +29,7 @@ from keras import ops
 from seqtasks.errors import UserError
 from seqtasks.layers import LearnedPosition
 
-BACKBONES = ("cnn", "efficientnetb0", "mobilenetv2", "resnet50")
+from seqtasks.choices import BACKBONES  # noqa: E402  (TF-free: the settings list them)
 PRETRAINED_BACKBONES = BACKBONES[1:]
 # caffe-style preprocessing of ResNet50: BGR channel order, ImageNet mean subtracted, no scaling
 _RESNET_BGR_MEAN = (103.939, 116.779, 123.68)

@@ -30,7 +30,7 @@ from keras import ops
 from seqtasks.layers import AdditiveAttention, MultiplicativeAttention, RecurrentStack
 from seqtasks.models.freezing import layer_prefixes, recurrent_depth
 
-ATTENTION_KINDS = ("none", "bahdanau", "luong")
+from seqtasks.choices import ATTENTION_KINDS  # noqa: E402  (TF-free: the settings list them)
 PAD_ID = 0
 
 

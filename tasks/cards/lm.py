@@ -1,0 +1,47 @@
+"""The lm task's card: its settings and what `seqtasks tasks` and `seqtasks train lm --help` show.
+
+It imports no TensorFlow, so that help answers at once; the task itself is tasks/lm.py.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from seqtasks.choices import ACTIVATIONS
+from seqtasks.config import TrainConfig, setting
+from seqtasks.tasks.base import TaskCard
+
+
+@dataclasses.dataclass
+class LanguageModelConfig(TrainConfig):
+    data: str = setting("", "training text: a file, folder, glob, .gz, or tfds:NAME[:SPLIT]", path="data")
+    valid: str = setting("", "validation text; default: the last --valid-fraction of the training text", path="data")
+    valid_fraction: float = setting(0.05, "share of the training text held out when --valid is not given",
+                                    minimum=0.0, below=1.0)
+    doc_per_line: bool = setting(False, "each line is a document (default: each file is one)")
+    text_key: str = setting("", "tfds sources: the feature holding the text")
+    tfds_dir: str = setting("", "tfds sources: the data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
+                            path="place")
+    arch: str = setting("lstm", "model family", ("rnn", "gru", "lstm", "transformer"))
+    tokenizer: str = setting("char", "char, SentencePiece subwords (spm), words, or whitespace: text already "
+                             "tokenized, one sentence a line (perplexity per word)", ("char", "spm", "word", "whitespace"))
+    vocab_size: int = setting(0, "tokenizer vocabulary size; 0 = the tokenizer's default (spm 8000)",
+                              minimum=0, maximum=1_000_000)
+    spm_model_type: str = setting("unigram", "SentencePiece algorithm", ("unigram", "bpe"))
+    layers: int = setting(2, "recurrent layers or Transformer blocks", minimum=1, maximum=64)
+    units: int = setting(256, "hidden units (recurrent) or d_model (Transformer)", minimum=1, maximum=8192)
+    heads: int = setting(4, "attention heads (Transformer)", minimum=1, maximum=256)
+    positions: str = setting("learned", "Transformer position encoding", ("learned", "sinusoidal"))
+    activation: str = setting("gelu", "Transformer feed-forward nonlinearity (relu trains fastest on a CPU)",
+                              ACTIVATIONS)
+    seq_len: int = setting(128, "tokens per training window (the Transformer's context)", minimum=1, maximum=65536)
+    unroll: bool = setting(False, "rnn/gru/lstm: unroll the time loop (faster CPU steps, slower first compile)")
+    sample_tokens: int = setting(200, "tokens sampled after each epoch to show progress; 0 = none",
+                                 minimum=0, maximum=100_000)
+
+
+class LanguageModelCard(TaskCard):
+    name = "lm"
+    description = "language modeling: raw text -> perplexity and bits per character; sample text"
+    Config = LanguageModelConfig
+    architectures = ("rnn", "gru", "lstm", "transformer")
+    example = "seqtasks train lm --data corpus.txt --arch transformer --max-time 20 --out runs/lm"
