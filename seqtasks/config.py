@@ -45,8 +45,9 @@ class TrainConfig:
                               minimum=1, maximum=65536)
     epochs: int | None = setting(None, "passes over the training data; default: as many as --max-time allows, "
                                        "or 10 without --max-time", minimum=1, maximum=1_000_000)
-    steps_per_epoch: int = setting(0, "steps between validations; 0 = one pass over the training data",
-                                   minimum=0, maximum=10**9)
+    steps_per_epoch: int = setting(0, "training batches between validations (an epoch), cut from one stream of "
+                                      "shuffled passes over the training data: an epoch may end mid-pass, the next "
+                                      "goes on from there; 0 = one pass", minimum=0, maximum=10**9)
     lr: float = setting(2e-3, "peak learning rate of AdamW", minimum=0.0, maximum=10.0)
     warmup_steps: int = setting(100, "steps of linear warmup before the cosine decay (at most half the planned "
                                      "steps: a longer one shrinks to a tenth of them)", minimum=0, maximum=10**9)

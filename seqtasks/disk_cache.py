@@ -49,6 +49,43 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.tmp{os.getpid()}")
 
 
+def cached_entry(cache_dir: str | Path | None, key: str, suffix: str, build: Callable[[Path], dict[str, Any]],
+                 whole: Callable[[dict[str, Any], Path], bool]) -> tuple[Path, dict[str, Any]]:
+    """The data file CACHE/KEY.SUFFIX and its metadata CACHE/KEY.json, the one way every cache entry is
+    made and found (encoded ids, decoded images, backbone features).
+
+    A hit is an entry whose metadata reads and for which whole(meta, data path) holds (its data agrees
+    with it): it is marked used. A miss calls build(temporary path), which writes the data there and
+    returns its metadata; the data is renamed into place, then the metadata written, so a half-written
+    entry is never found. A failed write is one line (write_error); the folder is tidied either way.
+    """
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    data_path, meta_path = cache_dir / f"{key}{suffix}", cache_dir / f"{key}.json"
+    meta = read_meta(meta_path, lambda meta: whole(meta, data_path))
+    if meta is not None:
+        mark_used(data_path, meta_path)
+        tidy(cache_dir, keep=key)
+        return data_path, meta
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise write_error(cache_dir, error) from None
+    tidy(cache_dir, keep=key)
+    temporary = temporary_path(data_path)
+    try:
+        meta = build(temporary)
+        os.replace(temporary, data_path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise write_error(cache_dir, error) from None
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    write_meta(meta_path, meta)
+    tidy(cache_dir, keep=key)  # now counting the new entry
+    return data_path, meta
+
+
 def read_meta(meta_path: Path, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
     """An entry's metadata if it is whole and `check(meta)` holds (its data agrees), else None."""
     try:

@@ -10,16 +10,16 @@
                 when training flips images) computed once and cached the same way, keyed by the
                 pixels' key and a hash of the backbone's weights.
     batches     (inputs, [BOS] + ids) -> ids + [EOS], padded with 0 to the longest caption of the
-                batch; in training, shuffled by (seed, epoch), grouped by length, mirrored left-right
-                at random (tf.image.stateless_random_flip_left_right, or the mirrored features), and
-                with `crop_area` < 1 cut to a random box and resized back (`random_crops`).
+                batch; in training, passes shuffled by (seed, pass), grouped by length (seqtasks.batching),
+                mirrored left-right at random (tf.image.stateless_random_flip_left_right, or the
+                mirrored features), and with `crop_area` < 1 cut to a random box and resized back
+                (`random_crops`).
                 With `by_image`, a batch holds whole images, each with all of its captions, so a
                 trainable CNN runs once per image rather than once per caption.
 """
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -27,8 +27,10 @@ from typing import Sequence
 import numpy as np
 
 from seqtasks import disk_cache
-from seqtasks.disk_cache import default_cache_dir
+from seqtasks.batching import batch_dataset, length_bucketed_batches, pad, stream_batches
+from seqtasks.errors import UserError
 from seqtasks.pipeline import Progress
+from seqtasks.readers.images import CaptionedImages
 
 _DECODE_VERSION = "seqtasks images v1"
 _LENGTH_GROUP_BATCHES = 20  # training batches are formed among this many batches' worth of similar-length captions
@@ -132,41 +134,22 @@ def _cached_array(cache_dir, name: str, shape: tuple, dtype, make) -> tuple[np.n
     """A memory-mapped array cache_dir/NAME.array (made by make(out) -> meta on a miss), and its meta.
     The array file appears only once complete; its space is reserved before the memory map is
     written, so a full disk is a one-line error rather than a SIGBUS. A damaged entry is rebuilt."""
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    data_path, meta_path = cache_dir / f"{name}.array", cache_dir / f"{name}.json"
     size = int(np.prod(shape)) * np.dtype(dtype).itemsize
 
-    def whole(meta: dict) -> bool:
+    def whole(meta: dict, data_path: Path) -> bool:
         return (tuple(meta["shape"]) == tuple(shape) and meta["dtype"] == np.dtype(dtype).name
                 and data_path.stat().st_size == size)
 
-    meta = disk_cache.read_meta(meta_path, whole)
-    if meta is not None:
-        disk_cache.mark_used(data_path, meta_path)
-        disk_cache.tidy(cache_dir, keep=name)
-        return np.memmap(data_path, dtype=dtype, mode="r", shape=shape), meta
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise disk_cache.write_error(cache_dir, error) from None
-    disk_cache.tidy(cache_dir, keep=name)
-    temporary = disk_cache.temporary_path(data_path)
-    try:
+    def build(temporary: Path) -> dict:
         with open(temporary, "wb") as handle:
-            disk_cache.preallocate(handle, size, cache_dir)
+            disk_cache.preallocate(handle, size, temporary.parent)
         out = np.memmap(temporary, dtype=dtype, mode="r+", shape=shape)
         meta = {**make(out), "shape": list(shape), "dtype": np.dtype(dtype).name}
         out.flush()
         del out
-        os.replace(temporary, data_path)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise disk_cache.write_error(cache_dir, error) from None
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    disk_cache.write_meta(meta_path, meta)
-    disk_cache.tidy(cache_dir, keep=name)  # now counting the new entry
+        return meta
+
+    data_path, meta = disk_cache.cached_entry(cache_dir, name, ".array", build, whole)
     return np.memmap(data_path, dtype=dtype, mode="r", shape=shape), meta
 
 
@@ -192,6 +175,43 @@ def caption_examples(captions_per_image: Sequence[Sequence[list[int]]], image_ro
     return CaptionExamples(np.asarray(rows, np.int64), tuple(ids))
 
 
+@dataclass(frozen=True)
+class ImageSet:
+    """Captioned images and their decoded pixels: image i of `images` is row rows[i] of `decoded`."""
+
+    images: CaptionedImages
+    decoded: DecodedImages
+    rows: np.ndarray
+
+    @property
+    def pixels(self) -> np.ndarray:
+        return self.decoded.pixels
+
+    def part(self, indices: np.ndarray) -> "ImageSet":
+        """The ImageSet of images `indices` of these."""
+        return ImageSet(self.images.subset(indices), self.decoded, self.rows[indices])
+
+    def examples(self, tokenizer, max_length: int) -> "CaptionExamples":
+        """One example per caption, its ids cut to max_length tokens."""
+        encoded = [tokenizer.encode_batch(list(captions)) for captions in self.images.captions]
+        return caption_examples(encoded, self.rows, max_length)
+
+
+def decoded_images(images: CaptionedImages, size: int, training: bool = False, skip_bad: bool = False) -> ImageSet:
+    """Decode (or load from the cache) every image; an undecodable one is an error, or is skipped."""
+    decoded = cached_pixels(images.paths, size)
+    if decoded.failed and not skip_bad:
+        first = decoded.failed[0]
+        others = f" ({len(decoded.failed) - 1} more cannot be decoded either)" if len(decoded.failed) > 1 else ""
+        raise UserError(f"cannot decode the image {images.paths[first]} as JPEG, PNG, GIF or BMP{others}",
+                        images.where[first], "replace or remove the file" +
+                        (", or pass --skip-bad-images to leave such images out" if training else ""))
+    good = np.setdiff1d(np.arange(len(images)), decoded.failed)
+    if not len(good):
+        raise UserError("none of the images can be decoded", images.folder, "check the image files")
+    return ImageSet(images.subset(good, skipped=len(decoded.failed)), decoded, good)
+
+
 def training_steps(examples: CaptionExamples, batch_size: int, by_image: bool = False) -> int:
     """Full batches per pass (one smaller batch when there are fewer examples than a batch); with
     `by_image`, batch_size counts images (each brings all of its captions)."""
@@ -199,7 +219,7 @@ def training_steps(examples: CaptionExamples, batch_size: int, by_image: bool = 
     return max(1, units // batch_size)
 
 
-def _units(examples: CaptionExamples, by_image: bool) -> list[np.ndarray]:
+def batch_units(examples: CaptionExamples, by_image: bool) -> list[np.ndarray]:
     """What a batch is made of: single captions, or with `by_image` each image's captions (example indices)."""
     if not by_image:
         return [np.array([i]) for i in range(len(examples))]
@@ -207,22 +227,17 @@ def _units(examples: CaptionExamples, by_image: bool) -> list[np.ndarray]:
     return np.split(order, np.flatnonzero(np.diff(examples.rows[order])) + 1)
 
 
-def _pass_batches(examples: CaptionExamples, batch_size: int, seed: int, pass_index: int,
-                  by_image: bool = False) -> list[np.ndarray]:
-    """The batches of one pass over the captions (arrays of example indices): a shuffle set by
-    (seed, pass_index), units of similar length grouped into the same batch (less padding), the
-    batches in random order. A unit is a caption, or with `by_image` an image with all its captions
-    (its length: its longest caption's)."""
-    units = _units(examples, by_image)
-    rng = np.random.default_rng([seed, pass_index])
-    steps, size = training_steps(examples, batch_size, by_image), min(batch_size, len(units))
-    order = rng.permutation(len(units))[:steps * size]
-    lengths = np.array([max(len(examples.ids[i]) for i in units[u]) for u in order])
-    group = size * _LENGTH_GROUP_BATCHES
-    for first in range(0, len(order), group):
-        chunk = slice(first, first + group)
-        order[chunk] = order[chunk][np.argsort(lengths[chunk], kind="stable")]
-    return [np.concatenate([units[u] for u in order[b * size:(b + 1) * size]]) for b in rng.permutation(steps)]
+def pass_batches(examples: CaptionExamples, batch_size: int, seed: int, pass_index: int,
+                 by_image: bool = False) -> list[np.ndarray]:
+    """The batches of one pass over the captions (arrays of example indices): full batches of units of
+    similar length (batching.length_bucketed_batches within groups of a few batches), in an order set by
+    (seed, pass_index). A unit is a caption, or with `by_image` an image with all its captions (its
+    length: its longest caption's)."""
+    units = batch_units(examples, by_image)
+    lengths = np.array([max(len(examples.ids[i]) for i in unit) for unit in units])
+    batches = length_bucketed_batches(lengths, min(batch_size, len(units)), shuffle=True, seed=seed, epoch=pass_index,
+                                      window_batches=_LENGTH_GROUP_BATCHES, drop_remainder=True)
+    return [np.concatenate([units[u] for u in batch]) for batch in batches]
 
 
 def random_crops(pixels, smallest_area: float, seed):
@@ -252,7 +267,7 @@ def caption_batches(images: np.ndarray, examples: CaptionExamples, batch_size: i
     `images`: pixels (N, size, size, 3) uint8 -> float32 in [0, 255]; or frozen-backbone features
     (views, N, H', W', C) float16 -> float32, where view 1 holds the mirrored images' features.
     Training: batches first_batch .. first_batch + num_batches - 1 of an endless stream of passes
-    (`_pass_batches`), so an epoch is a slice of the stream and a resumed run starts its slice at the
+    (`pass_batches`), so an epoch is a slice of the stream and a resumed run starts its slice at the
     next batch; with `flip`, each image is mirrored with probability ½, by (seed, batch); with
     `crop_area` < 1 (pixels only), each image is a random crop of at least that share of it.
     Evaluation: every caption once, in order (with `by_image`, batch_size images at a time).
@@ -260,26 +275,21 @@ def caption_batches(images: np.ndarray, examples: CaptionExamples, batch_size: i
     import tensorflow as tf
 
     features = images.ndim == 5
-    per_pass = training_steps(examples, batch_size, by_image)
-    if not training:
-        units = _units(examples, by_image)
+    if training:
+        def numbered():
+            return stream_batches(lambda index: pass_batches(examples, batch_size, seed, index, by_image),
+                                  training_steps(examples, batch_size, by_image),
+                                  range(first_batch, first_batch + num_batches))
+    else:
+        units = batch_units(examples, by_image)
         evaluation = [np.concatenate(units[first:first + batch_size]) for first in range(0, len(units), batch_size)]
-        first_batch, num_batches = 0, len(evaluation)
+        num_batches = len(evaluation)
 
-    current_pass: dict[int, list[np.ndarray]] = {}  # the pass being read: its index -> its batches
-
-    def members_of(number: int) -> np.ndarray:
-        if not training:
-            return evaluation[number]
-        pass_index = number // per_pass
-        if pass_index not in current_pass:
-            current_pass.clear()
-            current_pass[pass_index] = _pass_batches(examples, batch_size, seed, pass_index, by_image)
-        return current_pass[pass_index][number % per_pass]
+        def numbered():
+            return enumerate(evaluation)
 
     def generate():
-        for number in range(first_batch, first_batch + num_batches):
-            members = members_of(number)
+        for number, members in numbered():
             rows = examples.rows[members]
             if by_image:  # each image once; image_of[k] is caption k's position among them
                 rows, image_of = np.unique(rows, return_inverse=True)
@@ -292,13 +302,9 @@ def caption_batches(images: np.ndarray, examples: CaptionExamples, batch_size: i
                 x = images[views, rows]
             else:
                 x = images[rows]
-            ids = [examples.ids[i] for i in members]
-            width = max(len(i) for i in ids) + 1
-            inputs = np.zeros((len(ids), width), np.int32)
-            targets = np.zeros((len(ids), width), np.int32)
-            for j, caption in enumerate(ids):
-                inputs[j, :len(caption) + 1] = [bos_id, *caption]
-                targets[j, :len(caption) + 1] = [*caption, eos_id]
+            captions = [examples.ids[i] for i in members]
+            inputs = pad([np.insert(caption, 0, bos_id) for caption in captions])
+            targets = pad([np.append(caption, eos_id) for caption in captions])
             yield np.asarray(x), inputs, targets, image_of.astype(np.int32), number
 
     x_shape = images.shape[2:] if features else images.shape[1:]
@@ -306,7 +312,6 @@ def caption_batches(images: np.ndarray, examples: CaptionExamples, batch_size: i
     signature = (tf.TensorSpec((None, *x_shape), x_dtype), tf.TensorSpec((None, None), tf.int32),
                  tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((None,), tf.int32),
                  tf.TensorSpec((), tf.int64))
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
 
     def to_model(x, inputs, targets, image_of, number):
         x = tf.cast(x, tf.float32)
@@ -317,5 +322,4 @@ def caption_batches(images: np.ndarray, examples: CaptionExamples, batch_size: i
             x = tf.image.stateless_random_flip_left_right(x, seed=batch_seed)
         return ((x, inputs, image_of) if by_image else (x, inputs)), targets
 
-    dataset = dataset.map(to_model, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.apply(tf.data.experimental.assert_cardinality(num_batches)).prefetch(tf.data.AUTOTUNE)
+    return batch_dataset(generate, signature, num_batches, transform=to_model)

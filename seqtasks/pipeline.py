@@ -11,7 +11,6 @@ windows from that file through a memory map, so memory stays flat however large 
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -21,11 +20,11 @@ from typing import Iterator
 import numpy as np
 
 from seqtasks import disk_cache
-from seqtasks.disk_cache import default_cache_dir
+from seqtasks.batching import batch_dataset, pad, stream_dataset
 from seqtasks.errors import UserError
 from seqtasks.tokenizers import safe_pieces
 
-__all__ = ["EncodedCorpus", "Progress", "default_cache_dir", "encode_corpus", "corpus_pieces"]
+__all__ = ["EncodedCorpus", "Progress", "encode_corpus", "corpus_pieces", "training_corpora"]
 
 READ_BLOCK_CHARS = 1 << 17  # characters read at once
 ENCODE_BATCH_CHARS = 1 << 17  # characters encoded at once: their arrays stay in the CPU cache
@@ -74,29 +73,16 @@ def encode_corpus(source, tokenizer, cache_dir: str | Path | None = None, show_p
     ids already end a line with EOS, the whitespace one, gets no second). The cache entry appears
     only once complete; a damaged one is rebuilt.
     """
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     key = hashlib.sha256(f"{_FORMAT}|{source.fingerprint()}|{tokenizer.fingerprint()}".encode()).hexdigest()[:32]
-    ids_path, meta_path = cache_dir / f"{key}.ids", cache_dir / f"{key}.json"
 
-    def whole(meta: dict) -> bool:
+    def whole(meta: dict, ids_path: Path) -> bool:
         return (meta["format"] == _FORMAT and ids_path.stat().st_size == meta["tokens"] * np.dtype(meta["dtype"]).itemsize
                 and meta["tokens"] > 0)
 
-    meta = disk_cache.read_meta(meta_path, whole)
-    if meta is not None:
-        disk_cache.mark_used(ids_path, meta_path)
-        disk_cache.tidy(cache_dir, keep=key)
-        return EncodedCorpus(np.memmap(ids_path, dtype=meta["dtype"], mode="r"), meta["characters"])
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise disk_cache.write_error(cache_dir, error) from None
-    disk_cache.tidy(cache_dir, keep=key)
-    dtype = np.uint16 if tokenizer.vocab_size <= np.iinfo(np.uint16).max else np.uint32
-    temporary = disk_cache.temporary_path(ids_path)
-    total_bytes = sum(path.stat().st_size for path in source.paths)
-    progress = Progress(total_bytes, "tokenizing") if show_progress else None
-    try:
+    def build(temporary: Path) -> dict:
+        dtype = np.uint16 if tokenizer.vocab_size <= np.iinfo(np.uint16).max else np.uint32
+        total_bytes = sum(path.stat().st_size for path in source.paths)
+        progress = Progress(total_bytes, "tokenizing") if show_progress else None
         with open(temporary, "wb") as out:
             np.asarray([tokenizer.eos_id], dtype).tofile(out)
             tokens, text_tokens, characters = 1, 0, 0
@@ -111,17 +97,11 @@ def encode_corpus(source, tokenizer, cache_dir: str | Path | None = None, show_p
             progress.finish()
         if text_tokens == 0:
             raise UserError("the text encodes to no tokens", source.spec, "give a corpus with some text in it")
-        os.replace(temporary, ids_path)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise disk_cache.write_error(cache_dir, error) from None
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    disk_cache.write_meta(meta_path, {"format": _FORMAT, "dtype": np.dtype(dtype).name, "tokens": tokens,
-                                      "characters": characters, "source": source.spec})
-    disk_cache.tidy(cache_dir, keep=key)  # now counting the new entry
-    return EncodedCorpus(np.memmap(ids_path, dtype=dtype, mode="r"), characters)
+        return {"format": _FORMAT, "dtype": np.dtype(dtype).name, "tokens": tokens, "characters": characters,
+                "source": source.spec}
+
+    ids_path, meta = disk_cache.cached_entry(cache_dir, key, ".ids", build, whole)
+    return EncodedCorpus(np.memmap(ids_path, dtype=meta["dtype"], mode="r"), meta["characters"])
 
 
 def _encoded_batches(source, tokenizer) -> Iterator[tuple[np.ndarray, int, int]]:
@@ -193,17 +173,6 @@ def count_windows(num_tokens: int, seq_len: int) -> int:
     return max((num_tokens - 1) // seq_len, 0)
 
 
-def fit_batch_size(batch_size: int, available: int, items: str) -> int:
-    """The batch size for training data of `available` items (`items`: "examples", "windows of 128
-    tokens"): batch_size, or all of them when there are fewer, said in one line, so that a small
-    corpus trains (one step per pass) instead of failing on a batch it cannot fill."""
-    if available >= batch_size or available < 1:
-        return batch_size
-    print(f"note: the training data holds {available} {items}: batch size {batch_size} -> {available} "
-          "(one step per pass over it)", flush=True)
-    return available
-
-
 def batches_per_pass(corpus: EncodedCorpus, seq_len: int, batch_size: int) -> int:
     """Full training batches in one pass over the corpus."""
     return count_windows(len(corpus.ids), seq_len) // batch_size
@@ -233,19 +202,16 @@ def language_model_batches(corpus: EncodedCorpus, seq_len: int, batch_size: int,
     per_pass = batches_per_pass(corpus, seq_len, batch_size)
     window = np.arange(seq_len + 1, dtype=np.int64)
 
-    def batches():
-        pass_index, starts = -1, None
-        for global_batch in range(first_batch, first_batch + num_batches):
-            if global_batch // per_pass != pass_index:
-                pass_index = global_batch // per_pass
-                starts = _pass_window_starts(len(ids), seq_len, seed, pass_index)
-            first = (global_batch % per_pass) * batch_size
-            tokens = ids[starts[first:first + batch_size, None] + window[None, :]].astype(np.int32)
-            yield tokens[:, :-1], tokens[:, 1:]
+    def pass_batches(pass_index: int) -> np.ndarray:
+        starts = _pass_window_starts(len(ids), seq_len, seed, pass_index)
+        return starts[:per_pass * batch_size].reshape(per_pass, batch_size)
+
+    def batch(_, starts: np.ndarray):
+        tokens = ids[starts[:, None] + window[None, :]].astype(np.int32)
+        return tokens[:, :-1], tokens[:, 1:]
 
     spec = tf.TensorSpec((batch_size, seq_len), tf.int32)
-    dataset = tf.data.Dataset.from_generator(batches, output_signature=(spec, spec))
-    return dataset.apply(tf.data.experimental.assert_cardinality(num_batches)).prefetch(tf.data.AUTOTUNE)
+    return stream_dataset(pass_batches, per_pass, range(first_batch, first_batch + num_batches), batch, (spec, spec))
 
 
 def language_model_windows(corpus: EncodedCorpus, seq_len: int, batch_size: int, pad_id: int = 0):
@@ -255,41 +221,39 @@ def language_model_windows(corpus: EncodedCorpus, seq_len: int, batch_size: int,
 
     ids = corpus.ids
     starts = np.arange(0, max(len(ids) - 1, 0), seq_len, dtype=np.int64)
-    window = np.arange(seq_len + 1, dtype=np.int64)
 
     def batches():
         for first in range(0, len(starts), batch_size):
-            positions = starts[first:first + batch_size, None] + window[None, :]
-            valid = positions < len(ids)
-            tokens = np.where(valid, ids[np.minimum(positions, len(ids) - 1)], pad_id).astype(np.int32)
+            windows = [ids[start:start + seq_len + 1] for start in starts[first:first + batch_size]]
+            tokens = pad(windows, seq_len + 1, value=pad_id)
             yield tokens[:, :-1], tokens[:, 1:]
 
     spec = tf.TensorSpec((None, seq_len), tf.int32)
-    dataset = tf.data.Dataset.from_generator(batches, output_signature=(spec, spec))
-    num_batches = -(-len(starts) // batch_size)
-    return dataset.apply(tf.data.experimental.assert_cardinality(num_batches)).prefetch(tf.data.AUTOTUNE)
+    return batch_dataset(batches, (spec, spec), -(-len(starts) // batch_size))
 
 
-def length_bucketed_batches(lengths, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
-                            window_batches: int = 100) -> list[np.ndarray]:
-    """Example indices grouped into batches of similar length, so padding stays small.
-
-    Training (shuffle=True): the examples are shuffled, sorted by length within windows of
-    window_batches × batch_size consecutive examples, cut into batches, and the batches shuffled; all
-    of it depends only on (seed, epoch), so a resumed run rebuilds the same batches and skips the ones
-    it has seen. Evaluation: sorted by length, shortest first. Either way every example appears once,
-    in ceil(n / batch_size) batches (the last may be smaller).
-    """
-    lengths = np.asarray(lengths)
-    if not shuffle:
-        order = np.argsort(lengths, kind="stable")
-        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(lengths))
-    window = batch_size * window_batches
-    batches = []
-    for start in range(0, len(order), window):
-        chunk = order[start:start + window]
-        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]
+def training_corpora(train_source, valid_source, tokenizer, seq_len: int, valid_fraction: float
+                     ) -> tuple[EncodedCorpus, EncodedCorpus]:
+    """(training ids, validation ids) of TextSources, encoded (cached). With no validation source, the
+    last valid_fraction of the training ids is held out: the tail of the stream, not random windows,
+    since neighbouring windows share text. A corpus of a window or two is too small to hold out: it
+    trains and validates on all of it, said in a note. Too short to train on is a UserError."""
+    train = encode_corpus(train_source, tokenizer)
+    if valid_source is not None:
+        valid = encode_corpus(valid_source, tokenizer)
+    else:
+        whole = valid = train
+        if count_windows(len(whole), seq_len) >= 1:  # (else the error below names the whole count)
+            train, valid = whole.split(valid_fraction)
+        if whole is not train and (len(valid) < 2 or count_windows(len(train), seq_len) < 1):
+            print(f"note: {len(whole):,} tokens are too few to hold out --valid-fraction {valid_fraction:g}: "
+                  "validation scores the training text (give --valid for a fair score)", flush=True)
+            train, valid = whole, whole
+    if count_windows(len(train), seq_len) < 1:
+        fits = f"use --seq-len {len(train) - 1} or less, or more text" if len(train) > 1 else "give more text"
+        raise UserError(f"the training text is shorter than one window: {len(train)} tokens, and a window of "
+                        f"--seq-len {seq_len} takes {seq_len + 1}", train_source.spec, fits)
+    if len(valid) < 2:
+        raise UserError("the validation text is too short to score", (valid_source or train_source).spec,
+                        "give a longer --valid text or raise --valid-fraction")
+    return train, valid

@@ -5,7 +5,7 @@
                       word vocabulary), the character vocabulary, the label vocabulary, and a small
                       inputs.json (tokenizer kind, lowercase, tag schemes)
     padded_inputs     encoded examples -> the encoder's input dict of padded numpy arrays
-    accuracy_fit_plan batches of similar length (pipeline.length_bucketed_batches), padded per batch
+    accuracy_fit_plan batches of similar length (seqtasks.batching), padded per batch
 
 Words are what tags align with: CoNLL tokens as given, or raw text split by `split_words`. A word
 tokenizer looks words up whole; a SentencePiece tokenizer gives each word its pieces (tagging) or
@@ -21,8 +21,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from seqtasks.batching import batch_dataset, bucketed_epochs, fit_batch_size, length_bucketed_batches, pad, pad_nested
 from seqtasks.errors import UserError
-from seqtasks.pipeline import fit_batch_size, length_bucketed_batches
 from seqtasks.training import FitPlan
 from seqtasks.tokenizers import (SPECIAL_TOKENS, UNK_ID, CharTokenizer, LabelVocabulary, Tokenizer, WordTokenizer,
                                  load_tokenizer, train_tokenizer)
@@ -162,26 +162,10 @@ def dummy_inputs(prep: InputEncoder, token_pieces: bool) -> dict[str, np.ndarray
 
 def padded_inputs(encoded: Sequence[tuple[list, list | None]]) -> dict[str, np.ndarray]:
     """[(tokens, chars)] -> {"tokens": (batch, time[, pieces]), "chars": (batch, time, chars)}, 0-padded."""
-    time = max(len(tokens) for tokens, _ in encoded)
-    nested = isinstance(encoded[0][0][0], list)
-    if nested:
-        pieces = max(len(word) for tokens, _ in encoded for word in tokens)
-        token_array = np.zeros((len(encoded), time, pieces), np.int32)
-        for row, (tokens, _) in enumerate(encoded):
-            for position, word in enumerate(tokens):
-                token_array[row, position, :len(word)] = word
-    else:
-        token_array = np.zeros((len(encoded), time), np.int32)
-        for row, (tokens, _) in enumerate(encoded):
-            token_array[row, :len(tokens)] = tokens
-    inputs = {"tokens": token_array}
-    if encoded[0][1] is not None:
-        width = max(len(word) for _, chars in encoded for word in chars)
-        char_array = np.zeros((len(encoded), time, width), np.int32)
-        for row, (_, chars) in enumerate(encoded):
-            for position, word in enumerate(chars):
-                char_array[row, position, :len(word)] = word
-        inputs["chars"] = char_array
+    tokens = [tokens for tokens, _ in encoded]
+    inputs = {"tokens": pad_nested(tokens) if isinstance(tokens[0][0], list) else pad(tokens)}
+    if encoded[0][1] is not None:  # one character row per token: the same time axis
+        inputs["chars"] = pad_nested([chars for _, chars in encoded])
     return inputs
 
 
@@ -192,14 +176,6 @@ def input_signature(prep: InputEncoder, token_pieces: bool) -> dict[str, Any]:
     if prep.chars is not None:
         signature["chars"] = tf.TensorSpec((None, None, None), tf.int32)
     return signature
-
-
-def dataset_from_batches(make_batches, signature, batches: int) -> Any:
-    """A tf.data.Dataset of `batches` (inputs, targets) batches from a generator function, prefetched."""
-    import tensorflow as tf
-
-    dataset = tf.data.Dataset.from_generator(make_batches, output_signature=signature)
-    return dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(tf.data.AUTOTUNE)
 
 
 def run_batches(function, encoded: Sequence[tuple[list, list | None]], batch_size: int) -> list[np.ndarray]:
@@ -221,33 +197,19 @@ def compiled_inference(function, prep: InputEncoder, token_pieces: bool):
     return lambda inputs: traced(inputs).numpy()
 
 
-def held_out_split(examples: list, fraction: float, seed: int) -> tuple[list, list]:
-    """A seeded random `fraction` of the examples for validation, the rest for training."""
-    order = np.random.default_rng(seed).permutation(len(examples))
-    cut = len(examples) - max(1, int(round(len(examples) * fraction)))
-    if cut < 1:
-        raise UserError(f"only {len(examples)} examples: too few to hold some out for validation", None,
-                        "give more data or a separate --valid file")
-    return [examples[i] for i in sorted(order[:cut])], [examples[i] for i in sorted(order[cut:])]
-
-
 def accuracy_fit_plan(cfg, train: tuple[list, list], valid: tuple[list, list], input_spec, target_spec,
                       collate) -> FitPlan:
     """The FitPlan of classify and tag: (encoded inputs, targets) batched by length, every batch padded
     to its longest example, `collate(targets)` -> the batch's target array; validation accuracy watched."""
     batch_size = fit_batch_size(cfg.batch_size, len(train[0]), "examples")
-    per_epoch = -(-len(train[0]) // batch_size)
-    steps = cfg.steps_per_epoch or per_epoch
+    signature = (input_spec, target_spec)
 
-    def batches(examples, targets, shuffle, epoch):
-        lengths = [len(tokens) for tokens, _ in examples]
-        for indices in length_bucketed_batches(lengths, batch_size, shuffle=shuffle, seed=cfg.seed, epoch=epoch):
-            yield padded_inputs([examples[i] for i in indices]), collate([targets[i] for i in indices])
+    def batch(examples, targets, indices):
+        return padded_inputs([examples[i] for i in indices]), collate([targets[i] for i in indices])
 
-    def train_batches(epoch: int, skip: int):
-        dataset = dataset_from_batches(lambda: batches(*train, True, epoch), (input_spec, target_spec), per_epoch)
-        return dataset.repeat().skip(skip).take(steps - skip) if cfg.steps_per_epoch else dataset.skip(skip)
-
-    valid_data = dataset_from_batches(lambda: batches(*valid, False, 0), (input_spec, target_spec),
-                                      -(-len(valid[0]) // batch_size))
+    train_batches, steps = bucketed_epochs([len(tokens) for tokens, _ in train[0]], batch_size, cfg.seed,
+                                           cfg.steps_per_epoch, lambda indices: batch(*train, indices), signature)
+    valid_batches = length_bucketed_batches([len(tokens) for tokens, _ in valid[0]], batch_size, shuffle=False)
+    valid_data = batch_dataset(lambda: (batch(*valid, indices) for indices in valid_batches), signature,
+                               len(valid_batches))
     return FitPlan(train_batches, steps, valid_data, monitor="val_accuracy", mode="max")

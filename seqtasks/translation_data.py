@@ -2,23 +2,24 @@
 
 A pair is encoded once: source = ids + [EOS]; target input = [BOS] + ids; target output = ids + [EOS]
 (teacher forcing: the decoder reads y_{<t} and predicts y_t). Encoded corpora are cached on disk,
-keyed by the corpus' and the tokenizers' fingerprints, as pipeline.encode_corpus does for plain text.
-Batches hold sentences of similar length (pipeline.length_bucketed_batches) and are padded with PAD = 0 to
+keyed by the corpus' and the tokenizers' fingerprints (disk_cache.cached_entry, as for plain text).
+Batches hold sentences of similar length (batching.length_bucketed_batches) and are padded with PAD = 0 to
 their own longest sentence only.
 """
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 
+from seqtasks import disk_cache
+from seqtasks.batching import batch_dataset, holdout_split, length_bucketed_batches, pad
 from seqtasks.errors import UserError
-from seqtasks.pipeline import default_cache_dir, length_bucketed_batches
-from seqtasks.tokenizers import BOS_ID, EOS_ID, PAD_ID, Tokenizer, load_tokenizer, train_tokenizer
+from seqtasks.tokenizers import BOS_ID, EOS_ID, Tokenizer, load_tokenizer, train_tokenizer
 
 ENCODE_BATCH = 4096
+_FORMAT = "seqtasks pairs v1"
 
 
 class TranslationVocab:
@@ -82,6 +83,10 @@ class EncodedPairs:
     def target_lengths(self) -> np.ndarray:
         return np.diff(self.target_offsets) + 1  # + BOS (input) or EOS (output)
 
+    def lengths(self) -> np.ndarray:
+        """What a batch of similar lengths groups by: the longer side of each pair."""
+        return np.maximum(self.source_lengths(), self.target_lengths())
+
     def subset(self, indices: np.ndarray) -> "EncodedPairs":
         def take(flat, offsets):
             pieces = [flat[offsets[i]:offsets[i + 1]] for i in indices]
@@ -95,12 +100,6 @@ class EncodedPairs:
         keep = np.flatnonzero((self.source_lengths() <= max_source) & (self.target_lengths() <= max_target))
         return (self if len(keep) == len(self) else self.subset(keep)), len(self) - len(keep)
 
-    def split(self, fraction: float, seed: int) -> tuple["EncodedPairs", "EncodedPairs"]:
-        """(the rest, a random `fraction` of the pairs, at least one), chosen by `seed`."""
-        held = max(1, int(round(len(self) * fraction)))
-        order = np.random.default_rng(seed).permutation(len(self))
-        return self.subset(np.sort(order[held:])), self.subset(np.sort(order[:held]))
-
     def batch(self, indices: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
         """((source (b, S), target input (b, T)), target output (b, T)) int32, padded with PAD."""
         sources = [np.append(self.source_flat[self.source_offsets[i]:self.source_offsets[i + 1]], EOS_ID)
@@ -112,23 +111,27 @@ class EncodedPairs:
         return (source, target_in), target_out
 
 
-def pad(rows: list[np.ndarray], length: int | None = None) -> np.ndarray:
-    """Rows of ids -> (len(rows), length or the longest) int32, right-padded with PAD."""
-    width = length or max((len(r) for r in rows), default=0)
-    out = np.full((len(rows), width), PAD_ID, np.int32)
-    for i, row in enumerate(rows):
-        out[i, :len(row)] = row[:width]
-    return out
-
-
 def encode_pairs(source, vocab: TranslationVocab, cache_dir: str | Path | None = None) -> EncodedPairs:
     """Encode every pair of a ParallelSource (or reuse the cached ids of an identical earlier call)."""
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = hashlib.sha256(f"pairs|{source.fingerprint()}|{vocab.fingerprint()}".encode()).hexdigest()[:32]
-    path = cache_dir / f"{key}.pairs.npz"
-    if path.is_file():
-        with np.load(path) as stored:
-            return EncodedPairs(*(stored[name] for name in ("sf", "so", "tf", "to")))
+    key = hashlib.sha256(f"{_FORMAT}|{source.fingerprint()}|{vocab.fingerprint()}".encode()).hexdigest()[:32]
+
+    def whole(meta: dict, path: Path) -> bool:
+        return meta["format"] == _FORMAT and path.stat().st_size == meta["bytes"]
+
+    def build(temporary: Path) -> dict:
+        arrays = _encoded_arrays(source, vocab)
+        with open(temporary, "wb") as out:  # a file object: np.savez would add ".npz" to a name
+            np.savez(out, sf=arrays[0], so=arrays[1], tf=arrays[2], to=arrays[3])
+        return {"format": _FORMAT, "pairs": len(arrays[1]) - 1, "bytes": temporary.stat().st_size,
+                "source": source.spec}
+
+    path, _ = disk_cache.cached_entry(cache_dir, key, ".pairs.npz", build, whole)
+    with np.load(path) as stored:
+        return EncodedPairs(*(stored[name] for name in ("sf", "so", "tf", "to")))
+
+
+def _encoded_arrays(source, vocab: TranslationVocab) -> list[np.ndarray]:
+    """[source flat, source offsets, target flat, target offsets] of every pair, encoded in batches."""
     sides: tuple[list, list] = ([], [])
     batch: list[tuple[str, str]] = []
 
@@ -152,26 +155,44 @@ def encode_pairs(source, vocab: TranslationVocab, cache_dir: str | Path | None =
                             "remove pairs whose text the tokenizer cannot represent")
         arrays += [np.fromiter((i for r in rows for i in r), dtype, int(lengths.sum())),
                    np.concatenate([[0], np.cumsum(lengths)])]
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{key}.tmp{os.getpid()}.npz")
-    np.savez(temporary, sf=arrays[0], so=arrays[1], tf=arrays[2], to=arrays[3])
-    os.replace(temporary, path)
-    return EncodedPairs(*arrays)
+    return arrays
 
 
-def pair_dataset(pairs: EncodedPairs, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
-                 skip_batches: int = 0):
-    """tf.data of ((source, target input), target output) batches bucketed by length (see module doc)."""
+def training_pairs(train_source, valid_source, vocab: TranslationVocab, valid_fraction: float, seed: int,
+                   limits: tuple[int, int]) -> tuple[EncodedPairs, EncodedPairs]:
+    """(training pairs, validation pairs) of ParallelSources, encoded (cached): without validation data, a
+    seeded valid_fraction of the pairs held out (batching.holdout_split). Pairs longer than `limits`
+    (source with EOS, target with BOS) are dropped from both, counted in a note; none left is a UserError."""
+    encoded = encode_pairs(train_source, vocab)
+    if valid_source is not None:
+        valid = encode_pairs(valid_source, vocab)
+    else:
+        rest, held = holdout_split(len(encoded), valid_fraction, seed, what="sentence pairs", where=train_source.spec,
+                                   valid_flag="--valid-src/--valid-tgt or --valid")
+        encoded, valid = encoded.subset(rest), encoded.subset(held)
+    train, dropped = encoded.within(*limits)
+    if dropped:
+        print(f"note: dropped {dropped:,} of {len(encoded):,} training pairs longer than "
+              f"{limits[0]} source / {limits[1]} target tokens", flush=True)
+    if not len(train):
+        raise UserError("every training pair is longer than the length limits", train_source.spec,
+                        "raise --max-source-len / --max-target-len")
+    valid, _ = valid.within(*limits)
+    if not len(valid):
+        raise UserError("every validation pair is longer than the length limits", (valid_source or train_source).spec,
+                        "raise --max-source-len / --max-target-len")
+    return train, valid
+
+
+def pair_signature():
+    """((source, target input), target output) batches, each (batch, time) int32."""
     import tensorflow as tf
 
-    lengths = np.maximum(pairs.source_lengths(), pairs.target_lengths())
-    batches = length_bucketed_batches(lengths, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)[skip_batches:]
-
-    def generate():
-        for indices in batches:
-            yield pairs.batch(indices)
-
     ids = tf.TensorSpec((None, None), tf.int32)
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=((ids, ids), ids))
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(batches)))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return (ids, ids), ids
+
+
+def pair_dataset(pairs: EncodedPairs, batch_size: int):
+    """Evaluation: every pair once, in length order, as ((source, target input), target output) batches."""
+    batches = length_bucketed_batches(pairs.lengths(), batch_size, shuffle=False)
+    return batch_dataset(lambda: (pairs.batch(indices) for indices in batches), pair_signature(), len(batches))

@@ -17,11 +17,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from seqtasks.batching import pad
 from seqtasks.errors import UserError
 from seqtasks.generation import Generated, Prompt, TextGenerator
 from seqtasks.plotting import pyplot, save
 from seqtasks.tokenizers import BOS_ID, EOS_ID, Tokenizer
-from seqtasks.translation_data import TranslationVocab, pad
+from seqtasks.translation_data import TranslationVocab
 
 DECODE_BATCH = 64
 _ENCODER_ATTRIBUTE = "_seqtasks_encoder"

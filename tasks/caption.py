@@ -20,16 +20,15 @@ from typing import Any, Iterator
 import keras
 import numpy as np
 
+from seqtasks.batching import epoch_datasets, fit_batch_size, holdout_split, steps_per_epoch
 from seqtasks.captioning import Captioner, caption_scores, read_images
 from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
 from seqtasks.generation import GeneratesText
-from seqtasks.image_pipeline import (DecodedImages, cached_features, cached_pixels, caption_batches,
-                                     caption_examples, training_steps)
+from seqtasks.image_pipeline import ImageSet, cached_features, caption_batches, decoded_images, training_steps
 from seqtasks.models.captioner import RecurrentCaptioner, TransformerCaptioner
 from seqtasks.models.image_encoder import ImageEncoder
-from seqtasks.pipeline import fit_batch_size
-from seqtasks.readers.images import CaptionedImages, read_captions
+from seqtasks.readers.images import read_captions
 from seqtasks.tokenizers import BOS_ID, EOS_ID, PAD_ID, Tokenizer, load_tokenizer, train_tokenizer
 from seqtasks.training import FitPlan, dtype_policy, unigram_log_prior
 from seqtasks.tasks.base import Task
@@ -37,24 +36,6 @@ from seqtasks.tasks.cards.caption import CaptionConfig, CaptioningCard  # noqa: 
 
 DEFAULT_IMAGE_SIZE = {"cnn": 128, "efficientnetb0": 224, "mobilenetv2": 224, "resnet50": 224}
 EVALUATE_CHUNK = 1024
-
-
-@dataclasses.dataclass
-class ImageSet:
-    """Captioned images and their decoded pixels: image i of `images` is row rows[i] of `decoded`."""
-
-    images: CaptionedImages
-    decoded: DecodedImages
-    rows: np.ndarray
-
-    @property
-    def pixels(self) -> np.ndarray:
-        return self.decoded.pixels
-
-    def part(self, images: CaptionedImages) -> "ImageSet":
-        """The ImageSet of a subset of these images (as CaptionedImages.split makes)."""
-        position = {path: i for i, path in enumerate(self.images.paths)}
-        return ImageSet(images, self.decoded, self.rows[[position[p] for p in images.paths]])
 
 
 @dataclasses.dataclass
@@ -111,29 +92,16 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
                             fix="drop --crop-area, or --freeze-backbone")
         size = image_size(cfg)
         train = read_captions(cfg.captions, cfg.images, "training data", skip_missing=cfg.skip_bad_images)
-        train_set = self.decode(train, size, training=True, skip_bad=cfg.skip_bad_images)
+        train_set = decoded_images(train, size, training=True, skip_bad=cfg.skip_bad_images)
         if train_set.images.skipped:
             print(f"note: left out {train_set.images.skipped} missing or unreadable training image(s) "
                   "and their captions (--skip-bad-images)")
         if cfg.valid:
-            return CaptionData(train_set, self.decode(read_captions(cfg.valid, cfg.images, "validation data"), size))
-        rest, held = train_set.images.split(cfg.valid_fraction, cfg.seed)
+            return CaptionData(train_set, decoded_images(read_captions(cfg.valid, cfg.images, "validation data"), size))
+        # by image, never by caption: an image's captions all train or all validate
+        rest, held = holdout_split(len(train_set.images), cfg.valid_fraction, cfg.seed, what="images",
+                                   where=cfg.captions)
         return CaptionData(train_set.part(rest), train_set.part(held))
-
-    @staticmethod
-    def decode(images: CaptionedImages, size: int, training: bool = False, skip_bad: bool = False) -> ImageSet:
-        """Decode (or load from the cache) every image; an undecodable one is an error, or is skipped."""
-        decoded = cached_pixels(images.paths, size)
-        if decoded.failed and not skip_bad:
-            first = decoded.failed[0]
-            others = f" ({len(decoded.failed) - 1} more cannot be decoded either)" if len(decoded.failed) > 1 else ""
-            raise UserError(f"cannot decode the image {images.paths[first]} as JPEG, PNG, GIF or BMP{others}",
-                            images.where[first], "replace or remove the file" +
-                            (", or pass --skip-bad-images to leave such images out" if training else ""))
-        good = np.setdiff1d(np.arange(len(images)), decoded.failed)
-        if not len(good):
-            raise UserError("none of the images can be decoded", images.folder, "check the image files")
-        return ImageSet(images.subset(good, skipped=len(decoded.failed)), decoded, good)
 
     def describe_data(self, data: CaptionData) -> dict[str, Any]:
         return {"train": {**data.train.images.describe(), "images": len(data.train.images)},
@@ -147,11 +115,7 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
         return load_tokenizer(directory)
 
     def plan(self, cfg, tokenizer: Tokenizer, data: CaptionData) -> FitPlan:
-        def examples(part: ImageSet):
-            encoded = [tokenizer.encode_batch(list(captions)) for captions in part.images.captions]
-            return caption_examples(encoded, part.rows, cfg.max_len)
-
-        train, valid = examples(data.train), examples(data.valid)
+        train, valid = (part.examples(tokenizer, cfg.max_len) for part in (data.train, data.valid))
         train_inputs, valid_inputs = data.train.pixels, data.valid.pixels
         if cfg.freeze_backbone:
             encoder = self.make_encoder(cfg)  # seeded like build(): the same backbone weights
@@ -160,13 +124,12 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
                 cached_features(encoder, data.valid.decoded, mirrored=False)
         units = len(np.unique(train.rows)) if cfg.batch_by_image else len(train)
         batch_size = fit_batch_size(cfg.batch_size, units, "images" if cfg.batch_by_image else "captions")
-        steps = cfg.steps_per_epoch or training_steps(train, batch_size, cfg.batch_by_image)
+        steps = steps_per_epoch(cfg.steps_per_epoch, training_steps(train, batch_size, cfg.batch_by_image))
         batches = dict(bos_id=BOS_ID, eos_id=EOS_ID, seed=cfg.seed)
 
-        def train_batches(epoch: int, skip: int):
+        def train_dataset(numbers: range):
             return caption_batches(train_inputs, train, batch_size, training=True, flip=cfg.flip,
-                                   crop_area=cfg.crop_area,
-                                   first_batch=epoch * steps + skip, num_batches=steps - skip,
+                                   crop_area=cfg.crop_area, first_batch=numbers.start, num_batches=len(numbers),
                                    by_image=cfg.batch_by_image, **batches)
 
         valid_batches = caption_batches(valid_inputs, valid, cfg.batch_size, training=False,
@@ -174,7 +137,7 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
         # the LSTM decoder's output layer has a bias (the Transformer's output is the tied embedding)
         prior = unigram_log_prior(np.concatenate(train.ids), tokenizer.vocab_size, stops=len(train), stop_id=EOS_ID) \
             if cfg.arch == "lstm" else None
-        return FitPlan(train_batches, steps, valid_batches, monitor="val_loss", mode="min",
+        return FitPlan(epoch_datasets(train_dataset, steps), steps, valid_batches, monitor="val_loss", mode="min",
                        sample=self.sample_during_training(cfg, tokenizer, data.valid), output_log_prior=prior)
 
     # ---- model --------------------------------------------------------------------------------
@@ -224,7 +187,7 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
         if not table:
             raise UserError("no evaluation captions given", fix="pass --images DIR --captions FILE")
         cfg = run.settings
-        data = self.decode(read_captions(table, images or cfg.images, "evaluation data"), image_size(cfg))
+        data = decoded_images(read_captions(table, images or cfg.images, "evaluation data"), image_size(cfg))
         captioner, found = self.captioner(run, length_penalty), []
         width = cfg.beam if beam is None else beam
         for first in range(0, len(data.rows), EVALUATE_CHUNK):  # a chunk of images in memory at a time

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import keras
 import numpy as np
 
+from seqtasks.batching import holdout_items
 from seqtasks.config import demo_settings
 from seqtasks.errors import SeqtasksWarning, UserError
 from seqtasks.metrics import classification_scores, unseen_warning
@@ -24,7 +25,7 @@ from seqtasks.models.classifier import SequenceClassifier
 from seqtasks.readers.tables import LabeledText, read_labeled_texts
 from seqtasks.sequence_inputs import (InputEncoder, accuracy_fit_plan, build_input_encoder,
                                       check_settings, compiled_inference, dummy_inputs, encoder_arguments,
-                                      held_out_split, input_signature, run_batches, split_words)
+                                      input_signature, run_batches, split_words)
 from seqtasks.tasks.base import Task
 from seqtasks.tasks.cards.classify import ClassificationCard, ClassificationConfig  # noqa: F401
 from seqtasks.tokenizers import LabelVocabulary
@@ -62,7 +63,7 @@ class ClassificationTask(ClassificationCard, Task):
         if cfg.valid:
             valid = self._read(cfg, cfg.valid, "validation data")
         else:
-            train, valid = held_out_split(train, cfg.valid_fraction, cfg.seed)
+            train, valid = holdout_items(train, cfg.valid_fraction, cfg.seed, what="examples", where=cfg.data)
         return ClassificationData(train, valid, {"train": cfg.data, "valid": cfg.valid})
 
     def describe_data(self, data: ClassificationData) -> dict[str, Any]:

@@ -21,22 +21,18 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import numpy as np
-
+from seqtasks.batching import bucketed_epochs, fit_batch_size, holdout_items
+from seqtasks.completion_data import Pair, encode_pairs, evaluation_dataset, pair_batch, pair_signature, separator_id
 from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
 from seqtasks.generation import TextGenerator, TextPrompts
 from seqtasks.metrics import bleu_and_chrf
-from seqtasks.pipeline import fit_batch_size, length_bucketed_batches
 from seqtasks.readers.pairs import open_pair_source
-from seqtasks.tokenizers import PAD_ID, Tokenizer, train_tokenizer
+from seqtasks.tokenizers import Tokenizer, train_tokenizer
 from seqtasks.training import FitPlan
 from seqtasks.tasks.cards.generate import ConditionalGenerationCard, ConditionalGenerationConfig  # noqa: F401
 from seqtasks.tasks.lm import LanguageModelTask, scored_nats
 
-Pair = tuple[str, str]
-_PASSES_PER_EPOCH = 1_000_003  # separates the shuffles of (epoch, pass) when an epoch takes several passes
-PAD_MULTIPLE = 8  # batch lengths are rounded up to this: fewer distinct shapes to trace
 SHAPE_SETTINGS = ("arch", "tokenizer", "vocab_size", "spm_model_type", "layers", "units", "heads", "positions",
                   "activation", "seq_len")
 
@@ -48,90 +44,10 @@ class PairData:
     sources: dict[str, Any]
 
 
-@dataclasses.dataclass
-class EncodedPairs:
-    """Token sequences (prompt + SEP + completion + EOS) and where each one's scored targets begin."""
-
-    sequences: list[np.ndarray]
-    scored_from: np.ndarray  # target index of the first completion token (= prompt length)
-    truncated: int           # pairs cut to fit seq_len
-
-    def __len__(self) -> int:
-        return len(self.sequences)
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.array([len(s) - 1 for s in self.sequences])  # model inputs per sequence
-
-
 def bundled_pairs() -> Path:
     from seqtasks.data import bundled_path
 
     return bundled_path("generation_example.jsonl")
-
-
-def separator_id(tokenizer: Tokenizer) -> int:
-    return tokenizer.bos_id
-
-
-def encode_pairs(tokenizer: Tokenizer, pairs: Sequence[Pair], seq_len: int) -> EncodedPairs:
-    """prompt + [SEP] + completion + [EOS], at most seq_len + 1 tokens (seq_len model inputs)."""
-    prompts = tokenizer.encode_batch([p for p, _ in pairs])
-    completions = tokenizer.encode_batch([c for _, c in pairs])
-    sequences, scored_from, truncated = [], [], 0
-    for prompt, completion in zip(prompts, completions):
-        room = seq_len - 1 - min(len(completion), seq_len - 1)  # prompt tokens that fit beside SEP and EOS
-        truncated += len(prompt) > room or len(completion) > seq_len - 1
-        prompt, completion = prompt[max(len(prompt) - room, 0):] if room else [], completion[:seq_len - 1]
-        sequences.append(np.array([*prompt, separator_id(tokenizer), *completion, tokenizer.eos_id], np.int32))
-        scored_from.append(len(prompt))
-    return EncodedPairs(sequences, np.array(scored_from, np.int64), truncated)
-
-
-def pair_batch(encoded: EncodedPairs, indices: Sequence[int], seq_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs, targets) (batch, time) int32, padded at the end with PAD; prompt targets are PAD too."""
-    longest = max(len(encoded.sequences[i]) - 1 for i in indices)
-    width = min(-(-longest // PAD_MULTIPLE) * PAD_MULTIPLE, seq_len)
-    tokens = np.full((len(indices), width + 1), PAD_ID, np.int32)
-    for row, i in enumerate(indices):
-        sequence = encoded.sequences[i]
-        tokens[row, :len(sequence)] = sequence
-    inputs, targets = tokens[:, :-1], tokens[:, 1:].copy()
-    positions = np.arange(width)[None, :]
-    targets[positions < encoded.scored_from[np.asarray(indices)][:, None]] = PAD_ID  # only completions count
-    return inputs, targets
-
-
-def epoch_batches(lengths: np.ndarray, batch_size: int, count: int, seed: int, epoch: int) -> list[np.ndarray]:
-    """`count` length-bucketed batches of pair indices for one epoch, from as many passes as it takes.
-
-    Pass k of epoch e is pipeline.length_bucketed_batches with its own (seed, e, k) stream, so the
-    batches depend only on (seed, epoch) and a resumed run sees the same ones.
-    """
-    batches: list[np.ndarray] = []
-    passes = 0
-    while len(batches) < count:
-        stream = epoch * _PASSES_PER_EPOCH + passes
-        batches += length_bucketed_batches(lengths, batch_size, shuffle=True, seed=seed, epoch=stream)
-        passes += 1
-    return batches[:count]
-
-
-def pair_dataset(encoded: EncodedPairs, batches: list[np.ndarray], seq_len: int):
-    import tensorflow as tf
-
-    def generate():
-        for indices in batches:
-            yield pair_batch(encoded, indices, seq_len)
-
-    spec = tf.TensorSpec((None, None), tf.int32)
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=(spec, spec))
-    return dataset.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(tf.data.AUTOTUNE)
-
-
-def evaluation_dataset(encoded: EncodedPairs, batch_size: int, seq_len: int):
-    """Every pair once, in length order (little padding)."""
-    return pair_dataset(encoded, length_bucketed_batches(encoded.lengths, batch_size, shuffle=False), seq_len)
 
 
 class ConditionalGenerationTask(ConditionalGenerationCard, LanguageModelTask):
@@ -155,13 +71,7 @@ class ConditionalGenerationTask(ConditionalGenerationCard, LanguageModelTask):
             valid = list(valid_source.pairs())
             sources["valid"] = valid_source.describe()
         else:
-            held_out = int(round(len(train) * cfg.valid_fraction))
-            if held_out < 1 or held_out >= len(train):
-                raise UserError(f"cannot hold out {cfg.valid_fraction:g} of {len(train)} pairs for validation",
-                                cfg.data, "give more pairs, change --valid-fraction, or pass --valid PAIRS")
-            order = np.random.default_rng(cfg.seed).permutation(len(train))
-            valid = [train[i] for i in order[:held_out]]
-            train = [train[i] for i in sorted(order[held_out:])]
+            train, valid = holdout_items(train, cfg.valid_fraction, cfg.seed, what="pairs", where=cfg.data)
         return PairData(train, valid, sources)
 
     def describe_data(self, data: PairData) -> dict[str, Any]:
@@ -203,12 +113,8 @@ class ConditionalGenerationTask(ConditionalGenerationCard, LanguageModelTask):
             print(f"note: {train.truncated} of {len(train)} training pairs are longer than --seq-len "
                   f"{cfg.seq_len}: cut to fit, the start of the prompt first")
         batch_size = fit_batch_size(cfg.batch_size, len(train), "pairs")
-        steps = cfg.steps_per_epoch or -(-len(train) // batch_size)  # default: one pass
-
-        def train_batches(epoch: int, skip: int):
-            return pair_dataset(train, epoch_batches(train.lengths, batch_size, steps, cfg.seed, epoch)[skip:],
-                                cfg.seq_len)
-
+        train_batches, steps = bucketed_epochs(train.lengths, batch_size, cfg.seed, cfg.steps_per_epoch,
+                                               lambda indices: pair_batch(train, indices, cfg.seq_len), pair_signature())
         return FitPlan(train_batches, steps, evaluation_dataset(valid, cfg.batch_size, cfg.seq_len),
                        monitor="val_loss", mode="min", sample=self._progress_sample(cfg, tokenizer, data.valid))
 

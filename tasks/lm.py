@@ -19,8 +19,9 @@ from seqtasks.errors import UserError
 from seqtasks.generation import GeneratesText, TextGenerator, TextPrompts, batches
 from seqtasks.metrics import language_model_scores
 from seqtasks.models.language_model import RecurrentLanguageModel, TransformerLanguageModel
-from seqtasks.pipeline import (corpus_pieces, count_windows, encode_corpus, fit_batch_size, language_model_batches,
-                               language_model_windows)
+from seqtasks.batching import epoch_datasets, fit_batch_size, steps_per_epoch
+from seqtasks.pipeline import (corpus_pieces, count_windows, encode_corpus, language_model_batches, language_model_windows,
+                               training_corpora)
 from seqtasks.readers import open_text_source
 from seqtasks.tokenizers import PAD_ID, Tokenizer, load_tokenizer, train_tokenizer
 from seqtasks.training import FitPlan, dtype_policy
@@ -35,12 +36,6 @@ PREDICT_BATCH = 64  # prompts decoded together (bounded memory)
 class LanguageModelData:
     train: Any
     valid: Any | None
-
-
-@dataclasses.dataclass
-class Encoded:
-    train: Any
-    valid: Any
 
 
 def bundled_corpus() -> Path:
@@ -98,41 +93,18 @@ class LanguageModelTask(GeneratesText, LanguageModelCard, Task):
     def load_preprocessor(self, directory: Path) -> Tokenizer:
         return load_tokenizer(directory)
 
-    def encode(self, cfg, tokenizer: Tokenizer, data: LanguageModelData) -> Encoded:
-        train = encode_corpus(data.train, tokenizer)
-        if data.valid is not None:
-            valid = encode_corpus(data.valid, tokenizer)
-        else:
-            whole = valid = train
-            if count_windows(len(whole), cfg.seq_len) >= 1:  # (else the error below names the whole count)
-                train, valid = whole.split(cfg.valid_fraction)
-            if whole is not train and (len(valid) < 2 or count_windows(len(train), cfg.seq_len) < 1):
-                # a corpus of a window or two: training on all of it beats refusing it
-                print(f"note: {len(whole):,} tokens are too few to hold out --valid-fraction {cfg.valid_fraction:g}: "
-                      "validation scores the training text (give --valid for a fair score)", flush=True)
-                train, valid = whole, whole
-        if count_windows(len(train), cfg.seq_len) < 1:
-            fits = f"use --seq-len {len(train) - 1} or less, or more text" if len(train) > 1 else "give more text"
-            raise UserError(f"the training text is shorter than one window: {len(train)} tokens, and a window of "
-                            f"--seq-len {cfg.seq_len} takes {cfg.seq_len + 1}", cfg.data, fits)
-        if len(valid) < 2:
-            raise UserError("the validation text is too short to score", cfg.valid or cfg.data,
-                            "give a longer --valid text or raise --valid-fraction")
-        return Encoded(train, valid)
-
     def plan(self, cfg, tokenizer: Tokenizer, data: LanguageModelData) -> FitPlan:
-        encoded = self.encode(cfg, tokenizer, data)
-        windows = count_windows(len(encoded.train), cfg.seq_len)
+        train, valid = training_corpora(data.train, data.valid, tokenizer, cfg.seq_len, cfg.valid_fraction)
+        windows = count_windows(len(train), cfg.seq_len)
         batch_size = fit_batch_size(cfg.batch_size, windows, f"windows of {cfg.seq_len} tokens")
-        per_pass = windows // batch_size
-        steps = cfg.steps_per_epoch or per_pass
+        steps = steps_per_epoch(cfg.steps_per_epoch, windows // batch_size)
 
-        def train_batches(epoch: int, skip: int):
-            return language_model_batches(encoded.train, cfg.seq_len, batch_size, seed=cfg.seed,
-                                          first_batch=epoch * steps + skip, num_batches=steps - skip)
+        def train_dataset(numbers: range):
+            return language_model_batches(train, cfg.seq_len, batch_size, seed=cfg.seed, first_batch=numbers.start,
+                                          num_batches=len(numbers))
 
-        valid = language_model_windows(encoded.valid, cfg.seq_len, cfg.batch_size)
-        return FitPlan(train_batches, steps, valid, monitor="val_loss", mode="min",
+        return FitPlan(epoch_datasets(train_dataset, steps), steps,
+                       language_model_windows(valid, cfg.seq_len, cfg.batch_size), monitor="val_loss", mode="min",
                        sample=self.sample_during_training(cfg, tokenizer))
 
     # ---- model --------------------------------------------------------------------------------

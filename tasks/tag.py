@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from seqtasks import schemes
+from seqtasks.batching import holdout_items, pad
 from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
 from seqtasks.metrics import classification_scores, entity_scores, token_accuracy, unseen_warning
@@ -25,7 +26,7 @@ from seqtasks.models.tagger import PAD_TAG, MaskedAccuracy, SequenceTagger
 from seqtasks.readers.conll import TaggedSentence, pretokenized_sentences, read_tagged_sentences
 from seqtasks.sequence_inputs import (InputEncoder, accuracy_fit_plan, build_input_encoder,
                                       check_settings, compiled_inference, dummy_inputs, encoder_arguments,
-                                      held_out_split, input_signature, run_batches, split_words)
+                                      input_signature, run_batches, split_words)
 from seqtasks.tasks.base import Task
 from seqtasks.tasks.cards.tag import TaggingCard, TaggingConfig  # noqa: F401
 from seqtasks.tokenizers import LabelVocabulary
@@ -65,7 +66,7 @@ class TaggingTask(TaggingCard, Task):
         if cfg.valid:
             valid = read_tagged_sentences(cfg.valid, cfg.tag_col, "validation data")
         else:
-            train, valid = held_out_split(train, cfg.valid_fraction, cfg.seed)
+            train, valid = holdout_items(train, cfg.valid_fraction, cfg.seed, what="sentences", where=cfg.data)
         return TaggingData(train, valid, {"train": cfg.data, "valid": cfg.valid})
 
     def describe_data(self, data: TaggingData) -> dict[str, Any]:
@@ -119,14 +120,8 @@ class TaggingTask(TaggingCard, Task):
         train = self.encode(cfg, prep, data.train)
         valid = self.encode(cfg, prep, data.valid)
 
-        def collate(tags: list[np.ndarray]) -> np.ndarray:
-            targets = np.full((len(tags), max(len(t) for t in tags)), PAD_TAG, np.int32)
-            for row, sentence_tags in enumerate(tags):
-                targets[row, :len(sentence_tags)] = sentence_tags
-            return targets
-
         return accuracy_fit_plan(cfg, train, valid, input_signature(prep, not prep.uses_words),
-                                 tf.TensorSpec((None, None), tf.int32), collate)
+                                 tf.TensorSpec((None, None), tf.int32), lambda tags: pad(tags, value=PAD_TAG))
 
     # ---- model --------------------------------------------------------------------------------
     def build(self, cfg, prep: InputEncoder) -> keras.Model:

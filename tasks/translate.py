@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator
 
 import keras
 
+from seqtasks.batching import bucketed_epochs, fit_batch_size
 from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
 from seqtasks.generation import GeneratesText, batches
@@ -25,13 +26,12 @@ from seqtasks.losses import SmoothedCrossEntropy
 from seqtasks.metrics import bleu_and_chrf
 from seqtasks.models.seq2seq import RecurrentSeq2Seq
 from seqtasks.models.transformer_seq2seq import TransformerSeq2Seq
-from seqtasks.pipeline import fit_batch_size
 from seqtasks.readers.parallel import ParallelSource, open_parallel_source
 from seqtasks.tasks.base import Task
 from seqtasks.tasks.cards.translate import TranslationCard, TranslationConfig  # noqa: F401
 from seqtasks.tokenizers import EOS_ID
 from seqtasks.training import FitPlan, dtype_policy, unigram_log_prior
-from seqtasks.translation_data import EncodedPairs, TranslationVocab, encode_pairs, pair_dataset
+from seqtasks.translation_data import TranslationVocab, pair_dataset, pair_signature, training_pairs
 from seqtasks.translator import DECODE_BATCH, Hypothesis, Translator, prediction
 
 
@@ -88,47 +88,18 @@ class TranslationTask(GeneratesText, TranslationCard, Task):
     def load_preprocessor(self, directory: Path) -> TranslationVocab:
         return TranslationVocab.load(directory)
 
-    def encode(self, cfg, vocab: TranslationVocab, data: TranslationData) -> tuple[EncodedPairs, EncodedPairs]:
-        encoded = encode_pairs(data.train, vocab)
-        if data.valid is not None:
-            valid = encode_pairs(data.valid, vocab)
-        elif len(encoded) < 2:
-            raise UserError("one sentence pair is too few to train and validate on", data.train.spec,
-                            "give more pairs, or validation data with --valid-src/--valid-tgt or --valid")
-        else:
-            encoded, valid = encoded.split(cfg.valid_fraction, cfg.seed)
-        limits = (cfg.max_source_len, cfg.max_target_len)
-        train, dropped = encoded.within(*limits)
-        if dropped:
-            print(f"note: dropped {dropped:,} of {len(encoded):,} training pairs longer than "
-                  f"{limits[0]} source / {limits[1]} target tokens", flush=True)
-        if not len(train):
-            raise UserError("every training pair is longer than the length limits", data.train.spec,
-                            "raise --max-source-len / --max-target-len")
-        valid, _ = valid.within(*limits)
-        if not len(valid):
-            raise UserError("every validation pair is longer than the length limits",
-                            data.valid.spec if data.valid else data.train.spec,
-                            "raise --max-source-len / --max-target-len")
-        return train, valid
-
     def plan(self, cfg, vocab: TranslationVocab, data: TranslationData) -> FitPlan:
-        train, valid = self.encode(cfg, vocab, data)
+        train, valid = training_pairs(data.train, data.valid, vocab, cfg.valid_fraction, cfg.seed,
+                                      (cfg.max_source_len, cfg.max_target_len))
         batch_size = fit_batch_size(cfg.batch_size, len(train), "sentence pairs")
-        steps = cfg.steps_per_epoch or -(-len(train) // batch_size)
-
-        def train_batches(epoch: int, skip: int):
-            if cfg.steps_per_epoch:
-                dataset = pair_dataset(train, batch_size, shuffle=True, seed=cfg.seed, epoch=epoch)
-                return dataset.repeat().skip(skip).take(steps - skip)
-            return pair_dataset(train, batch_size, shuffle=True, seed=cfg.seed, epoch=epoch, skip_batches=skip)
-
+        train_batches, steps = bucketed_epochs(train.lengths(), batch_size, cfg.seed, cfg.steps_per_epoch, train.batch,
+                                               pair_signature())
         sources = [vocab.source.decode(valid.source_flat[valid.source_offsets[i]:valid.source_offsets[i + 1]])
                    for i in range(min(cfg.sample_examples, len(valid)))]
         # the recurrent model's output layer has a bias (the Transformer's output is the tied embedding)
         prior = unigram_log_prior(train.target_flat, vocab.target.vocab_size, stops=len(train), stop_id=EOS_ID) \
             if cfg.arch == "seq2seq" else None
-        return FitPlan(train_batches, steps, pair_dataset(valid, cfg.batch_size, shuffle=False),
+        return FitPlan(train_batches, steps, pair_dataset(valid, cfg.batch_size),
                        monitor="val_loss", mode="min", sample=self._progress_sample(cfg, vocab, sources),
                        output_log_prior=prior)
 

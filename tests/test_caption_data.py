@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from seqtasks.batching import holdout_split
 from seqtasks.data.make_shapes import make_shapes
 from seqtasks.errors import UserError
 from seqtasks.image_pipeline import cached_pixels, caption_batches, caption_examples
@@ -49,7 +50,7 @@ def test_csv_tsv_gz_and_coco_json_read_the_same_examples(shapes, tmp_path):
 
 def test_splits_hold_out_whole_images(shapes):
     data = read_captions(str(shapes / "captions.csv"), str(shapes / "images"))
-    rest, held = data.split(0.25, seed=0)
+    rest, held = (data.subset(indices) for indices in holdout_split(len(data), 0.25, seed=0))
     assert len(held) == 3 and len(rest) == 9
     assert not set(rest.paths) & set(held.paths)
     assert held.num_captions == 6

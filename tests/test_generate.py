@@ -11,7 +11,8 @@ import seqtasks
 from seqtasks.cli import cli
 from seqtasks.errors import UserError
 from seqtasks.readers.pairs import open_pair_source
-from seqtasks.tasks.generate import ConditionalGenerationConfig, ConditionalGenerationTask, encode_pairs, pair_batch
+from seqtasks.completion_data import encode_pairs, pair_batch
+from seqtasks.tasks.generate import ConditionalGenerationConfig, ConditionalGenerationTask
 from seqtasks.tokenizers import PAD_ID, train_tokenizer
 
 TINY_LM = dict(units=32, layers=1, seq_len=16, batch_size=8, lr=1e-2, warmup_steps=5, dropout=0.0,

@@ -24,8 +24,6 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
 from seqtasks.errors import UserError
 from seqtasks.files import (check_input_file, check_text_head, file_chunks, first_non_utf8_line, not_utf8_error,
                             numbered_lines, open_text_file)
@@ -56,15 +54,6 @@ class CaptionedImages:
         return replace(self, paths=tuple(self.paths[i] for i in indices),
                        captions=tuple(self.captions[i] for i in indices),
                        where=tuple(self.where[i] for i in indices), skipped=self.skipped + skipped)
-
-    def split(self, fraction: float, seed: int) -> tuple["CaptionedImages", "CaptionedImages"]:
-        """(rest, held out): a random `fraction` of the images (at least one) with all their captions."""
-        order = np.random.default_rng(seed).permutation(len(self))
-        held = max(1, int(round(len(self) * fraction)))
-        if held >= len(self):
-            raise UserError(f"cannot hold out {fraction:.0%} of {len(self)} image(s) for validation", self.table,
-                            "give more images, a smaller --valid-fraction, or a --valid table")
-        return self.subset(sorted(order[held:])), self.subset(sorted(order[:held]))
 
     def describe(self) -> dict:
         digest = hashlib.sha256()
