@@ -27,7 +27,9 @@ from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
 from seqtasks.generation import TextGenerator, TextPrompts
 from seqtasks.metrics import bleu_and_chrf
+from seqtasks.model_files import load_model
 from seqtasks.readers.pairs import open_pair_source
+from seqtasks.runs import RunDirectory
 from seqtasks.tokenizers import Tokenizer, train_tokenizer
 from seqtasks.training import FitPlan
 from seqtasks.tasks.cards.generate import ConditionalGenerationCard, ConditionalGenerationConfig  # noqa: F401
@@ -84,24 +86,26 @@ class ConditionalGenerationTask(ConditionalGenerationCard, LanguageModelTask):
         return train_tokenizer(cfg.tokenizer, texts, vocab_size=cfg.vocab_size or None, model_type=cfg.spm_model_type)
 
     def _start_from(self, cfg) -> Tokenizer:
-        """--from RUN: take RUN's tokenizer, model shape and weights (checked now, before the run exists)."""
-        from seqtasks.api import Run
-
-        parent = Run(cfg.from_run)
-        if parent.task.name not in ("lm", "generate"):
-            raise UserError(f"--from needs an lm or generate run; this is a {parent.task.name} run", cfg.from_run,
-                            "train a language model first: seqtasks train lm ...")
+        """--from RUN: take RUN's tokenizer, model shape and weights (checked now, before the run exists).
+        The run folder is read directly (a task does not go through the API above it): an lm and a
+        generate run keep their tokenizer and model the same way."""
+        parent = RunDirectory.open(cfg.from_run)
+        record = parent.read_config()
+        if record.get("task") not in ("lm", "generate"):
+            found = f"a {record['task']} run" if record.get("task") else "not a seqtasks run"
+            raise UserError(f"--from needs an lm or generate run; this is {found}",
+                            cfg.from_run, "train a language model first: seqtasks train lm ...")
         defaults = {f.name: f.default for f in dataclasses.fields(self.Config)}
         for key in SHAPE_SETTINGS:
-            inherited, given = parent.record["settings"].get(key), getattr(cfg, key)
+            inherited, given = record["settings"].get(key), getattr(cfg, key)
             if given not in (defaults[key], inherited):
                 raise UserError(f"--{key.replace('_', '-')} {given!r} differs from the --from run's {inherited!r}",
                                 cfg.from_run, f"drop --{key.replace('_', '-')}: the model shape comes from the run")
             setattr(cfg, key, inherited)
-        self._parent_model = parent.model
+        self._parent_model = load_model(parent.model_file())
         print(f"starting from {cfg.from_run}: its tokenizer, weights and shape "
               f"({cfg.arch}, {cfg.layers} x {cfg.units}, seq_len {cfg.seq_len})", flush=True)
-        return parent.preprocessor
+        return parent.load_tokenizer(self.load_preprocessor)
 
     def initial_model(self, cfg):
         return self._parent_model if cfg.from_run else None
