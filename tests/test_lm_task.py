@@ -211,6 +211,6 @@ def test_feed_forward_activation_is_saved_with_the_run_and_kept_by_finetune(patt
     assert run.sample("ab", max_new_tokens=5, temperature=1.0, seed=1) == text
     loaded = seqtasks.load(run.path)
     assert loaded.settings.activation == "relu"
-    assert {block.feed_forward.activation for block in loaded.model.blocks} == {"relu"}
+    assert {block.feed_forward.activation for block in loaded.model.decoder.blocks} == {"relu"}
     with pytest.raises(UserError, match="activation"):
         seqtasks.finetune(str(run.path), data=str(pattern_corpus), out=str(tmp_path / "gelu"), activation="gelu")
