@@ -1,0 +1,222 @@
+"""Counting n-grams of a token-id stream and smoothing them into interpolated probability tables (numpy).
+
+Every smoothing method here has one form, so that one lookup (seqtasks.models.ngram) serves them all:
+
+    p_0(w) = 1 / V
+    p_k(w | h) = alpha_k(h, w) + gamma_k(h) p_{k-1}(w | h')   if the context h (k-1 tokens) is in level k
+               = p_{k-1}(w | h')                              otherwise
+
+h' is h without its first token; alpha_k is 0 for an n-gram hw not in level k. Per level k, with c the
+level's counts, T(h) = sum_w c(hw), N_j(h) the number of w with c(hw) = j (N_3+ : >= 3), N_1+(h) all of them:
+
+    kneser-ney (interpolated, Chen & Goodman's modified KN):  alpha = max(c - D(c), 0) / T,
+        gamma = sum_w min(D(c(hw)), c(hw)) / T = (D1 N1 + D2 N2 + D3+ N3+) / T;  the highest level
+        counts n-grams (c = occurrences), every lower level counts continuations (c(hw) = the number of
+        distinct tokens v with v h w in the stream, N_1+(. h w)). D(c) = D1, D2, D3+ for c = 1, 2, >= 3,
+        estimated per level from its counts of counts n_1..n_4: Y = n1 / (n1 + 2 n2), D1 = 1 - 2Y n2/n1,
+        D2 = 2 - 3Y n3/n2, D3+ = 3 - 4Y n4/n3; a fixed `discount` D > 0 is original interpolated KN (one D).
+    witten-bell:  alpha = c / (T + N_1+),  gamma = N_1+ / (T + N_1+)  (raw counts at every level).
+    add-k:  only the highest level, alpha = c / (T + kV),  gamma = kV / (T + kV): p = (c + k) / (T + kV),
+        and a context never seen gets the uniform 1/V.
+
+alpha + gamma sums to 1 over w for every context, so every p_k is a distribution over the V tokens.
+
+Keys: the n-gram w_1..w_k is the int64 sum_i w_i V^(k-i) (exact: no two n-grams share a key), so the
+context of a key is key // V, its last token key % V, and its suffix of k-1 tokens key % V^(k-1);
+V^order must stay below 2^63. Counting reads the stream in blocks of BLOCK tokens (a memory map is
+never read whole): each block's keys are counted with np.unique and merged into the running table,
+so memory holds the distinct n-grams plus one block, however long the corpus.
+"""
+from __future__ import annotations
+
+import dataclasses
+import numpy as np
+
+from seqtasks.errors import UserError
+
+SMOOTHINGS = ("kneser-ney", "witten-bell", "add-k")
+BLOCK = 1 << 22  # tokens counted at once
+_MAX_KEY = 2 ** 63 - 1
+
+
+@dataclasses.dataclass
+class Level:
+    """Level k of a model: its n-grams (sorted keys of k tokens) with alpha, its contexts (sorted keys of
+    k - 1 tokens) with gamma."""
+
+    ngram_keys: np.ndarray      # (n,) int64
+    alpha: np.ndarray           # (n,) float64
+    context_keys: np.ndarray    # (m,) int64
+    gamma: np.ndarray           # (m,) float64
+    discounts: tuple[float, ...] = ()
+
+
+def check_key_size(vocab_size: int, order: int) -> None:
+    """A UserError when n-grams of `order` tokens from `vocab_size` do not fit an int64 key."""
+    if vocab_size ** order > _MAX_KEY:
+        fits = max(k for k in range(1, order) if vocab_size ** k <= _MAX_KEY) if vocab_size ** 1 <= _MAX_KEY else 0
+        raise UserError(f"--order {order} with a vocabulary of {vocab_size:,} tokens needs keys of more than 63 bits",
+                        f"--order {order}", f"use --order {fits} or less, or a smaller --vocab-size")
+
+
+def ngram_keys(ids: np.ndarray, k: int, vocab_size: int) -> np.ndarray:
+    """The keys of the len(ids) - k + 1 n-grams of k tokens in ids, in order (Horner's scheme)."""
+    ids = np.asarray(ids, np.int64)
+    count = len(ids) - k + 1
+    keys = ids[:count].copy()
+    for j in range(1, k):
+        keys *= vocab_size
+        keys += ids[j:j + count]
+    return keys
+
+
+def _merge(table: tuple[np.ndarray, np.ndarray] | None, keys: np.ndarray, counts: np.ndarray):
+    if table is None:
+        return keys, counts
+    keys, where = np.unique(np.concatenate([table[0], keys]), return_inverse=True)
+    return keys, np.bincount(where, weights=np.concatenate([table[1], counts]), minlength=len(keys)).astype(np.int64)
+
+
+def runs(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct values, index of each one's first occurrence, its count) of a sorted array, without a sort."""
+    first = np.flatnonzero(np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]])) if len(sorted_keys) else \
+        np.zeros(0, np.int64)
+    return sorted_keys[first], first, np.diff(np.append(first, len(sorted_keys)))
+
+
+def count_ngrams(ids: np.ndarray, order: int, vocab_size: int, block: int = BLOCK
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(sorted keys, counts) of the n-grams of k tokens, for k = 1..order] over the whole stream.
+
+    Only the n-grams of `order` tokens are sorted (np.unique per block, merged into the running table;
+    blocks overlap by order - 1 tokens, an n-gram counted in the block where it starts). A shorter
+    n-gram's count is the sum over the longest ones it begins (their keys divided by a power of V are
+    its key, already sorted), plus its occurrences among the last order - 1 tokens, where no n-gram of
+    `order` tokens begins."""
+    check_key_size(vocab_size, order)
+    table = None
+    for start in range(0, len(ids) - order + 1, block):
+        piece = np.asarray(ids[start:start + block + order - 1], np.int64)
+        table = _merge(table, *np.unique(ngram_keys(piece, order, vocab_size), return_counts=True))
+    longest = table or (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    tail = np.asarray(ids[max(len(ids) - order + 1, 0):], np.int64)
+    tables = []
+    for k in range(1, order):
+        keys, first, _ = runs(longest[0] // vocab_size ** (order - k))
+        counts = np.add.reduceat(longest[1], first) if len(first) else first
+        ends = ngram_keys(tail, k, vocab_size)
+        tables.append(_merge((keys, counts), *np.unique(ends, return_counts=True)) if len(ends) else (keys, counts))
+    return tables + [longest]
+
+
+def row_keys(rows: np.ndarray, vocab_size: int) -> np.ndarray:
+    """The key of each row of tokens (n, k) int: (n,) int64 (0 for k = 0, the empty context)."""
+    keys = np.zeros(len(rows), np.int64)
+    for j in range(rows.shape[1]):
+        keys = keys * vocab_size + rows[:, j]
+    return keys
+
+
+def continuation_counts(higher_keys: np.ndarray, k: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, N_1+(. g)) of the n-grams g of k tokens: in how many distinct (k+1)-grams each is the suffix."""
+    return np.unique(higher_keys % vocab_size ** k, return_counts=True)
+
+
+def modified_discounts(counts: np.ndarray) -> tuple[float, float, float]:
+    """Chen & Goodman's D1, D2, D3+ from the counts of counts n_1..n_4 (0.5 each when n1 or n2 is 0,
+    a tiny corpus; each clipped to [0, j])."""
+    n = [int(np.count_nonzero(counts == j)) for j in range(1, 5)]
+    if n[0] == 0 or n[1] == 0:
+        return 0.5, 0.5, 0.5
+    y = n[0] / (n[0] + 2 * n[1])
+    d1 = 1 - 2 * y * n[1] / n[0]
+    d2 = 2 - 3 * y * n[2] / n[1]
+    d3 = 3 - 4 * y * n[3] / n[2] if n[2] else d2
+    return tuple(float(np.clip(d, 0.0, j)) for j, d in zip((1, 2, 3), (d1, d2, d3)))
+
+
+def smoothed_level(keys: np.ndarray, counts: np.ndarray, vocab_size: int, smoothing: str, discount: float = 0.0,
+                   add_k: float = 1.0) -> Level:
+    """alpha and gamma of one level from its n-grams' keys (sorted) and counts (see the module docstring)."""
+    counts = counts.astype(np.float64)
+    contexts, first, per_context = runs(keys // vocab_size)  # keys sorted: so are their contexts
+    if not len(keys):
+        return Level(keys, counts, contexts, np.zeros(0))
+    totals = np.add.reduceat(counts, first)
+    context_of = np.repeat(np.arange(len(contexts)), per_context)
+    discounts: tuple[float, ...] = ()
+    if smoothing == "kneser-ney":
+        discounts = (discount,) * 3 if discount > 0 else modified_discounts(counts)
+        taken = np.minimum(np.asarray(discounts)[np.minimum(counts, 3).astype(int) - 1], counts)
+        alpha = (counts - taken) / totals[context_of]
+        gamma = np.add.reduceat(taken, first) / totals
+    elif smoothing == "witten-bell":
+        alpha = counts / (totals + per_context)[context_of]
+        gamma = per_context / (totals + per_context)
+    elif smoothing == "add-k":
+        alpha = counts / (totals + add_k * vocab_size)[context_of]
+        gamma = add_k * vocab_size / (totals + add_k * vocab_size)
+    else:
+        raise UserError(f"unknown smoothing {smoothing!r}", fix=f"choose one of: {', '.join(SMOOTHINGS)}")
+    return Level(keys, alpha, contexts, gamma, discounts)
+
+
+def smoothed_levels(tables: list[tuple[np.ndarray, np.ndarray]], vocab_size: int, smoothing: str,
+                    discount: float = 0.0, add_k: float = 1.0) -> list[Level]:
+    """Levels 1..order from count_ngrams' tables: Kneser-Ney's lower levels count continuations,
+    add-k keeps only the highest level (the others empty)."""
+    order = len(tables)
+    levels = []
+    for k in range(1, order + 1):
+        keys, counts = tables[k - 1]
+        if smoothing == "kneser-ney" and k < order:
+            keys, counts = continuation_counts(tables[k][0], k, vocab_size)
+        elif smoothing == "add-k" and k < order:
+            keys, counts = keys[:0], counts[:0]
+        levels.append(smoothed_level(keys, counts, vocab_size, smoothing, discount, add_k))
+    return levels
+
+
+def lookup(sorted_keys: np.ndarray, values: np.ndarray, queries: np.ndarray, missing: float) -> np.ndarray:
+    """values[i] where sorted_keys[i] == query, else `missing`."""
+    if not len(sorted_keys):
+        return np.full(queries.shape, missing)
+    at = np.minimum(np.searchsorted(sorted_keys, queries), len(sorted_keys) - 1)
+    return np.where(sorted_keys[at] == queries, values[at], missing)
+
+
+def probabilities(levels: list[Level], vocab_size: int, contexts: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """p(tokens[i, j] | contexts[i]) for contexts (n, order - 1) int (the most recent token last; -1 where
+    the stream has no token yet) and candidate tokens (n, c): the recursion of the module docstring."""
+    contexts, tokens = np.asarray(contexts, np.int64), np.asarray(tokens, np.int64)
+    p = np.full(tokens.shape, 1.0 / vocab_size)
+    for k, level in enumerate(levels, start=1):
+        if not len(level.context_keys):
+            continue
+        recent = contexts[:, contexts.shape[1] - (k - 1):] if k > 1 else contexts[:, :0]
+        known = np.all(recent >= 0, axis=1)
+        context_key = row_keys(np.maximum(recent, 0), vocab_size)
+        gamma = lookup(level.context_keys, level.gamma, context_key, -1.0)
+        alpha = lookup(level.ngram_keys, level.alpha, context_key[:, None] * vocab_size + tokens, 0.0)
+        seen = (known & (gamma >= 0))[:, None]
+        p = np.where(seen, alpha + np.maximum(gamma, 0)[:, None] * p, p)
+    return p
+
+
+def stream_contexts(ids: np.ndarray, width: int) -> np.ndarray:
+    """(len(ids), width): row i holds the `width` tokens before ids[i] (-1 before the stream's start)."""
+    padded = np.concatenate([np.full(width, -1, np.int64), np.asarray(ids, np.int64)])
+    return np.lib.stride_tricks.sliding_window_view(padded, width)[:len(ids)] if width else np.zeros((len(ids), 0), np.int64)
+
+
+def stream_nats(levels: list[Level], vocab_size: int, ids: np.ndarray, block: int = 1 << 16) -> float:
+    """sum over i >= 1 of -log p(ids[i] | ids[<i]), block by block (every token after the first, as
+    the neural models' evaluation scores them)."""
+    width = max(len(levels) - 1, 0)
+    total = 0.0
+    for start in range(1, len(ids), block):
+        piece = np.asarray(ids[max(start - width, 0):start + block], np.int64)
+        offset = start - max(start - width, 0)
+        contexts = stream_contexts(piece, width)[offset:]
+        total -= float(np.sum(np.log(probabilities(levels, vocab_size, contexts, piece[offset:, None]))))
+    return total
