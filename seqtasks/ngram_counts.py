@@ -20,10 +20,11 @@ level's counts, T(h) = sum_w c(hw), N_j(h) the number of w with c(hw) = j (N_3+ 
         and a context never seen gets the uniform 1/V.
 
 alpha + gamma sums to 1 over w for every context, so every p_k is a distribution over the V tokens.
+The recursion itself runs in the model (seqtasks.models.ngram), from the arrays of each Level.
 
 Keys: the n-gram w_1..w_k is the int64 sum_i w_i V^(k-i) (exact: no two n-grams share a key), so the
 context of a key is key // V, its last token key % V, and its suffix of k-1 tokens key % V^(k-1);
-V^order must stay below 2^63. Counting reads the stream in blocks of BLOCK tokens (a memory map is
+V^(order-1) (V + 1) must stay below 2^63 (key_fits). Counting reads the stream in blocks of BLOCK tokens (a memory map is
 never read whole): each block's keys are counted with np.unique and merged into the running table,
 so memory holds the distinct n-grams plus one block, however long the corpus.
 """
@@ -32,9 +33,9 @@ from __future__ import annotations
 import dataclasses
 import numpy as np
 
+from seqtasks.choices import SMOOTHINGS
 from seqtasks.errors import UserError
 
-SMOOTHINGS = ("kneser-ney", "witten-bell", "add-k")
 BLOCK = 1 << 22  # tokens counted at once
 _MAX_KEY = 2 ** 63 - 1
 
@@ -51,10 +52,16 @@ class Level:
     discounts: tuple[float, ...] = ()
 
 
+def key_fits(vocab_size: int, order: int) -> bool:
+    """Whether n-grams of `order` tokens fit an int64 key, with room for the model's table slots
+    (seqtasks.models.ngram: V^(order-1) (V + 1))."""
+    return vocab_size ** (order - 1) * (vocab_size + 1) <= _MAX_KEY
+
+
 def check_key_size(vocab_size: int, order: int) -> None:
     """A UserError when n-grams of `order` tokens from `vocab_size` do not fit an int64 key."""
-    if vocab_size ** order > _MAX_KEY:
-        fits = max(k for k in range(1, order) if vocab_size ** k <= _MAX_KEY) if vocab_size ** 1 <= _MAX_KEY else 0
+    if not key_fits(vocab_size, order):
+        fits = max([k for k in range(1, order) if key_fits(vocab_size, k)], default=0)
         raise UserError(f"--order {order} with a vocabulary of {vocab_size:,} tokens needs keys of more than 63 bits",
                         f"--order {order}", f"use --order {fits} or less, or a smaller --vocab-size")
 
@@ -107,14 +114,6 @@ def count_ngrams(ids: np.ndarray, order: int, vocab_size: int, block: int = BLOC
         ends = ngram_keys(tail, k, vocab_size)
         tables.append(_merge((keys, counts), *np.unique(ends, return_counts=True)) if len(ends) else (keys, counts))
     return tables + [longest]
-
-
-def row_keys(rows: np.ndarray, vocab_size: int) -> np.ndarray:
-    """The key of each row of tokens (n, k) int: (n,) int64 (0 for k = 0, the empty context)."""
-    keys = np.zeros(len(rows), np.int64)
-    for j in range(rows.shape[1]):
-        keys = keys * vocab_size + rows[:, j]
-    return keys
 
 
 def continuation_counts(higher_keys: np.ndarray, k: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -177,46 +176,7 @@ def smoothed_levels(tables: list[tuple[np.ndarray, np.ndarray]], vocab_size: int
     return levels
 
 
-def lookup(sorted_keys: np.ndarray, values: np.ndarray, queries: np.ndarray, missing: float) -> np.ndarray:
-    """values[i] where sorted_keys[i] == query, else `missing`."""
-    if not len(sorted_keys):
-        return np.full(queries.shape, missing)
-    at = np.minimum(np.searchsorted(sorted_keys, queries), len(sorted_keys) - 1)
-    return np.where(sorted_keys[at] == queries, values[at], missing)
-
-
-def probabilities(levels: list[Level], vocab_size: int, contexts: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    """p(tokens[i, j] | contexts[i]) for contexts (n, order - 1) int (the most recent token last; -1 where
-    the stream has no token yet) and candidate tokens (n, c): the recursion of the module docstring."""
-    contexts, tokens = np.asarray(contexts, np.int64), np.asarray(tokens, np.int64)
-    p = np.full(tokens.shape, 1.0 / vocab_size)
-    for k, level in enumerate(levels, start=1):
-        if not len(level.context_keys):
-            continue
-        recent = contexts[:, contexts.shape[1] - (k - 1):] if k > 1 else contexts[:, :0]
-        known = np.all(recent >= 0, axis=1)
-        context_key = row_keys(np.maximum(recent, 0), vocab_size)
-        gamma = lookup(level.context_keys, level.gamma, context_key, -1.0)
-        alpha = lookup(level.ngram_keys, level.alpha, context_key[:, None] * vocab_size + tokens, 0.0)
-        seen = (known & (gamma >= 0))[:, None]
-        p = np.where(seen, alpha + np.maximum(gamma, 0)[:, None] * p, p)
-    return p
-
-
 def stream_contexts(ids: np.ndarray, width: int) -> np.ndarray:
     """(len(ids), width): row i holds the `width` tokens before ids[i] (-1 before the stream's start)."""
     padded = np.concatenate([np.full(width, -1, np.int64), np.asarray(ids, np.int64)])
     return np.lib.stride_tricks.sliding_window_view(padded, width)[:len(ids)] if width else np.zeros((len(ids), 0), np.int64)
-
-
-def stream_nats(levels: list[Level], vocab_size: int, ids: np.ndarray, block: int = 1 << 16) -> float:
-    """sum over i >= 1 of -log p(ids[i] | ids[<i]), block by block (every token after the first, as
-    the neural models' evaluation scores them)."""
-    width = max(len(levels) - 1, 0)
-    total = 0.0
-    for start in range(1, len(ids), block):
-        piece = np.asarray(ids[max(start - width, 0):start + block], np.int64)
-        offset = start - max(start - width, 0)
-        contexts = stream_contexts(piece, width)[offset:]
-        total -= float(np.sum(np.log(probabilities(levels, vocab_size, contexts, piece[offset:, None]))))
-    return total
