@@ -1,7 +1,7 @@
 """n-gram language models on tiny-shakespeare: held-out nats/char and bpc by order, and counting speed.
 
     python benchmarks/ngram_quality.py                       # char tokenizer, orders 3-7, kneser-ney
-    python benchmarks/ngram_quality.py --tokenizer word --orders 2,3,4
+    python benchmarks/ngram_quality.py --tokenizer word --vocab-size 5000 --orders 2,3,4,5
     python benchmarks/ngram_quality.py --speed               # counting throughput and memory only
 
 Each order is a `seqtasks.train("lm", arch="ngram", ...)` on the first 90% of the characters and
@@ -34,7 +34,7 @@ def quality(args) -> None:
         out = WORK / f"ngram-{args.tokenizer}-{order}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
         start = time.monotonic()
         run = seqtasks.train("lm", out=out, arch="ngram", order=order, smoothing=args.smoothing, data=str(train),
-                             valid=str(valid), tokenizer=args.tokenizer, verbose=0)
+                             valid=str(valid), tokenizer=args.tokenizer, vocab_size=args.vocab_size, verbose=0)
         seconds = time.monotonic() - start
         metrics = run.evaluate(str(valid))
         row = run.directory.read_history()[0]
@@ -46,6 +46,7 @@ def quality(args) -> None:
         print(rows[-1], flush=True)
     write_result(f"ngram-quality-{args.tokenizer}{'' if args.smoothing == 'kneser-ney' else '-' + args.smoothing}",
                  {"data": "tiny-shakespeare, first 90% of the characters / last 10%", "tokenizer": args.tokenizer,
+                  "vocab_size": args.vocab_size,
                   "smoothing": args.smoothing, "orders": rows})
 
 
@@ -84,6 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokenizer", default="char", choices=("char", "word", "spm"))
     parser.add_argument("--orders", default="3,4,5,6,7")
+    parser.add_argument("--vocab-size", type=int, default=0, help="the tokenizer's (0: its default)")
     parser.add_argument("--smoothing", default="kneser-ney", choices=("kneser-ney", "witten-bell", "add-k"))
     parser.add_argument("--speed", action="store_true", help="counting throughput and memory only")
     args = parser.parse_args()

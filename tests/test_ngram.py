@@ -138,3 +138,11 @@ def test_an_ngram_run_has_nothing_to_resume_or_fine_tune(ngram_run):
         assert result.exit_code == 1 and "estimated from counts" in result.output
     info = json.loads(invoke("info", out, "--json").output)
     assert info["settings"]["arch"] == "ngram" and info["training"]["finished"]
+
+
+def test_the_ngram_decoding_loop_is_not_xla_compiled_unless_asked():
+    from seqtasks.decoding import GenerationConfig
+
+    default = NgramLanguageModel.xla_by_default
+    assert not GenerationConfig().uses_xla(beam=False, conditional=False, default=default)
+    assert GenerationConfig(xla=True).uses_xla(beam=False, conditional=False, default=default)
