@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
+import os
 import time
 import tracemalloc
 
@@ -75,7 +76,8 @@ def speed(args) -> None:
             rows.append({"tokens": len(stream), "order": order, "seconds": round(min(times), 3),
                          "tokens_per_second": int(len(stream) / min(times)),
                          "distinct_ngrams": int(sum(len(keys) for keys, _ in tables)),
-                         "peak_numpy_mb": round(peak / 2 ** 20, 1)})
+                         "peak_numpy_mb": round(peak / 2 ** 20, 1),
+                         "load_average_1min": round(os.getloadavg()[0], 1)})  # the machine is shared
             print(rows[-1], flush=True)
     write_result("ngram-counting-speed", {"data": str(SHARED_DATA / "lm" / "tinyshakespeare.txt"),
                                           "block_tokens": ngram_counts.BLOCK, "rows": rows})

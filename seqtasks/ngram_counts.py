@@ -69,7 +69,7 @@ def check_key_size(vocab_size: int, order: int) -> None:
 def ngram_keys(ids: np.ndarray, k: int, vocab_size: int) -> np.ndarray:
     """The keys of the len(ids) - k + 1 n-grams of k tokens in ids, in order (Horner's scheme)."""
     ids = np.asarray(ids, np.int64)
-    count = len(ids) - k + 1
+    count = max(len(ids) - k + 1, 0)
     keys = ids[:count].copy()
     for j in range(1, k):
         keys *= vocab_size
@@ -78,10 +78,21 @@ def ngram_keys(ids: np.ndarray, k: int, vocab_size: int) -> np.ndarray:
 
 
 def _merge(table: tuple[np.ndarray, np.ndarray] | None, keys: np.ndarray, counts: np.ndarray):
+    """The sum of two (sorted distinct keys, counts) tables: each key's place found by binary search
+    (no argsort of the whole table)."""
     if table is None:
         return keys, counts
-    keys, where = np.unique(np.concatenate([table[0], keys]), return_inverse=True)
-    return keys, np.bincount(where, weights=np.concatenate([table[1], counts]), minlength=len(keys)).astype(np.int64)
+    if len(keys) < len(table[0]) // 64:  # a few keys (the stream's last tokens): add or insert them in place
+        at = np.searchsorted(table[0], keys)
+        present = table[0][np.minimum(at, len(table[0]) - 1)] == keys if len(table[0]) else np.zeros(len(keys), bool)
+        merged = table[1].copy()
+        merged[at[present]] += counts[present]
+        return np.insert(table[0], at[~present], keys[~present]), np.insert(merged, at[~present], counts[~present])
+    merged_keys = np.union1d(table[0], keys)
+    merged = np.zeros(len(merged_keys), np.int64)
+    merged[np.searchsorted(merged_keys, table[0])] += table[1]  # distinct places within each table
+    merged[np.searchsorted(merged_keys, keys)] += counts
+    return merged_keys, merged
 
 
 def runs(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
