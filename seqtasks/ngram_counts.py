@@ -24,13 +24,18 @@ The recursion itself runs in the model (seqtasks.models.ngram), from the arrays 
 
 Keys: the n-gram w_1..w_k is the int64 sum_i w_i V^(k-i) (exact: no two n-grams share a key), so the
 context of a key is key // V, its last token key % V, and its suffix of k-1 tokens key % V^(k-1);
-V^(order-1) (V + 1) must stay below 2^63 (key_fits). Counting reads the stream in blocks of BLOCK tokens (a memory map is
-never read whole): each block's keys are counted with np.unique and merged into the running table,
-so memory holds the distinct n-grams plus one block, however long the corpus.
+V^(order-1) (V + 1) must stay below 2^63 (key_fits). Counting reads the stream in blocks of BLOCK
+tokens (a memory map is never read whole): each block's keys of `order` tokens are counted with
+np.unique and merged into the running table, so memory holds the distinct n-grams plus one block,
+however long the corpus; the shorter n-grams' counts follow from the longest ones' (count_ngrams).
+
+A tiny corpus with no n-gram seen once or twice (n1 or n2 = 0) cannot estimate modified KN's
+discounts: each is then 0.5.
 """
 from __future__ import annotations
 
 import dataclasses
+
 import numpy as np
 
 from seqtasks.choices import SMOOTHINGS
