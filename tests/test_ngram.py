@@ -146,3 +146,17 @@ def test_the_ngram_decoding_loop_is_not_xla_compiled_unless_asked():
     default = NgramLanguageModel.xla_by_default
     assert not GenerationConfig().uses_xla(beam=False, conditional=False, default=default)
     assert GenerationConfig(xla=True).uses_xla(beam=False, conditional=False, default=default)
+
+
+def test_prefill_and_step_give_the_distributions_of_call():
+    """The decoding engine's path (prefill, then step) and the model's call agree position by position."""
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, 6, size=300)
+    model = model_of(ids, 6, 3)
+    text = ids[None, :12].astype("int32")
+    every = model(text).numpy()[0]  # (time, vocab)
+    log_p, state = model.prefill(text[:, :5])
+    np.testing.assert_allclose(log_p.numpy()[0], every[4], rtol=1e-5)
+    for t in range(5, 12):
+        log_p, state = model.step(text[:, t], state, t)
+        np.testing.assert_allclose(log_p.numpy()[0], every[t], rtol=1e-5)
