@@ -10,9 +10,9 @@ LSTM's and the Transformer's). Writes benchmarks/results/ngram-quality-TOKENIZER
 ngram-counting-speed.json with --speed).
 
 --speed: ngram_counts.count_ngrams on the char ids of the whole corpus, and of the corpus repeated
-4 and 16 times (up to 17.8M tokens: the same distinct n-grams, a longer stream), timed (best of 2, wall and CPU time: the machine is shared) and with
-numpy's peak allocation (tracemalloc): the stream is read in blocks, so the peak grows with the
-distinct n-grams, not with the stream.
+4 and 16 times (up to 17.8M tokens: the same distinct n-grams, a longer stream), timed (best of 2,
+wall and CPU time: the machine is shared) and with numpy's peak allocation (tracemalloc): the stream
+is read in blocks, so the peak grows with the distinct n-grams, not with the stream.
 """
 from __future__ import annotations
 

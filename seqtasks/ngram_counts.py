@@ -194,5 +194,7 @@ def smoothed_levels(tables: list[tuple[np.ndarray, np.ndarray]], vocab_size: int
 
 def stream_contexts(ids: np.ndarray, width: int) -> np.ndarray:
     """(len(ids), width): row i holds the `width` tokens before ids[i] (-1 before the stream's start)."""
+    if not width:
+        return np.zeros((len(ids), 0), np.int64)
     padded = np.concatenate([np.full(width, -1, np.int64), np.asarray(ids, np.int64)])
-    return np.lib.stride_tricks.sliding_window_view(padded, width)[:len(ids)] if width else np.zeros((len(ids), 0), np.int64)
+    return np.lib.stride_tricks.sliding_window_view(padded, width)[:len(ids)]
