@@ -26,7 +26,7 @@ from seqtasks.datafiles import absolute_paths, check_unchanged, data_fingerprint
 from seqtasks.errors import SeqtasksWarning, TrainingFailed, UserError, describe_exception
 from seqtasks.files import check_output_folder
 from seqtasks.model_files import load_model
-from seqtasks.runs import RunDirectory
+from seqtasks.runs import RunDirectory, atomic_save_model, atomic_write_json
 from seqtasks.tasks.base import ExtensibleLabels, Generative
 from seqtasks.training import TrainState, compile_model, fit, make_strategy, resolve_precision
 
@@ -78,12 +78,37 @@ def train(task: str, out: str | Path | None = None, config_file: str | None = No
     if verbose:
         _print_settings(cfg, {"resolved_precision": precision, "out": str(out)})
     prep = task_obj.prepare(cfg, data)
+    estimated = task_obj.estimate(cfg, prep, data)
+    if estimated is not None:
+        return _save_estimated(task_obj, out, cfg, prep, data, *estimated, verbose=verbose)
     plan = task_obj.plan(cfg, prep, data)
     record = _run_record(task_obj, cfg, precision, task_obj.describe_data(data))
     run_dir = RunDirectory.create(out, record, lambda tmp: prep.save(tmp / "tokenizer"))
     if verbose:
         print(f"run folder: {run_dir.path}", flush=True)
     return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=task_obj.initial_model(cfg), verbose=verbose)
+
+
+def _save_estimated(task_obj, out: Path, cfg, prep, data, model: keras.Model, row: dict[str, Any],
+                    verbose: int) -> "Run":
+    """The run folder of a model estimated in closed form (Task.estimate), made whole at once: config,
+    tokenizer, model.keras and a finished train state whose history is `row`."""
+    record = _run_record(task_obj, cfg, "fp32", task_obj.describe_data(data))
+    state = {**dataclasses.asdict(TrainState(epoch=1, finished=True, stop_reason="estimated from counts")),
+             "elapsed_seconds": row.get("seconds", 0.0), "best_metric": row.get("val_loss"), "estimated": True,
+             "history": [row]}
+
+    def write(folder: Path) -> None:
+        prep.save(folder / "tokenizer")
+        atomic_save_model(model, folder / "model.keras")
+        atomic_write_json(folder / "checkpoints" / "train_state.json", state)
+        RunDirectory(folder).write_history([row])
+
+    run_dir = RunDirectory.create(out, record, write)
+    if verbose:
+        print(f"model: {cfg.arch}, {model.count_params():,} table entries; {row.get('train_tokens', 0):,} tokens "
+              f"counted in {row.get('count_seconds', 0.0):.2f} s; run folder: {run_dir.path}", flush=True)
+    return Run(run_dir.path)
 
 
 def _run_record(task_obj, cfg, precision: str, data: dict[str, Any], parent: dict[str, Any] | None = None):
@@ -138,6 +163,12 @@ def resume(path: str | Path, verbose: int = 1, allow_changed_data: bool = False,
     if removed and verbose:
         print(f"removed {len(removed)} temporary file(s) left by an interrupted session", flush=True)
     state_data = run_dir.read_train_state()
+    if (state_data or {}).get("estimated"):  # made whole by train (Task.estimate): nothing to continue
+        if any(v is not None for v in overrides.values()):
+            raise UserError(f"this run's model was {state_data['stop_reason']}, not trained: there is no training "
+                            "to extend", str(run_dir.path), "train a new run with the settings you want")
+        print(f"{run_dir.path}: training already finished ({state_data['stop_reason']})")
+        return run
     # killed before its first checkpoint: the folder holds the settings and tokenizer, so start it over
     fresh = state_data is None or not run_dir.last_checkpoint_path.exists()
     state = TrainState() if fresh else TrainState.from_dict(state_data)
@@ -219,6 +250,10 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     extend_labels (tasks that predict labels): labels the parent never saw are added; the output layer grows."""
     parent = Run(path)
     task_obj = parent.task
+    parent_state = parent.directory.read_train_state() or {}
+    if parent_state.get("estimated"):
+        raise UserError(f"this run's model was {parent_state['stop_reason']}: it has no weights to fine-tune",
+                        str(parent.directory.path), "train a new run on the new data")
     toml = read_config_file(config_file, task_obj.name) if config_file else {}
     toml = with_current_names(task_obj.Config, toml, default_origin=f"from {config_file}")
     flags = {k: v for k, v in overrides.items() if v is not None}

@@ -11,3 +11,4 @@ CHAR_FEATURE_KINDS = ("none", "cnn", "lstm")             # character features of
 ATTENTION_KINDS = ("none", "bahdanau", "luong")          # recurrent seq2seq attention (models.seq2seq)
 BACKBONES = ("cnn", "efficientnetb0", "mobilenetv2", "resnet50")  # image encoders (models.image_encoder)
 INITIAL_STATES = ("grid", "mean")                        # a captioning LSTM's first state (models.captioner)
+SMOOTHINGS = ("kneser-ney", "witten-bell", "add-k")    # n-gram language models (ngram_counts)

@@ -85,6 +85,13 @@ class Task(TaskCard, abc.ABC):
     def describe_data(self, data) -> dict[str, Any]:
         return {}
 
+    def estimate(self, cfg, prep, data) -> "tuple[keras.Model, dict[str, Any]] | None":
+        """A model computed in closed form from the data instead of trained (lm's `--arch ngram` counts
+        n-grams), with the one history row of its scores (val_loss, ...); None (the default): the
+        model is trained, by plan, build and fit. The run of an estimated model is complete when it
+        appears: nothing to resume or fine-tune."""
+        return None
+
     def initial_model(self, cfg) -> "keras.Model | None":
         """A model whose weights a new run starts from (generate --from RUN), or None: fresh weights."""
         return None

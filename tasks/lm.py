@@ -19,6 +19,8 @@ from seqtasks.errors import UserError
 from seqtasks.generation import GeneratesText, TextGenerator, TextPrompts, batches
 from seqtasks.metrics import language_model_scores
 from seqtasks.models.language_model import RecurrentLanguageModel, TransformerLanguageModel
+from seqtasks.models.ngram import NgramLanguageModel
+from seqtasks.ngram_estimation import corpus_scores, estimate_ngram
 from seqtasks.batching import epoch_datasets, fit_batch_size, steps_per_epoch
 from seqtasks.pipeline import (corpus_pieces, count_windows, encode_corpus, language_model_batches, language_model_windows,
                                training_corpora)
@@ -93,6 +95,9 @@ class LanguageModelTask(GeneratesText, LanguageModelCard, Task):
     def load_preprocessor(self, directory: Path) -> Tokenizer:
         return load_tokenizer(directory)
 
+    def estimate(self, cfg, tokenizer: Tokenizer, data: LanguageModelData):
+        return estimate_ngram(cfg, tokenizer, data) if cfg.arch == "ngram" else None  # counted, not trained
+
     def plan(self, cfg, tokenizer: Tokenizer, data: LanguageModelData) -> FitPlan:
         train, valid = training_corpora(data.train, data.valid, tokenizer, cfg.seq_len, cfg.valid_fraction)
         windows = count_windows(len(train), cfg.seq_len)
@@ -135,6 +140,8 @@ class LanguageModelTask(GeneratesText, LanguageModelCard, Task):
             raise UserError("no evaluation data given", fix="pass --data FILE")
         text = self._source(source, cfg, "evaluation data")
         corpus = encode_corpus(text, tokenizer)  # bad data fails before the model is loaded
+        if isinstance(run.model, NgramLanguageModel):
+            return corpus_scores(run.model, corpus)  # the whole stream, each token after its order - 1 tokens
         dataset = language_model_windows(corpus, cfg.seq_len, cfg.batch_size)
         total_nats, tokens = scored_nats(run.model, dataset)
         return language_model_scores(total_nats, int(tokens), corpus.characters)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from seqtasks.choices import ACTIVATIONS
+from seqtasks.choices import ACTIVATIONS, SMOOTHINGS
 from seqtasks.config import TrainConfig, check_heads_divide_units, setting
 from seqtasks.tasks.base import TaskCard
 
@@ -21,7 +21,8 @@ class LanguageModelConfig(TrainConfig):
     text_key: str = setting("", "tfds sources: the feature holding the text")
     tfds_dir: str = setting("", "tfds sources: the data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
                             path="place")
-    arch: str = setting("lstm", "model family", ("rnn", "gru", "lstm", "transformer"))
+    arch: str = setting("lstm", "model family (ngram: counted, no training loop)",
+                        ("rnn", "gru", "lstm", "transformer", "ngram"))
     tokenizer: str = setting("char", "char, SentencePiece subwords (spm), words, or whitespace: text already "
                              "tokenized, one sentence a line (perplexity per word)", ("char", "spm", "word", "whitespace"))
     vocab_size: int = setting(0, "tokenizer vocabulary size; 0 = the tokenizer's default (spm 8000)",
@@ -35,6 +36,12 @@ class LanguageModelConfig(TrainConfig):
                               ACTIVATIONS)
     seq_len: int = setting(128, "tokens per training window (the Transformer's context)", minimum=1, maximum=65536)
     unroll: bool = setting(False, "rnn/gru/lstm: unroll the time loop (faster CPU steps, slower first compile)")
+    order: int = setting(5, "ngram: tokens per n-gram (the context is order - 1 tokens)", minimum=1, maximum=20)
+    smoothing: str = setting("kneser-ney", "ngram: interpolated modified Kneser-Ney, Witten-Bell, or add-k",
+                             SMOOTHINGS)
+    discount: float = setting(0.0, "ngram kneser-ney: one discount for every count (original KN); 0 = modified "
+                              "KN's three per order, estimated from the counts of counts", minimum=0.0, maximum=1.0)
+    add_k: float = setting(1.0, "ngram add-k: the k added to every count", above=0.0, maximum=1e6)
     sample_tokens: int = setting(200, "tokens sampled after each epoch to show progress; 0 = none",
                                  minimum=0, maximum=100_000)
 
@@ -43,7 +50,7 @@ class LanguageModelCard(TaskCard):
     name = "lm"
     description = "language modeling: raw text -> perplexity and bits per character; sample text"
     Config = LanguageModelConfig
-    architectures = ("rnn", "gru", "lstm", "transformer")
+    architectures = ("rnn", "gru", "lstm", "transformer", "ngram")
     example = "seqtasks train lm --data corpus.txt --arch transformer --max-time 20 --out runs/lm"
 
     def check_settings(self, cfg) -> None:
