@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import shutil
 import sys
 import time
 import warnings
@@ -84,7 +85,8 @@ def train(task: str, out: str | Path | None = None, config_file: str | None = No
     run_dir = RunDirectory.create(out, record, lambda tmp: prep.save(tmp / "tokenizer"))
     if verbose:
         print(f"run folder: {run_dir.path}", flush=True)
-    return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=task_obj.initial_model(cfg), verbose=verbose)
+    return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=task_obj.initial_model(cfg), verbose=verbose,
+                    new_folder=True)
 
 
 def check_pretrained_settings(cfg) -> None:
@@ -116,7 +118,10 @@ def _run_record(task_obj, cfg, precision: str, data: dict[str, Any], parent: dic
 
 
 def _fit_new(task_obj, run_dir: RunDirectory, cfg, prep, plan, initial_model, verbose: int,
-             freeze: str | None = None, grow_outputs: bool = False) -> "Run":
+             freeze: str | None = None, grow_outputs: bool = False, new_folder: bool = False) -> "Run":
+    """Build, initialise and train. `new_folder`: the folder was made for this call, so a user error
+    while building (settings the model cannot take, word vectors of the wrong width) removes it again
+    and the same command can run once the settings are fixed."""
     strategy = make_strategy(cfg.strategy)
     try:
         with strategy.scope():
@@ -135,6 +140,8 @@ def _fit_new(task_obj, run_dir: RunDirectory, cfg, prep, plan, initial_model, ve
             loss, metrics = task_obj.loss_and_metrics(cfg, prep)
             compile_model(model, cfg, loss, metrics)
     except UserError:
+        if new_folder:
+            shutil.rmtree(run_dir.path, ignore_errors=True)
         raise
     except Exception as error:  # the run folder exists by now: say how to come back to it
         raise TrainingFailed(f"building the model failed: {describe_exception(error)}", str(run_dir.path),
