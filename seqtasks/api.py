@@ -257,7 +257,8 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     _check_finetune_flags(task_obj, flags, parent.directory.path)
     given = {**toml, **flags}
     shape_keys = {"arch", "layers", "units", "heads", "tokenizer", "vocab_size", "positions", "activation",
-                  "spm_model_type", "embedding_dim", "char_features", "char_dim", "char_units", "crf", "pooling", "max_len"}
+                  "spm_model_type", "embedding_dim", "char_features", "char_dim", "char_units", "crf", "pooling", "max_len",
+                  "pretrained_embeddings"}  # the parent's weights replace any vectors
     changed = {k for k in given if k in shape_keys and given[k] != parent.record["settings"].get(k)}
     if changed:
         raise UserError(f"finetune keeps the parent's model shape; cannot change {', '.join(sorted(changed))}",

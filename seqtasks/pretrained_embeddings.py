@@ -39,16 +39,17 @@ def vocabularies(prep: Any) -> dict[str, Any]:
 
 
 def tables_and_tokens(model: keras.Model, prep: Any) -> list[tuple[str, keras.layers.Embedding, Any]]:
-    """(role, table, tokenizer) of each distinct token table of the model."""
+    """(role, table, tokenizer) of each distinct token table of the model; a shared table's role
+    names both sides ("source and target")."""
     if not hasattr(model, "token_tables"):
         raise UserError("this model has no token embedding table to fill", fix="drop --pretrained-embeddings")
     tokenizers = vocabularies(prep)
-    seen, found = set(), []
+    roles: dict[int, list[str]] = {}
+    tables = {}
     for role, table in model.token_tables().items():
-        if id(table) not in seen:
-            seen.add(id(table))
-            found.append((role, table, tokenizers[role]))
-    return found
+        roles.setdefault(id(table), []).append(role)
+        tables[id(table)] = table
+    return [(" and ".join(names), tables[key], tokenizers[names[0]]) for key, names in roles.items()]
 
 
 def check_width(table: keras.layers.Embedding, vectors: WordVectors) -> None:

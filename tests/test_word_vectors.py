@@ -240,6 +240,20 @@ def test_frozen_pretrained_rows_stay_exactly_as_read_and_unfrozen_ones_train(two
         assert run.directory.read_train_state()["global_step"] == 2
 
 
+def test_resume_holds_the_table_fixed_again(two_runs, tmp_path):
+    import shutil
+
+    import seqtasks
+
+    runs, vectors = two_runs
+    shutil.copytree(runs[True].path, tmp_path / "run")
+    resumed = seqtasks.resume(tmp_path / "run", epochs=2, verbose=0)
+    assert resumed.directory.read_train_state()["global_step"] == 4
+    tokens = resumed.preprocessor.tokenizer.tokens
+    table = resumed.model.token_tables()["tokens"].embeddings.numpy()
+    assert table[tokens.index("good")].tolist() == vectors.vector("good").tolist()
+
+
 @pytest.mark.parametrize("case, message", [
     ("width", "the word vectors are 3-dimensional but the embedding table is 4 wide"),
     ("missing", "no such word-vector file"),
@@ -260,3 +274,13 @@ def test_train_refuses_in_one_line_and_leaves_no_folder(case, message, tmp_path)
     errors = [line for line in result.stderr.splitlines() if line.startswith("seqtasks: ")]
     assert result.exit_code == 1 and len(errors) == 1 and message in errors[0], result.stderr[-2000:]
     assert not (tmp_path / "run").exists()
+
+
+def test_finetune_refuses_vectors_the_parents_weights_would_replace(tiny_runs, tmp_path):
+    import seqtasks
+
+    run, data = tiny_runs("classify")
+    with pytest.raises(UserError, match="cannot change pretrained_embeddings"):
+        seqtasks.finetune(run.path, data=data["data"], out=tmp_path / "tuned", verbose=0,
+                          pretrained_embeddings=str(glove_text(tmp_path / "v.txt")))
+    assert not (tmp_path / "tuned").exists()
