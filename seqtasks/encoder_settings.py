@@ -48,3 +48,6 @@ class EncoderSettings(TrainConfig):
                            minimum=1, maximum=65536)
     pretrained_embeddings: str = pretrained_embeddings_setting()
     freeze_embeddings: bool = freeze_embeddings_setting()
+    vectors_vocab: int = setting(0, "word tokenizer with --pretrained-embeddings: also give the first N words of the "
+                                    "vectors (the most frequent, in GloVe's order) a row, so that words never seen "
+                                    "in training keep their vectors", minimum=0, maximum=2_000_000)

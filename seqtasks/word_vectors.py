@@ -100,6 +100,53 @@ def check_source(source: str) -> None:
                         f"give a GloVe/word2vec text or word2vec binary file, or a named source: {named}")
 
 
+def vector_words(source: str, limit: int) -> list[str]:
+    """The first `limit` words of SOURCE in its own order (GloVe's and word2vec's: most frequent
+    first), read without their vectors."""
+    check_source(source)
+    if source in PACKAGED:
+        import pyarrow.parquet as parquet
+
+        return [str(word) for word in parquet.read_table(packaged_files(source)[1]).column(0)[:limit].to_pylist()]
+    path = Path(source).expanduser()
+    words: list[str] = []
+    if _is_binary(path):
+        with _open_bytes(path) as stream:
+            header = _header(stream.readline().decode("ascii", errors="replace"))
+            if header is None:
+                raise UserError("a word2vec binary file starts with a `count dim` line", str(path),
+                                "give a word2vec binary file, or a text file (not named .bin)")
+            for word, _ in _binary_entries(stream, min(header[0], limit), header[1], path):
+                words.append(word)
+        return words
+    with io.TextIOWrapper(_open_bytes(path), encoding="utf-8", errors="replace") as text:
+        for number, line in enumerate(text, 1):
+            if len(words) >= limit:
+                break
+            line = line.rstrip("\r\n")
+            if (number == 1 and _header(line)) or not line.strip():
+                continue
+            words.append(_text_word(line))
+    return words
+
+
+def _text_word(line: str) -> str:
+    """The word of a vector line: everything before the trailing numbers."""
+    parts = line.rstrip(" ").split(" ")
+    end = len(parts)
+    while end > 1 and _is_number(parts[end - 1]):
+        end -= 1
+    return " ".join(parts[:end])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def packaged_files(name: str) -> tuple[Path, Path]:
     """The matrix and word files of a named source, found without importing its package."""
     package, matrix, words, pip = PACKAGED[name]
