@@ -168,6 +168,20 @@ def test_the_embeddings_command_reads_a_runs_own_table(tiny_runs):
     assert words == sorted(words, key=lambda w: -cosine[w])
 
 
+def test_vectors_vocab_gives_the_first_vector_words_rows_after_the_training_words(tmp_path):
+    from seqtasks.sequence_inputs import build_input_encoder
+    from seqtasks.tokenizers import SPECIAL_TOKENS, LabelVocabulary
+
+    source = glove_text(tmp_path / "v.txt", header=True)  # the, king, film, good: in frequency order
+    assert word_vectors.vector_words(str(source), 3) == ["the", "king", "film"]
+    assert word_vectors.vector_words(str(word2vec_binary(tmp_path / "v.bin")), 2) == ["the", "king"]
+    cfg = types.SimpleNamespace(tokenizer="word", lowercase=False, vocab_size=0, char_features="none",
+                                pretrained_embeddings=str(source), vectors_vocab=3)
+    prep = build_input_encoder(cfg, ["film", "dull", "film"], None, LabelVocabulary(["pos", "neg"]))
+    assert prep.tokenizer.tokens == [*SPECIAL_TOKENS, "film", "dull", "the", "king"]
+    assert prep.encode_words(["king", "queen"])[0] == [7, 1]  # a vector word is known; others stay <unk>
+
+
 # ---- filling a model's tables ---------------------------------------------------------------------
 def settings(source, freeze=False):
     return types.SimpleNamespace(pretrained_embeddings=str(source), freeze_embeddings=freeze, seed=0)
