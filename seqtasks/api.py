@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import shutil
 import sys
 import time
 import warnings
@@ -26,6 +27,7 @@ from seqtasks.datafiles import absolute_paths, check_unchanged, data_fingerprint
 from seqtasks.errors import SeqtasksWarning, TrainingFailed, UserError, describe_exception
 from seqtasks.files import check_output_folder
 from seqtasks.model_files import load_model
+from seqtasks.pretrained_embeddings import freeze_tables, initialise_embeddings, run_vectors
 from seqtasks.runs import RunDirectory, atomic_save_model, atomic_write_json
 from seqtasks.tasks.base import ExtensibleLabels, Generative
 from seqtasks.training import TrainState, compile_model, fit, make_strategy, resolve_precision
@@ -74,6 +76,7 @@ def train(task: str, out: str | Path | None = None, config_file: str | None = No
         raise UserError("the run folder already exists", str(out),
                         f"continue it with `seqtasks resume {out}`, or choose another --out")
     check_output_folder(out, "--out")
+    check_pretrained_settings(cfg)
     data = task_obj.read(cfg)  # bad sources fail here, before anything is printed or made
     if verbose:
         _print_settings(cfg, {"resolved_precision": precision, "out": str(out)})
@@ -86,7 +89,21 @@ def train(task: str, out: str | Path | None = None, config_file: str | None = No
     run_dir = RunDirectory.create(out, record, lambda tmp: prep.save(tmp / "tokenizer"))
     if verbose:
         print(f"run folder: {run_dir.path}", flush=True)
-    return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=task_obj.initial_model(cfg), verbose=verbose)
+    return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=task_obj.initial_model(cfg), verbose=verbose,
+                    new_folder=True)
+
+
+def check_pretrained_settings(cfg) -> None:
+    """--pretrained-embeddings names something that exists (the vectors are read once the model is
+    built); --freeze-embeddings needs it."""
+    from seqtasks.word_vectors import check_source
+
+    source = getattr(cfg, "pretrained_embeddings", "")
+    if source:
+        check_source(source)
+    elif getattr(cfg, "freeze_embeddings", False):
+        raise UserError("--freeze-embeddings would hold random embeddings fixed",
+                        fix="add --pretrained-embeddings SOURCE, or drop --freeze-embeddings")
 
 
 def _save_estimated(task_obj, out: Path, cfg, prep, data, model: keras.Model, row: dict[str, Any],
@@ -127,20 +144,30 @@ def _run_record(task_obj, cfg, precision: str, data: dict[str, Any], parent: dic
 
 
 def _fit_new(task_obj, run_dir: RunDirectory, cfg, prep, plan, initial_model, verbose: int,
-             freeze: str | None = None, grow_outputs: bool = False) -> "Run":
+             freeze: str | None = None, grow_outputs: bool = False, new_folder: bool = False) -> "Run":
+    """Build, initialise and train. `new_folder`: the folder was made for this call, so a user error
+    while building (settings the model cannot take, word vectors of the wrong width) removes it again
+    and the same command can run once the settings are fixed."""
     strategy = make_strategy(cfg.strategy)
     try:
         with strategy.scope():
             model = task_obj.build(cfg, prep)
             if initial_model is not None:
                 copy_weights(model, initial_model, grow=grow_outputs)
-            elif plan.output_log_prior is not None:
-                model.output_layer.bias.assign(plan.output_log_prior)
+            else:
+                if plan.output_log_prior is not None:
+                    model.output_layer.bias.assign(plan.output_log_prior)
+                if getattr(cfg, "pretrained_embeddings", ""):
+                    initialise_embeddings(model, prep, cfg, verbose)
             if freeze:
                 apply_freeze(model, freeze)
+            if getattr(cfg, "freeze_embeddings", False):
+                freeze_tables(model)
             loss, metrics = task_obj.loss_and_metrics(cfg, prep)
             compile_model(model, cfg, loss, metrics)
     except UserError:
+        if new_folder:
+            shutil.rmtree(run_dir.path, ignore_errors=True)
         raise
     except Exception as error:  # the run folder exists by now: say how to come back to it
         raise TrainingFailed(f"building the model failed: {describe_exception(error)}", str(run_dir.path),
@@ -234,10 +261,14 @@ def _load_checkpoint(run: "Run", cfg) -> keras.Model:
     only the weights that were trainable."""
     path = run.directory.last_checkpoint_path
     freeze = (run.record.get("parent") or {}).get("freeze")
-    if not freeze:
+    frozen_tables = bool(getattr(cfg, "freeze_embeddings", False))
+    if not freeze and not frozen_tables:
         return load_model(path, compile=True)
     model = load_model(path, compile=False)
-    apply_freeze(model, freeze)
+    if freeze:
+        apply_freeze(model, freeze)
+    if frozen_tables:  # --freeze-embeddings, like --freeze, is not kept in the saved model
+        freeze_tables(model)
     loss, metrics = run.task.loss_and_metrics(cfg, run.preprocessor)
     compile_model(model, cfg, loss, metrics)
     model.load_weights(path)  # the weights and the optimizer's moments and step, now that the sets match
@@ -262,7 +293,8 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     _check_finetune_flags(task_obj, flags, parent.directory.path)
     given = {**toml, **flags}
     shape_keys = {"arch", "layers", "units", "heads", "tokenizer", "vocab_size", "positions", "activation",
-                  "spm_model_type", "embedding_dim", "char_features", "char_dim", "char_units", "crf", "pooling", "max_len"}
+                  "spm_model_type", "embedding_dim", "char_features", "char_dim", "char_units", "crf", "pooling", "max_len",
+                  "pretrained_embeddings"}  # the parent's weights replace any vectors
     changed = {k for k in given if k in shape_keys and given[k] != parent.record["settings"].get(k)}
     if changed:
         raise UserError(f"finetune keeps the parent's model shape; cannot change {', '.join(sorted(changed))}",
@@ -437,6 +469,11 @@ class Run:
                             "use `seqtasks predict`")
         texts = self.task.generate_batch(self, list(prompts), **options)
         return texts if options.get("num_return_sequences", 1) > 1 else [t[0] for t in texts]
+
+    def word_vectors(self):
+        """The run's own token embedding table as WordVectors (seqtasks.word_vectors): its neighbours
+        and analogies, as `seqtasks embeddings RUN` shows them."""
+        return run_vectors(self.model, self.preprocessor, str(self.directory.path))
 
     def info(self) -> dict[str, Any]:
         state = self.directory.read_train_state() or {}

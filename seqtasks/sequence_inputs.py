@@ -23,6 +23,7 @@ import numpy as np
 
 from seqtasks.batching import batch_dataset, bucketed_epochs, fit_batch_size, length_bucketed_batches, pad, pad_nested
 from seqtasks.training import FitPlan
+from seqtasks.word_vectors import vector_words
 from seqtasks.tokenizers import (SPECIAL_TOKENS, UNK_ID, CharTokenizer, LabelVocabulary, Tokenizer, WordTokenizer,
                                  load_tokenizer, train_tokenizer)
 
@@ -122,6 +123,10 @@ def build_input_encoder(cfg, words: Iterable[str], texts: Iterable[str] | None, 
             counts.pop(special, None)
         keep = (cfg.vocab_size or 20000) - len(SPECIAL_TOKENS)
         ranked = sorted(counts, key=lambda word: (-counts[word], word))[:keep]
+        if getattr(cfg, "vectors_vocab", 0) and getattr(cfg, "pretrained_embeddings", ""):
+            known = set(ranked)
+            ranked += [word for word in vector_words(cfg.pretrained_embeddings, cfg.vectors_vocab)
+                       if word not in known and word not in SPECIAL_TOKENS]
         tokenizer: Tokenizer = WordTokenizer(list(SPECIAL_TOKENS) + ranked, lowercase=cfg.lowercase)
     else:
         corpus = list(texts) if texts is not None else [" ".join(words)]

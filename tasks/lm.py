@@ -123,7 +123,8 @@ class LanguageModelTask(GeneratesText, LanguageModelCard, Task):
                                              name="language_model")
         elif cfg.arch in ("rnn", "gru", "lstm"):
             model = RecurrentLanguageModel(tokenizer.vocab_size, cell=cfg.arch, units=cfg.units,
-                                           num_layers=cfg.layers, dropout=cfg.dropout, unroll=cfg.unroll,
+                                           num_layers=cfg.layers, embedding_dim=cfg.embedding_dim or None,
+                                           dropout=cfg.dropout, unroll=cfg.unroll,
                                            dtype=policy, name="language_model")
         else:
             raise UserError(f"unknown architecture {cfg.arch!r}", fix=f"choose one of: {', '.join(self.architectures)}")

@@ -126,6 +126,10 @@ class SequenceEncoder(keras.layers.Layer):
             x, _ = block(x, self_mask=key_mask, training=training)
         return self.final_norm(x), mask
 
+    def token_tables(self) -> dict[str, keras.layers.Embedding]:
+        """The token embedding table by vocabulary ("tokens"): what --pretrained-embeddings fills."""
+        return {"tokens": self.embedding}
+
     def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
         """embeddings (with a learned position table), char_features, layers:N and the whole encoder."""
         parts = {"embeddings": [self.embedding] + ([self.position] if self.recurrent is None else [])}
@@ -151,6 +155,10 @@ class SequenceEncoder(keras.layers.Layer):
 
 class EncoderModel:
     """Mixin of the models built on a SequenceEncoder (`self.encoder`)."""
+
+    def token_tables(self) -> dict[str, keras.layers.Embedding]:
+        """The encoder's token embedding table (--pretrained-embeddings)."""
+        return self.encoder.token_tables()
 
     def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
         """What `seqtasks finetune --freeze` can hold fixed (seqtasks.models.freezing)."""

@@ -137,6 +137,11 @@ class RecurrentSeq2Seq(keras.Model):
         output, state, _ = self.decoder.step(self.target_embedding(token_ids), state)
         return self.logits(output), state
 
+    def token_tables(self) -> dict[str, keras.layers.Embedding]:
+        """The token embedding tables by vocabulary ("source", "target"; one table twice when shared):
+        what --pretrained-embeddings fills."""
+        return {"source": self.source_embedding, "target": self.target_embedding}
+
     def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
         """embeddings (both tables), layers:N (the first N layers of the encoder and of the decoder),
         encoder (what reads the source: its embeddings, the encoder, the bridges) and decoder (the rest;

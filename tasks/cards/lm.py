@@ -8,6 +8,7 @@ import dataclasses
 
 from seqtasks.choices import ACTIVATIONS, SMOOTHINGS
 from seqtasks.config import TrainConfig, check_heads_divide_units, setting
+from seqtasks.encoder_settings import freeze_embeddings_setting, pretrained_embeddings_setting
 from seqtasks.tasks.base import TaskCard
 
 
@@ -44,6 +45,9 @@ class LanguageModelConfig(TrainConfig):
     add_k: float = setting(1.0, "ngram add-k: the k added to every count", above=0.0, maximum=1e6)
     sample_tokens: int = setting(200, "tokens sampled after each epoch to show progress; 0 = none",
                                  minimum=0, maximum=100_000)
+    embedding_dim: int = setting(0, "rnn/gru/lstm: token embedding width; 0 = --units", minimum=0, maximum=8192)
+    pretrained_embeddings: str = pretrained_embeddings_setting()
+    freeze_embeddings: bool = freeze_embeddings_setting()
 
 
 class LanguageModelCard(TaskCard):

@@ -8,6 +8,7 @@ import dataclasses
 
 from seqtasks.choices import ATTENTION_KINDS
 from seqtasks.config import TrainConfig, check_heads_divide_units, setting
+from seqtasks.encoder_settings import freeze_embeddings_setting, pretrained_embeddings_setting
 from seqtasks.errors import UserError
 from seqtasks.tasks.base import TaskCard
 
@@ -60,6 +61,8 @@ class TranslationConfig(TrainConfig):
     length_penalty: float = setting(1.0, "beam score = log p / length ** this", minimum=0.0, maximum=10.0)
     sample_examples: int = setting(2, "validation sentences translated after each epoch; 0 = none",
                                    minimum=0, maximum=1000, renamed_from=("sample_sentences",))
+    pretrained_embeddings: str = pretrained_embeddings_setting()
+    freeze_embeddings: bool = freeze_embeddings_setting()
 
 
 class TranslationCard(TaskCard):
