@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import keras
 
+from seqtasks.choices import recurrent_cell
 from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
 from seqtasks.generation import GeneratesText, TextGenerator, TextPrompts, batches
@@ -111,6 +112,7 @@ class LanguageModelTask(GeneratesText, LanguageModelCard, Task):
     def build(self, cfg, tokenizer: Tokenizer) -> keras.Model:
         keras.utils.set_random_seed(cfg.seed)
         policy = dtype_policy(cfg.precision)
+        recurrent_cell(cfg.arch, cfg.cell)  # --cell must fit --arch
         if cfg.arch == "transformer":
             if cfg.units % cfg.heads:
                 raise UserError(f"--units {cfg.units} is not divisible by --heads {cfg.heads}",
@@ -120,7 +122,7 @@ class LanguageModelTask(GeneratesText, LanguageModelCard, Task):
                                              positions=cfg.positions, activation=cfg.activation, dtype=policy,
                                              name="language_model")
         elif cfg.arch in ("rnn", "gru", "lstm"):
-            model = RecurrentLanguageModel(tokenizer.vocab_size, cell=cfg.arch, units=cfg.units,
+            model = RecurrentLanguageModel(tokenizer.vocab_size, cell=recurrent_cell(cfg.arch, cfg.cell), units=cfg.units,
                                            num_layers=cfg.layers, dropout=cfg.dropout, unroll=cfg.unroll,
                                            dtype=policy, name="language_model")
         else:

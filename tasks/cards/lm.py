@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from seqtasks.choices import ACTIVATIONS
+from seqtasks.choices import ACTIVATIONS, RECURRENT_CELLS
 from seqtasks.config import TrainConfig, setting
 from seqtasks.tasks.base import TaskCard
 
@@ -22,6 +22,8 @@ class LanguageModelConfig(TrainConfig):
     tfds_dir: str = setting("", "tfds sources: the data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
                             path="place")
     arch: str = setting("lstm", "model family", ("rnn", "gru", "lstm", "transformer"))
+    cell: str = setting("auto", "rnn/gru/lstm: the recurrent cell; auto = the one --arch names; lstm-peephole "
+                        "(with --arch lstm): gates that also see the cell state", ("auto", *RECURRENT_CELLS))
     tokenizer: str = setting("char", "char, SentencePiece subwords (spm), words, or whitespace: text already "
                              "tokenized, one sentence a line (perplexity per word)", ("char", "spm", "word", "whitespace"))
     vocab_size: int = setting(0, "tokenizer vocabulary size; 0 = the tokenizer's default (spm 8000)",
