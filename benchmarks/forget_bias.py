@@ -50,10 +50,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=900, help="training steps per variant (multiples of 300)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bias", type=float, choices=(0.0, 1.0), default=None,
+                        help="one variant only (its own result file), e.g. to run the two at once")
     args = parser.parse_args()
     train, valid = tinyshakespeare_splits()
-    results = [train_once(bias, args.steps, args.seed, train, valid) for bias in (0.0, 1.0)]
-    write_result("lm-forget-bias", {"target_id": "Q-lm", "config": "seqtasks/configs/lm-tinyshakespeare-lstm.toml",
+    biases = (0.0, 1.0) if args.bias is None else (args.bias,)
+    results = [train_once(bias, args.steps, args.seed, train, valid) for bias in biases]
+    suffix = "" if args.bias is None else f"-{args.bias:g}"
+    write_result(f"lm-forget-bias{suffix}", {"target_id": "Q-lm", "config": "seqtasks/configs/lm-tinyshakespeare-lstm.toml",
                                     "steps": args.steps, "seed": args.seed, "variants": results})
 
 
