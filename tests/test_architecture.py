@@ -21,7 +21,7 @@ LAYERS = {
     "models": ["seqtasks.models", "seqtasks.serializables", "seqtasks.saved_layout", "seqtasks.model_files"],
     "middle": ["seqtasks.pipeline", "seqtasks.batching", "seqtasks.sequence_inputs", "seqtasks.translation_data",
                "seqtasks.completion_data", "seqtasks.image_pipeline", "seqtasks.generation", "seqtasks.translator",
-               "seqtasks.captioning"],
+               "seqtasks.captioning", "seqtasks.gradient_flow"],
     "tasks": ["seqtasks.tasks"],
     "api": ["seqtasks.api", "seqtasks"],
     "cli": ["seqtasks.cli"],
