@@ -58,6 +58,7 @@ def test_a_tanh_rnn_forgets_faster_than_an_lstm(tmp_path):
 
 
 def test_diagnose_gradients_of_a_run_writes_json_and_a_plot(tiny_runs, tmp_path):
+    pytest.importorskip("matplotlib", reason="--plot needs the plot extra (pip install seqtasks[plot])")
     run, data = tiny_runs("lm")
     plot = tmp_path / "gradients.png"
     result = CliRunner().invoke(cli, ["diagnose", "gradients", str(run.path), "--data", data["data"],
