@@ -116,3 +116,22 @@ def test_a_language_model_run_trains_saves_and_samples_with_peepholes(tmp_path):
     peepholes = [w for w in loaded.model.weights if "peephole" in w.path]
     assert len(peepholes) == 3 and any(numpy(w).any() for w in peepholes)  # trained away from 0
     assert len(loaded.sample("ab", max_new_tokens=5, temperature=0.0)) >= 2
+
+
+def test_classify_and_tag_settings_take_the_cell():
+    """--cell reaches the shared encoder (sequence_inputs), and a --cell that does not fit --arch stops first."""
+    import dataclasses
+
+    from seqtasks.models.encoder import SequenceEncoder
+    from seqtasks.sequence_inputs import check_settings
+    from seqtasks.tasks.cards.classify import ClassificationConfig
+    from seqtasks.tasks.cards.tag import TaggingConfig
+
+    for config in (ClassificationConfig, TaggingConfig):
+        cfg = dataclasses.replace(config(), arch="lstm", cell="lstm-peephole")
+        check_settings(cfg)
+        with pytest.raises(UserError, match="does not fit"):
+            check_settings(dataclasses.replace(cfg, arch="gru"))
+    encoder = SequenceEncoder(20, arch="lstm-peephole", units=4, num_layers=1)
+    states, mask = encoder({"tokens": np.array([[5, 6, 7, 0]], "int32")})
+    assert states.shape == (1, 4, 8) and encoder.recurrent.kind == "lstm-peephole"
