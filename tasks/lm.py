@@ -112,11 +112,7 @@ class LanguageModelTask(GeneratesText, LanguageModelCard, Task):
     def build(self, cfg, tokenizer: Tokenizer) -> keras.Model:
         keras.utils.set_random_seed(cfg.seed)
         policy = dtype_policy(cfg.precision)
-        recurrent_cell(cfg.arch, cfg.cell)  # --cell must fit --arch
         if cfg.arch == "transformer":
-            if cfg.units % cfg.heads:
-                raise UserError(f"--units {cfg.units} is not divisible by --heads {cfg.heads}",
-                                fix="choose units a multiple of heads")
             model = TransformerLanguageModel(tokenizer.vocab_size, d_model=cfg.units, heads=cfg.heads,
                                              num_layers=cfg.layers, max_length=cfg.seq_len, dropout=cfg.dropout,
                                              positions=cfg.positions, activation=cfg.activation, dtype=policy,

@@ -123,7 +123,7 @@ def test_classify_and_tag_settings_take_the_cell():
     import dataclasses
 
     from seqtasks.models.encoder import SequenceEncoder
-    from seqtasks.sequence_inputs import check_settings
+    from seqtasks.encoder_settings import check_encoder_settings as check_settings
     from seqtasks.tasks.cards.classify import ClassificationConfig
     from seqtasks.tasks.cards.tag import TaggingConfig
 

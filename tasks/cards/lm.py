@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from seqtasks.choices import ACTIVATIONS, RECURRENT_CELLS
-from seqtasks.config import TrainConfig, setting
+from seqtasks.choices import ACTIVATIONS, RECURRENT_CELLS, recurrent_cell
+from seqtasks.config import TrainConfig, check_heads_divide_units, setting
 from seqtasks.tasks.base import TaskCard
 
 
@@ -47,3 +47,7 @@ class LanguageModelCard(TaskCard):
     Config = LanguageModelConfig
     architectures = ("rnn", "gru", "lstm", "transformer")
     example = "seqtasks train lm --data corpus.txt --arch transformer --max-time 20 --out runs/lm"
+
+    def check_settings(self, cfg) -> None:
+        check_heads_divide_units(cfg)
+        recurrent_cell(cfg.arch, cfg.cell)  # --cell must fit --arch
