@@ -508,3 +508,17 @@ def _check_options(method, options: dict[str, Any], task_name: str) -> None:
 def load(path: str | Path) -> Run:
     """Open a run folder for evaluate / predict / sample."""
     return Run(path)
+
+
+def diagnose_gradients(runs: list[str | Path] = (), archs: list[str] = (), data: str | None = None,
+                       seq_len: int | None = None, **options) -> tuple[list, dict[str, Any]]:
+    """‖∂L_T/∂h_t‖ over t (seqtasks.gradient_flow) for recurrent runs (trained and re-initialised) and
+    fresh cells `archs` (at initialisation and briefly trained). Returns (curves, the JSON report)."""
+    from seqtasks import gradient_flow
+
+    trained = []
+    for path in runs:
+        run = load(path)
+        trained.append((str(run.path), run.model, run.preprocessor, getattr(run.settings, "data", "")))
+        seq_len = seq_len or getattr(run.settings, "seq_len", None)
+    return gradient_flow.diagnose(trained, list(archs), data, seq_len, **options)

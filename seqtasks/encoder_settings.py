@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from seqtasks.choices import ARCHITECTURES, CHAR_FEATURE_KINDS
+from seqtasks.choices import ARCHITECTURES, CHAR_FEATURE_KINDS, RECURRENT_CELLS, recurrent_cell
 from seqtasks.config import TrainConfig, check_heads_divide_units, setting
 from seqtasks.errors import UserError
 
@@ -30,6 +30,8 @@ class EncoderSettings(TrainConfig):
     valid_fraction: float = setting(0.1, "share of the training examples held out when --valid is not given",
                                     minimum=0.0, below=1.0)
     arch: str = setting("lstm", "encoder: bidirectional rnn/gru/lstm stack, or a Transformer encoder", ARCHITECTURES)
+    cell: str = setting("auto", "rnn/gru/lstm: the recurrent cell; auto = the one --arch names; lstm-peephole "
+                        "(with --arch lstm): gates that also see the cell state", ("auto", *RECURRENT_CELLS))
     tokenizer: str = setting("spm", "tokens: SentencePiece subwords (spm) or whole words", ("spm", "word"))
     vocab_size: int = setting(0, "token vocabulary size; 0 = the default (spm 8000, word 20000)",
                               minimum=0, maximum=1_000_000)
@@ -57,5 +59,6 @@ class EncoderSettings(TrainConfig):
 def check_encoder_settings(cfg: EncoderSettings) -> None:
     """Encoder settings that cannot work together: fail before anything is made."""
     check_heads_divide_units(cfg)
+    recurrent_cell(cfg.arch, cfg.cell)  # --cell must fit --arch
     if cfg.max_len < 1:
         raise UserError(f"--max-len must be positive, got {cfg.max_len}", fix="give --max-len 1 or more")

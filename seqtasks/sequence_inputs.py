@@ -22,6 +22,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from seqtasks.batching import batch_dataset, bucketed_epochs, fit_batch_size, length_bucketed_batches, pad, pad_nested
+from seqtasks.choices import recurrent_cell
 from seqtasks.training import FitPlan
 from seqtasks.word_vectors import vector_words
 from seqtasks.tokenizers import (SPECIAL_TOKENS, UNK_ID, CharTokenizer, LabelVocabulary, Tokenizer, WordTokenizer,
@@ -142,7 +143,7 @@ def build_input_encoder(cfg, words: Iterable[str], texts: Iterable[str] | None, 
 
 def encoder_arguments(cfg, prep: InputEncoder, token_pieces: bool = False) -> dict[str, Any]:
     """The SequenceEncoder's arguments for these settings and this preprocessor."""
-    return {"vocab_size": prep.tokenizer.vocab_size, "arch": cfg.arch, "units": cfg.units, "num_layers": cfg.layers,
+    return {"vocab_size": prep.tokenizer.vocab_size, "arch": recurrent_cell(cfg.arch, cfg.cell), "units": cfg.units, "num_layers": cfg.layers,
             "embedding_dim": cfg.embedding_dim or None, "heads": cfg.heads, "positions": cfg.positions,
             "max_length": cfg.max_len, "dropout": cfg.dropout, "word_dropout": cfg.word_dropout,
             "token_pieces": token_pieces, "char_features": cfg.char_features,

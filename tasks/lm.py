@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import keras
 
+from seqtasks.choices import recurrent_cell
 from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
 from seqtasks.generation import GeneratesText, TextGenerator, TextPrompts, batches
@@ -122,7 +123,8 @@ class LanguageModelTask(GeneratesText, LanguageModelCard, Task):
                                              positions=cfg.positions, activation=cfg.activation, dtype=policy,
                                              name="language_model")
         elif cfg.arch in ("rnn", "gru", "lstm"):
-            model = RecurrentLanguageModel(tokenizer.vocab_size, cell=cfg.arch, units=cfg.units,
+            model = RecurrentLanguageModel(tokenizer.vocab_size, cell=recurrent_cell(cfg.arch, cfg.cell),
+                                           units=cfg.units,
                                            num_layers=cfg.layers, embedding_dim=cfg.embedding_dim or None,
                                            dropout=cfg.dropout, unroll=cfg.unroll,
                                            dtype=policy, name="language_model")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from seqtasks.choices import ACTIVATIONS, SMOOTHINGS
+from seqtasks.choices import ACTIVATIONS, RECURRENT_CELLS, SMOOTHINGS, recurrent_cell
 from seqtasks.config import TrainConfig, check_heads_divide_units, setting
 from seqtasks.encoder_settings import freeze_embeddings_setting, pretrained_embeddings_setting
 from seqtasks.tasks.base import TaskCard
@@ -24,6 +24,8 @@ class LanguageModelConfig(TrainConfig):
                             path="place")
     arch: str = setting("lstm", "model family (ngram: counted, no training loop)",
                         ("rnn", "gru", "lstm", "transformer", "ngram"))
+    cell: str = setting("auto", "rnn/gru/lstm: the recurrent cell; auto = the one --arch names; lstm-peephole "
+                        "(with --arch lstm): gates that also see the cell state", ("auto", *RECURRENT_CELLS))
     tokenizer: str = setting("char", "char, SentencePiece subwords (spm), words, or whitespace: text already "
                              "tokenized, one sentence a line (perplexity per word)", ("char", "spm", "word", "whitespace"))
     vocab_size: int = setting(0, "tokenizer vocabulary size; 0 = the tokenizer's default (spm 8000)",
@@ -59,3 +61,4 @@ class LanguageModelCard(TaskCard):
 
     def check_settings(self, cfg) -> None:
         check_heads_divide_units(cfg)
+        recurrent_cell(cfg.arch, cfg.cell)  # --cell must fit --arch

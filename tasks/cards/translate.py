@@ -30,7 +30,8 @@ class TranslationConfig(TrainConfig):
     tfds_dir: str = setting("", "tfds sources: the data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
                             path="place")
     arch: str = setting("transformer", "model family", ("transformer", "seq2seq"))
-    cell: str = setting("lstm", "seq2seq: recurrent cell", ("lstm", "gru", "rnn"))
+    cell: str = setting("lstm", "seq2seq: recurrent cell (lstm-peephole: gates that also see the cell state)",
+                        ("lstm", "lstm-peephole", "gru", "rnn"))
     attention: str = setting("bahdanau", "seq2seq: attention over encoder outputs; none = the encoder's final "
                                          "state is the only context", ATTENTION_KINDS)
     input_feeding: bool = setting(False, "seq2seq with luong attention: feed the last attentional state back in")
