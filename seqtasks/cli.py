@@ -605,6 +605,41 @@ def info(run, as_json) -> None:
         click.echo(f"last evaluation: {json.dumps(details['last_evaluation'])}")
 
 
+def _serve_options():
+    from seqtasks.serving.settings import ServeSettings
+
+    return _options(list(dataclasses.fields(ServeSettings)))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("run", type=click.Path())
+@_serve_options()
+def serve(run, **settings) -> None:
+    """Serve RUN over HTTP (FastAPI on uvicorn; pip install "seqtasks[serve]"): JSON endpoints for what
+    `predict` and `sample` give (POST /predict for every run, /generate for runs that write text, with
+    "stream": true for server-sent events), /health, /info, OpenAPI docs at /docs, and a page at / to try
+    the model. Concurrent requests are batched. Listens on 127.0.0.1 unless --host says otherwise;
+    SIGTERM or Ctrl-C stop it after the requests in flight finish.
+
+    \b
+    Example:
+      seqtasks serve runs/shakespeare --port 8000
+      curl -s localhost:8000/generate -H 'Content-Type: application/json' \\
+           -d '{"prompt": "ROMEO:", "max_new_tokens": 50, "stream": true}'
+    """
+    from seqtasks.config import resolve_config
+    from seqtasks.serving.settings import ServeSettings
+
+    chosen = resolve_config(ServeSettings, {}, settings, where="seqtasks serve")
+    try:
+        from seqtasks.serving import server
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        raise UserError(f"seqtasks serve needs FastAPI and uvicorn ({error})", fix='pip install "seqtasks[serve]"') from None
+    server.serve(run, chosen)
+
+
 def main() -> None:
     cli(prog_name="seqtasks")
 

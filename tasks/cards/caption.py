@@ -66,3 +66,5 @@ class CaptioningCard(TaskCard):
     architectures = ("lstm", "transformer")
     example = "seqtasks train caption --images photos/ --captions captions.csv --attention --out runs/cap"
     data_settings = ("images", "captions")
+    input_kind = "image"
+    serve_route = "caption"

@@ -68,3 +68,4 @@ class TranslationCard(TaskCard):
     architectures = ("transformer", "seq2seq")
     example = "seqtasks train translate --src train.de --tgt train.en --out runs/de-en"
     data_settings = ("src", "tgt", "data")
+    serve_route = "translate"
