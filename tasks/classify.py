@@ -126,7 +126,10 @@ class ClassificationTask(ClassificationCard, Task):
     def probabilities(self, run, texts: list[str]) -> list[np.ndarray]:
         cfg, prep, model = run.settings, run.preprocessor, run.model
         encoded = [prep.encode_text(text, cfg.max_len) for text in texts]
-        infer = compiled_inference(lambda inputs: keras.ops.softmax(model(inputs, training=False)), prep, False)
+        if "probabilities" not in run.compiled:
+            run.compiled["probabilities"] = compiled_inference(
+                lambda inputs: keras.ops.softmax(model(inputs, training=False)), prep, False)
+        infer = run.compiled["probabilities"]
         return run_batches(infer, encoded, cfg.batch_size)
 
     def evaluate(self, run, source: str | None) -> dict[str, Any]:

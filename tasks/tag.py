@@ -146,7 +146,9 @@ class TaggingTask(TaggingCard, Task):
             for start, end in _pieces(words, cfg.max_len):
                 encoded.append(prep.encode_words(words[start:end]))
                 owners.append(index)
-        infer = compiled_inference(model.tag_ids, prep, not prep.uses_words)
+        if "tag_ids" not in run.compiled:
+            run.compiled["tag_ids"] = compiled_inference(model.tag_ids, prep, not prep.uses_words)
+        infer = run.compiled["tag_ids"]
         outputs = run_batches(infer, encoded, cfg.batch_size) if encoded else []
         ids: list[list[int]] = [[] for _ in sentences]
         for owner, (tokens, _), predicted in zip(owners, encoded, outputs):
