@@ -284,7 +284,7 @@ def create_app(run, settings: ServeSettings) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index():
-        return page.render(f"a {task.name} run", images, generative, generative and task.continues_prompt,
+        return page.render(f"{task.name} run", images, generative, generative and task.continues_prompt,
                            f"{task.description}; {run.path}", tokens=min(100, settings.max_new_tokens))
 
     return app

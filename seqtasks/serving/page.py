@@ -2,7 +2,9 @@
 
 One self-contained HTML file (no script or style from elsewhere: the server may be offline). A run
 that writes text streams from POST /generate ("stream": true), reading the server-sent events off
-the response body (EventSource can only GET); other runs show POST /predict's JSON.
+the response body (EventSource can only GET); other runs show POST /predict's JSON. Query
+parameters fill the form and run it (/?text=ROMEO:&tokens=50&run=1), which is how
+benchmarks/serve_page.py checks the page in headless Chromium.
 """
 from __future__ import annotations
 
@@ -96,6 +98,12 @@ async function run() {
   status.textContent = "done";
 }
 document.getElementById("go").addEventListener("click", run);
+// /?text=...&temperature=...&tokens=...&run=1 fills the form (and runs it): a link to a given try
+const params = new URLSearchParams(location.search);
+for (const id of ["text", "temperature", "tokens"]) {
+  const box = document.getElementById(id); if (box && params.has(id)) box.value = params.get(id);
+}
+if (params.get("run") === "1") run();
 </script>
 </body></html>
 """
