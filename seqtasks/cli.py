@@ -615,17 +615,16 @@ def _serve_options():
 @click.argument("run", type=click.Path())
 @_serve_options()
 def serve(run, **settings) -> None:
-    """Serve RUN over HTTP (FastAPI on uvicorn; pip install "seqtasks[serve]"): JSON endpoints for what
-    `predict` and `sample` give (POST /predict for every run, /generate for runs that write text, with
-    "stream": true for server-sent events), /health, /info, OpenAPI docs at /docs, and a page at / to try
-    the model. Concurrent requests are batched. Listens on 127.0.0.1 unless --host says otherwise;
-    SIGTERM or Ctrl-C stop it after the requests in flight finish.
+    """Serve RUN over HTTP (FastAPI on uvicorn; pip install "seqtasks[serve]"): POST /predict gives what
+    `predict` gives, as JSON; a run that writes text also has the options of `sample` on its own endpoint,
+    streamed as server-sent events with "stream": true (/docs lists every endpoint and field). Also
+    /health, /info, and a page at / to try the model. Concurrent requests are batched. Listens on
+    127.0.0.1 unless --host says otherwise; SIGTERM or Ctrl-C stop it after the requests in flight finish.
 
     \b
     Example:
       seqtasks serve runs/shakespeare --port 8000
-      curl -s localhost:8000/generate -H 'Content-Type: application/json' \\
-           -d '{"prompt": "ROMEO:", "max_new_tokens": 50, "stream": true}'
+      curl -s localhost:8000/predict -d '{"text": "ROMEO:", "max_new_tokens": 50}'
     """
     from seqtasks.config import resolve_config
     from seqtasks.serving.settings import ServeSettings

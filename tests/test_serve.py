@@ -117,6 +117,10 @@ def test_predict_and_generate_give_what_the_api_gives(lm):
     sampled = server.post("/generate", {"prompt": "ab", "max_new_tokens": 8, "temperature": 1.0, "seed": 3,
                                         "num_return_sequences": 2}).json()
     assert sampled["texts"] == run.sample("ab", max_new_tokens=8, temperature=1.0, seed=3, num_return_sequences=2)
+    # no max_new_tokens: the run's default (100 tokens), held to the server's --max-new-tokens 40
+    assert server.client.get("/info").json()["default_max_new_tokens"] == 40
+    assert server.post("/generate", {"prompt": "ab", "temperature": 0}).json()["text"] == \
+        run.sample("ab", max_new_tokens=40, temperature=0) != run.sample("ab", temperature=0)
 
 
 def test_concurrent_requests_share_batches_and_get_their_own_answers(lm):

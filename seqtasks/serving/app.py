@@ -35,6 +35,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from seqtasks.errors import UserError, describe_exception
+from seqtasks.generation import GeneratesText
 from seqtasks.serving import page
 from seqtasks.serving.batcher import RequestBatcher
 from seqtasks.serving.schemas import WITHHELD, generate_request, given, predict_options, predict_request
@@ -106,6 +107,9 @@ def create_app(run, settings: ServeSettings) -> FastAPI:
     batcher = RequestBatcher(settings.batch_window_ms / 1000, settings.max_batch)
     files = tempfile.TemporaryDirectory(prefix="seqtasks-serve-")  # image inputs, as the tasks read files
     alone = itertools.count()  # seeded requests batch only with themselves: the same seed, the same text
+    # a request that gives no max_new_tokens gets the run's default, unless that is over the server's bound
+    default_tokens = task.text_generator(run).config().max_new_tokens if isinstance(task, GeneratesText) else None
+    bounded = {"max_new_tokens": settings.max_new_tokens} if (default_tokens or 0) > settings.max_new_tokens else {}
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -201,6 +205,8 @@ def create_app(run, settings: ServeSettings) -> FastAPI:
         inputs = [one] if many is None else many
         fields = [name] if many is None else [f"{name}s[{i}]" for i in range(len(inputs))]
         options = given(body, {name, name + "s"})
+        if "max_new_tokens" in predict_options(task):
+            options = {**bounded, **options}
         outputs = await answers(batch_key("predict", options), lambda items: list(run.predict(items, **options)),
                                 inputs, fields)
         return {"output": outputs[0]} if many is None else {"outputs": outputs}
@@ -217,7 +223,7 @@ def create_app(run, settings: ServeSettings) -> FastAPI:
             prompt = getattr(body, name) if images else body.prompt
             if prompt is None:
                 raise RequestError(422, name, f"`{name}` is required", "missing")
-            options = given(body, {name, "prompt", "stream", "stop"})
+            options = {**bounded, **given(body, {name, "prompt", "stream", "stop"})}
             stop = tuple(body.stop)
             if body.stream:
                 return await streamed(prompt, stop, options)
@@ -278,6 +284,7 @@ def create_app(run, settings: ServeSettings) -> FastAPI:
         return {"run": run.info(), "task": task.name, "description": task.description, "input": name,
                 "generative": generative, "continues_prompt": generative and task.continues_prompt,
                 "endpoints": endpoints(), "predict_options": sorted(predict_options(task)),
+                "default_max_new_tokens": min(default_tokens, settings.max_new_tokens) if default_tokens else None,
                 "withheld_options": WITHHELD, "settings": dict(vars(settings)),
                 "batches": {"count": batcher.batches, "inputs": batcher.inputs,
                             "mean_size": round(batcher.inputs / batcher.batches, 2) if batcher.batches else None}}
