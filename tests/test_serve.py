@@ -153,6 +153,9 @@ def test_a_streamed_generation_arrives_in_pieces_that_join_to_the_text(lm):
 BAD_REQUESTS = [  # (path, body: dict or raw bytes, status, field)
     ("/predict", b'{"texts": ["ab"', 400, "body"),                     # malformed JSON
     ("/predict", b"", 422, "body"),                                    # no body
+    ("/predict", b"\xff\xfe{", 400, "body"),                            # not UTF-8
+    ("/predict", b"[" * 3000 + b"]" * 3000, 400, "body"),              # nested deeper than the parser goes
+    ("/generate", b'{"prompt": "ab", "temperature": NaN}', 422, "temperature"),
     ("/predict", {}, 422, "text"),                                     # no input
     ("/predict", {"text": "ab", "texts": ["ab"]}, 422, "text"),        # both
     ("/predict", {"text": 5}, 422, "text"),                            # wrong type

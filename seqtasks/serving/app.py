@@ -145,7 +145,7 @@ def create_app(run, settings: ServeSettings) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException):
         field = "body" if error.status_code in (400, 413) else None
-        kind = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(error.status_code, "http")
+        kind = {400: "invalid_body", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(error.status_code, "http")
         return JSONResponse(error_body(field, str(error.detail), kind), status_code=error.status_code,
                             headers=getattr(error, "headers", None))
 
