@@ -418,6 +418,9 @@ class Run:
         self.settings = config_from_dict(self.task.Config, self.record["settings"])
         self._preprocessor = None
         self._model = None
+        # functions a task compiled over this run's model (tf.function), kept for its next call: made
+        # anew per call, each would trace again (a served run answers many calls)
+        self.compiled: dict[str, Any] = {}
 
     @property
     def path(self) -> Path:

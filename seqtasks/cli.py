@@ -724,6 +724,40 @@ def gradients(runs, arch, data, seq_len, batch_size, units, layers, train_steps,
         click.echo(f"plot: {plot}")
 
 
+def _serve_options():
+    from seqtasks.serving.settings import ServeSettings
+
+    return _options(list(dataclasses.fields(ServeSettings)))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("run", type=click.Path())
+@_serve_options()
+def serve(run, **settings) -> None:
+    """Serve RUN over HTTP (FastAPI on uvicorn; pip install "seqtasks[serve]"): POST /predict gives what
+    `predict` gives, as JSON; a run that writes text also has the options of `sample` on its own endpoint,
+    streamed as server-sent events with "stream": true (/docs lists every endpoint and field). Also
+    /health, /info, and a page at / to try the model. Concurrent requests are batched. Listens on
+    127.0.0.1 unless --host says otherwise; SIGTERM or Ctrl-C stop it after the requests in flight finish.
+
+    \b
+    Example:
+      seqtasks serve runs/shakespeare --port 8000
+      curl -s localhost:8000/predict -d '{"text": "ROMEO:", "max_new_tokens": 50}'
+    """
+    from seqtasks.config import resolve_config
+    from seqtasks.serving.settings import ServeSettings
+
+    chosen = resolve_config(ServeSettings, {}, settings, where="seqtasks serve")
+    try:
+        from seqtasks.serving import server
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        raise UserError(f"seqtasks serve needs FastAPI and uvicorn ({error})", fix='pip install "seqtasks[serve]"') from None
+    server.serve(run, chosen)
+
+
 def main() -> None:
     cli(prog_name="seqtasks")
 

@@ -193,6 +193,14 @@ def compiled_inference(function, prep: InputEncoder, token_pieces: bool):
     return lambda inputs: traced(inputs).numpy()
 
 
+def run_inference(run, name: str, function, prep: InputEncoder, token_pieces: bool):
+    """compiled_inference(function) made once per Run and kept in run.compiled[name]: made anew for
+    each call, it would trace on every call (a served run answers many)."""
+    if name not in run.compiled:
+        run.compiled[name] = compiled_inference(function, prep, token_pieces)
+    return run.compiled[name]
+
+
 def accuracy_fit_plan(cfg, train: tuple[list, list], valid: tuple[list, list], input_spec, target_spec,
                       collate) -> FitPlan:
     """The FitPlan of classify and tag: (encoded inputs, targets) batched by length, every batch padded

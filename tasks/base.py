@@ -36,6 +36,10 @@ class TaskCard:
     example: str = ""            # a `seqtasks train` command line for --help ("": the generic one, with --data)
     # the settings that name training data; when none of them is given, train uses the bundled demo
     data_settings: tuple[str, ...] = ("data",)
+    # what predict takes: "text", or "image" (paths of image files; `seqtasks serve` takes their bytes)
+    input_kind: str = "text"
+    # `seqtasks serve`: a second name of POST /predict for this task's runs ("" = none), e.g. "translate"
+    serve_route: str = ""
 
     def check_settings(self, cfg) -> None:
         """Raise a UserError for settings that cannot work together (each alone is range-checked by

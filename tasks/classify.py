@@ -24,8 +24,8 @@ from seqtasks.metrics import classification_scores, unseen_warning
 from seqtasks.models.classifier import SequenceClassifier
 from seqtasks.readers.tables import LabeledText, read_labeled_texts
 from seqtasks.sequence_inputs import (InputEncoder, accuracy_fit_plan, build_input_encoder,
-                                      compiled_inference, dummy_inputs, encoder_arguments,
-                                      input_signature, run_batches, split_words)
+                                      dummy_inputs, encoder_arguments,
+                                      input_signature, run_batches, run_inference, split_words)
 from seqtasks.tasks.base import Task
 from seqtasks.tasks.cards.classify import ClassificationCard, ClassificationConfig  # noqa: F401
 from seqtasks.tokenizers import LabelVocabulary
@@ -125,7 +125,8 @@ class ClassificationTask(ClassificationCard, Task):
     def probabilities(self, run, texts: list[str]) -> list[np.ndarray]:
         cfg, prep, model = run.settings, run.preprocessor, run.model
         encoded = [prep.encode_text(text, cfg.max_len) for text in texts]
-        infer = compiled_inference(lambda inputs: keras.ops.softmax(model(inputs, training=False)), prep, False)
+        infer = run_inference(run, "probabilities", lambda inputs: keras.ops.softmax(model(inputs, training=False)),
+                              prep, False)
         return run_batches(infer, encoded, cfg.batch_size)
 
     def evaluate(self, run, source: str | None) -> dict[str, Any]:

@@ -22,8 +22,8 @@ from seqtasks.errors import UserError
 from seqtasks.models.tagger import PAD_TAG, MaskedAccuracy, SequenceTagger
 from seqtasks.readers.conll import TaggedSentence, pretokenized_sentences, read_tagged_sentences
 from seqtasks.sequence_inputs import (InputEncoder, accuracy_fit_plan, build_input_encoder,
-                                      compiled_inference, dummy_inputs, encoder_arguments,
-                                      input_signature, run_batches, split_words)
+                                      dummy_inputs, encoder_arguments,
+                                      input_signature, run_batches, run_inference, split_words)
 from seqtasks.tag_scores import tagging_scores
 from seqtasks.tasks.base import Task
 from seqtasks.tasks.cards.tag import TaggingCard, TaggingConfig  # noqa: F401
@@ -143,7 +143,7 @@ class TaggingTask(TaggingCard, Task):
             for start, end in _pieces(words, cfg.max_len):
                 encoded.append(prep.encode_words(words[start:end]))
                 owners.append(index)
-        infer = compiled_inference(model.tag_ids, prep, not prep.uses_words)
+        infer = run_inference(run, "tag_ids", model.tag_ids, prep, not prep.uses_words)
         outputs = run_batches(infer, encoded, cfg.batch_size) if encoded else []
         ids: list[list[int]] = [[] for _ in sentences]
         for owner, (tokens, _), predicted in zip(owners, encoded, outputs):

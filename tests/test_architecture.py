@@ -26,7 +26,7 @@ LAYERS = {
                "seqtasks.gradient_flow"],
     "tasks": ["seqtasks.tasks"],
     "api": ["seqtasks.api", "seqtasks"],
-    "cli": ["seqtasks.cli"],
+    "cli": ["seqtasks.cli", "seqtasks.serving"],
 }
 RANK = {prefix: rank for rank, prefixes in enumerate(LAYERS.values()) for prefix in prefixes}
 NAMES = list(LAYERS)

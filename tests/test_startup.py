@@ -1,6 +1,7 @@
 """Help answers before TensorFlow starts: `seqtasks --help`, `tasks` and every --help import neither
-TensorFlow nor Keras (a structural check; the README gives the measured times). The API still loads
-TensorFlow and registers the Keras classes when it is used."""
+TensorFlow nor Keras, nor FastAPI and uvicorn, which only `seqtasks serve` needs (a structural check;
+the README gives the measured times). The API still loads TensorFlow and registers the Keras classes
+when it is used."""
 from __future__ import annotations
 
 import json
@@ -22,10 +23,12 @@ except SystemExit as exit:
     code = exit.code
 else:
     code = 0
-print(json.dumps({"code": code, "heavy": sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras"})}))
+print(json.dumps({"code": code, "heavy": sorted({m.split(".")[0] for m in sys.modules}
+                                                & {"tensorflow", "keras", "fastapi", "uvicorn"})}))
 """
 
-VERBS = ("train", "resume", "finetune", "evaluate", "predict", "sample", "info", "tasks", "diagnose")
+VERBS = ("train", "resume", "finetune", "evaluate", "predict", "sample", "info", "tasks", "diagnose", "serve",
+         "embeddings")
 
 
 def probe(*args: str) -> dict:

@@ -76,6 +76,8 @@ class CaptioningCard(TaskCard):
     architectures = ("lstm", "transformer")
     example = "seqtasks train caption --images photos/ --captions captions.csv --attention --out runs/cap"
     data_settings = ("images", "captions")
+    input_kind = "image"
+    serve_route = "caption"
 
     def check_settings(self, cfg) -> None:
         check_heads_divide_units(cfg)

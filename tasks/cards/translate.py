@@ -73,6 +73,7 @@ class TranslationCard(TaskCard):
     architectures = ("transformer", "seq2seq")
     example = "seqtasks train translate --src train.de --tgt train.en --out runs/de-en"
     data_settings = ("src", "tgt", "data")
+    serve_route = "translate"
 
     def check_settings(self, cfg) -> None:
         check_heads_divide_units(cfg)
