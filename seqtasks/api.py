@@ -307,8 +307,8 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     origins = {**{key: f"from {parent.directory.config_path}" for key in parent.record["settings"]},
                **{key: f"from {config_file}" for key in toml}, **{key: COMMAND_LINE for key in flags}}
     cfg = resolve_config(task_obj.Config, {}, settings, where=config_file or "settings", origins=origins)
+    task_obj.check_finetune(parent.record["settings"], cfg)  # what the parent fixes first: the likelier cause
     task_obj.check_settings(cfg)
-    task_obj.check_finetune(parent.record["settings"], cfg)
     out = Path(out)
     if out.exists():
         raise UserError("the run folder already exists", str(out), "choose another --out")
