@@ -32,9 +32,10 @@ from seqtasks.readers.images import read_captions
 from seqtasks.tokenizers import BOS_ID, EOS_ID, PAD_ID, Tokenizer, load_tokenizer, train_tokenizer
 from seqtasks.training import FitPlan, dtype_policy, unigram_log_prior
 from seqtasks.tasks.base import Task
+from seqtasks.choices import BACKBONES
 from seqtasks.tasks.cards.caption import CaptionConfig, CaptioningCard  # noqa: F401
 
-DEFAULT_IMAGE_SIZE = {"cnn": 128, "efficientnetb0": 224, "mobilenetv2": 224, "resnet50": 224}
+DEFAULT_IMAGE_SIZE = {"cnn": 128, "efficientnet-lite0": 224, "efficientnetb0": 224, "mobilenetv2": 224, "resnet50": 224}
 EVALUATE_CHUNK = 1024
 
 
@@ -77,8 +78,8 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
         if not cfg.captions:
             raise UserError("no training captions given", fix="pass --images DIR --captions FILE")
         if cfg.backbone == "cnn" and cfg.weights not in ("imagenet", "none"):
-            raise UserError("--weights applies to keras.applications backbones; the cnn starts from scratch",
-                            fix="drop --weights, or choose --backbone efficientnetb0|mobilenetv2|resnet50")
+            raise UserError("--weights applies to pretrained backbones; the cnn starts from scratch",
+                            fix="drop --weights, or choose --backbone " + "|".join(BACKBONES[1:]))
         if cfg.batch_by_image and cfg.strategy != "default":
             # a replica would get half the images but captions pointing at all of them
             raise UserError("--batch-by-image batches cannot be split across replicas", fix="drop --batch-by-image, or "

