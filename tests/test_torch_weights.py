@@ -119,3 +119,17 @@ def test_no_module_of_seqtasks_imports_torch():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             importers += [str(path) for name in names if name.split(".")[0] == "torch"]
     assert not importers
+
+
+@pytest.mark.parametrize("layout", ["zip", "legacy"])
+def test_files_written_by_torch_itself_read_exactly(layout):
+    """tests/data/torch_written/*.pth were written by torch 2.13 (torch.save, both layouts) from
+    x = arange(30).reshape(5, 6): {"t": x.t(), "s": x[1:3, 2:], "i": tensor(3), "h": bfloat16 [1.5, -2],
+    "l": a (3, 2) Linear weight of 0.25}."""
+    read = read_torch_file(ROOT / "tests" / "data" / "torch_written" / f"{layout}.pth")
+    x = np.arange(30, dtype=np.float32).reshape(5, 6)
+    np.testing.assert_array_equal(read["t"], x.T)
+    np.testing.assert_array_equal(read["s"], x[1:3, 2:])
+    assert read["i"].shape == () and read["i"] == 3 and read["i"].dtype == np.int64
+    np.testing.assert_array_equal(read["h"], np.array([1.5, -2.0], np.float32))
+    np.testing.assert_array_equal(read["l"], np.full((3, 2), 0.25, np.float32))
