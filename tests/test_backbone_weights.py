@@ -230,7 +230,7 @@ def test_the_wheel_is_found_without_importing_it_and_a_missing_one_names_the_pip
     assert "\n" not in missing.value.message
 
 
-def test_the_image_encoder_starts_from_a_pth_and_from_its_converted_weights(tmp_path, cache):
+def test_the_image_encoder_starts_from_a_pth_its_converted_weights_or_a_keras_file(tmp_path, cache):
     tensors = efficientnet_lite0_state()
     write_legacy(tmp_path / "lite0.pth", tensors)
     encoder = ImageEncoder("efficientnet-lite0", 32, 8, weights=str(tmp_path / "lite0.pth"), freeze_backbone=True)
@@ -239,5 +239,8 @@ def test_the_image_encoder_starts_from_a_pth_and_from_its_converted_weights(tmp_
     converted = next(cache.rglob("*.weights.h5"))
     again = ImageEncoder("efficientnet-lite0", 64, 8, weights=str(converted))  # another image size: same weights
     np.testing.assert_array_equal(again.backbone.get_layer("_blocks_3__depthwise_conv").get_weights()[0], expected)
+    encoder.backbone.save(tmp_path / "lite0.keras")
+    from_keras = ImageEncoder("efficientnet-lite0", 32, 8, weights=str(tmp_path / "lite0.keras"))
+    np.testing.assert_array_equal(from_keras.backbone.get_layer("_blocks_3__depthwise_conv").get_weights()[0], expected)
     pixels = RNG.uniform(0, 255, (1, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(encoder.preprocess(pixels)), (pixels - 127) / 128)
