@@ -67,6 +67,7 @@ def train(task: str, out: str | Path | None = None, config_file: str | None = No
 
     task_obj = get_task(task)
     cfg = resolve_task_config(task_obj, config_file, overrides)
+    task_obj.check_settings(cfg)
     precision = resolve_precision(cfg.precision)
     out = Path(out) if out else default_run_path(task)
     if out.exists():
@@ -239,6 +240,7 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     origins = {**{key: f"from {parent.directory.config_path}" for key in parent.record["settings"]},
                **{key: f"from {config_file}" for key in toml}, **{key: COMMAND_LINE for key in flags}}
     cfg = resolve_config(task_obj.Config, {}, settings, where=config_file or "settings", origins=origins)
+    task_obj.check_settings(cfg)
     task_obj.check_finetune(parent.record["settings"], cfg)
     out = Path(out)
     if out.exists():

