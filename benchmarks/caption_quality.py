@@ -142,10 +142,11 @@ def subject_recognition(captions: list[str], refs: list[list[str]]) -> dict[str,
 
 def run_captions(run, images: Path, table: Path, beam: int, penalty: float) -> tuple[list[str], list[list[str]]]:
     """The run's caption of each image of `table` (as evaluate makes them), and the references."""
+    from seqtasks.image_pipeline import decoded_images
     from seqtasks.readers.images import read_captions
     from seqtasks.tasks.caption import image_size
 
-    data = run.task.decode(read_captions(str(table), str(images), "test captions"), image_size(run.settings))
+    data = decoded_images(read_captions(str(table), str(images), "test captions"), image_size(run.settings))
     found = run.task.captioner(run, penalty).caption(data.pixels[data.rows], beam=beam)
     return [c[0].text for c in found], [list(captions) for captions in data.images.captions]
 

@@ -10,7 +10,7 @@ ACTIVATIONS = ("gelu", "gelu_tanh", "relu")              # Transformer feed-forw
 POOLING_KINDS = ("last", "mean", "max", "attention")     # token states -> one vector (layers.pooling)
 CHAR_FEATURE_KINDS = ("none", "cnn", "lstm")             # character features of a word (layers.char_features)
 ATTENTION_KINDS = ("none", "bahdanau", "luong")          # recurrent seq2seq attention (models.seq2seq)
-BACKBONES = ("cnn", "efficientnetb0", "mobilenetv2", "resnet50")  # image encoders (models.image_encoder)
+BACKBONES = ("cnn", "efficientnet-lite0", "efficientnetb0", "mobilenetv2", "resnet50")  # image encoders (models.image_encoder)
 INITIAL_STATES = ("grid", "mean")                        # a captioning LSTM's first state (models.captioner)
 SMOOTHINGS = ("kneser-ney", "witten-bell", "add-k")    # n-gram language models (ngram_counts)
 

@@ -27,6 +27,7 @@ from seqtasks.errors import UserError
 from seqtasks.generation import GeneratesText
 from seqtasks.image_pipeline import ImageSet, cached_features, caption_batches, decoded_images, training_steps
 from seqtasks.models.captioner import RecurrentCaptioner, TransformerCaptioner
+from seqtasks.models.backbone_weights import check_weights
 from seqtasks.models.image_encoder import ImageEncoder
 from seqtasks.readers.images import read_captions
 from seqtasks.tokenizers import BOS_ID, EOS_ID, PAD_ID, Tokenizer, load_tokenizer, train_tokenizer
@@ -59,6 +60,7 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
     def read(self, cfg) -> CaptionData:
         if not cfg.captions:
             raise UserError("no training captions given", fix="pass --images DIR --captions FILE")
+        check_weights(cfg.backbone, cfg.weights)  # a missing weights file or wheel: before any run folder
         size = image_size(cfg)
         train = read_captions(cfg.captions, cfg.images, "training data", skip_missing=cfg.skip_bad_images)
         train_set = decoded_images(train, size, training=True, skip_bad=cfg.skip_bad_images)

