@@ -45,7 +45,7 @@ from common import write_result
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=10, help="timed training steps per contender per round")
+    parser.add_argument("--steps", type=int, default=6, help="timed training steps per contender per round")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--parts", default="train,generate", help="comma-separated: train, generate")
     parser.add_argument("--no-compile", action="store_true",
@@ -261,6 +261,64 @@ def main(argv=None) -> dict:
                 return batch * N / (time.perf_counter() - start)
             generation[batch] = {name: (lambda f=f: rate(f)) for name, f in functions.items()}
 
+    # -- figures ------------------------------------------------------------------------------------
+    def report(final: bool) -> None:
+        """The figures of the rounds so far, written after every round (a run cut short keeps them)."""
+        result["matmul_peak_tflops"] = {
+            key: {dtype: round(median(v) / 1e12, 3) for dtype, v in r.values.items()} |
+                 {"per_round": {dtype: [round(x / 1e12, 3) for x in v] for dtype, v in r.values.items()}}
+            for key, r in peaks.items()}
+        targets = {"transformer": ("seqtasks_bf16", 1.0), "lstm": ("seqtasks_bf16_unrolled", 1.5)}
+        comparisons = result["comparisons"]
+        for arch, rounds in train_rounds.items():
+            ours_name, target = targets[arch]
+            ours = rounds.values[ours_name]
+            peers = [n for n in rounds.values if n.startswith("pytorch")]
+            best, winners = best_per_round(rounds, peers)
+            comparisons[f"train_{arch}_vs_best_pytorch"] = {
+                **comparison(ours, best, target, ours_name, "best PyTorch configuration of each round"),
+                "best_per_round": winners}
+            for peer in peers:
+                comparisons[f"train_{arch}_vs_{peer}"] = comparison(ours, rounds.values[peer], None, ours_name, peer)
+            result.setdefault("training_tokens_per_s", {})[arch] = {
+                name: {"median": round(m), "per_round": [round(v) for v in rounds.values[name]]}
+                for name, m in rounds.medians().items()}
+        if "transformer" in train_rounds:
+            ours = train_rounds["transformer"].values["seqtasks_bf16"]
+            per_round = [rate * flops_per_token / peak for rate, peak in zip(ours, peaks["tf"].values["bf16"])]
+            mfu = median(per_round)
+            comparisons["mfu_transformer_vs_bf16_peak"] = {
+                "ours": "seqtasks_bf16", "value": round(mfu, 3), "per_round": [round(m, 3) for m in per_round],
+                "flops_per_token": flops_per_token, "target": 0.6, "met": mfu >= 0.6,
+                "vs_fp32_peak": round(median([r * flops_per_token / p for r, p in zip(ours, peaks["tf"].values["fp32"])]), 3)}
+        for batch, rounds in gen_rounds.items():
+            ours = rounds.values["seqtasks"]
+            hub = [n for n in rounds.values if n.startswith("keras_hub")]
+            best, winners = best_per_round(rounds, hub)
+            comparisons[f"generate_batch_{batch}_vs_keras_hub"] = {
+                **comparison(ours, best, 1.5, "seqtasks", "KerasHub generate, the better compile of each round"),
+                "best_per_round": winners}
+            for name in hub:
+                comparisons[f"generate_batch_{batch}_vs_{name}"] = comparison(ours, rounds.values[name], None, "seqtasks", name)
+            loops = [n for n in rounds.values if n.startswith("pytorch")]
+            best, winners = best_per_round(rounds, loops)
+            comparisons[f"generate_batch_{batch}_vs_pytorch"] = {
+                **comparison(ours, best, 1.0, "seqtasks", "PyTorch KV-cache loop, the better thread count of each round"),
+                "best_per_round": winners}
+            for name in loops:
+                comparisons[f"generate_batch_{batch}_vs_{name}"] = comparison(ours, rounds.values[name], None, "seqtasks", name)
+            result.setdefault("generation_tokens_per_s", {})[f"batch_{batch}"] = {
+                name: {"median": round(m), "per_round": [round(v) for v in rounds.values[name]]}
+                for name, m in rounds.medians().items()}
+        result["targets_met"] = {name: row["met"] for name, row in comparisons.items() if "met" in row}
+        result["rounds_done"] = len(peaks["tf"].values["fp32"])
+        if not args.smoke and final:
+            write_result("peers", result)
+        elif final:
+            print(json.dumps(result["comparisons"], indent=2))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({**result, "command": " ".join(["python"] + sys.argv)}, indent=2) + "\n")
     # -- the rounds ---------------------------------------------------------------------------------
     peaks = {key: Rounds() for key in ("tf", "torch")}
     train_rounds = {arch: Rounds() for arch in training}
@@ -281,62 +339,10 @@ def main(argv=None) -> dict:
                 gen_rounds[batch].add(name, measure())
                 print(f"round {round_index + 1} generate batch {batch} {name}: "
                       f"{gen_rounds[batch].values[name][-1]:,.0f} tokens/s", flush=True)
+        if round_index + 1 < args.rounds:
+            report(final=False)
 
-    # -- figures ------------------------------------------------------------------------------------
-    result["matmul_peak_tflops"] = {
-        key: {dtype: round(median(v) / 1e12, 3) for dtype, v in r.values.items()} |
-             {"per_round": {dtype: [round(x / 1e12, 3) for x in v] for dtype, v in r.values.items()}}
-        for key, r in peaks.items()}
-    targets = {"transformer": ("seqtasks_bf16", 1.0), "lstm": ("seqtasks_bf16_unrolled", 1.5)}
-    comparisons = result["comparisons"]
-    for arch, rounds in train_rounds.items():
-        ours_name, target = targets[arch]
-        ours = rounds.values[ours_name]
-        peers = [n for n in rounds.values if n.startswith("pytorch")]
-        best, winners = best_per_round(rounds, peers)
-        comparisons[f"train_{arch}_vs_best_pytorch"] = {
-            **comparison(ours, best, target, ours_name, "best PyTorch configuration of each round"),
-            "best_per_round": winners}
-        for peer in peers:
-            comparisons[f"train_{arch}_vs_{peer}"] = comparison(ours, rounds.values[peer], None, ours_name, peer)
-        result.setdefault("training_tokens_per_s", {})[arch] = {
-            name: {"median": round(m), "per_round": [round(v) for v in rounds.values[name]]}
-            for name, m in rounds.medians().items()}
-    if "transformer" in train_rounds:
-        ours = train_rounds["transformer"].values["seqtasks_bf16"]
-        per_round = [rate * flops_per_token / peak for rate, peak in zip(ours, peaks["tf"].values["bf16"])]
-        mfu = median(per_round)
-        comparisons["mfu_transformer_vs_bf16_peak"] = {
-            "ours": "seqtasks_bf16", "value": round(mfu, 3), "per_round": [round(m, 3) for m in per_round],
-            "flops_per_token": flops_per_token, "target": 0.6, "met": mfu >= 0.6,
-            "vs_fp32_peak": round(median([r * flops_per_token / p for r, p in zip(ours, peaks["tf"].values["fp32"])]), 3)}
-    for batch, rounds in gen_rounds.items():
-        ours = rounds.values["seqtasks"]
-        hub = [n for n in rounds.values if n.startswith("keras_hub")]
-        best, winners = best_per_round(rounds, hub)
-        comparisons[f"generate_batch_{batch}_vs_keras_hub"] = {
-            **comparison(ours, best, 1.5, "seqtasks", "KerasHub generate, the better compile of each round"),
-            "best_per_round": winners}
-        for name in hub:
-            comparisons[f"generate_batch_{batch}_vs_{name}"] = comparison(ours, rounds.values[name], None, "seqtasks", name)
-        loops = [n for n in rounds.values if n.startswith("pytorch")]
-        best, winners = best_per_round(rounds, loops)
-        comparisons[f"generate_batch_{batch}_vs_pytorch"] = {
-            **comparison(ours, best, 1.0, "seqtasks", "PyTorch KV-cache loop, the better thread count of each round"),
-            "best_per_round": winners}
-        for name in loops:
-            comparisons[f"generate_batch_{batch}_vs_{name}"] = comparison(ours, rounds.values[name], None, "seqtasks", name)
-        result.setdefault("generation_tokens_per_s", {})[f"batch_{batch}"] = {
-            name: {"median": round(m), "per_round": [round(v) for v in rounds.values[name]]}
-            for name, m in rounds.medians().items()}
-    result["targets_met"] = {name: row["met"] for name, row in comparisons.items() if "met" in row}
-    if not args.smoke:
-        write_result("peers", result)
-    else:
-        print(json.dumps(result["comparisons"], indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({**result, "command": " ".join(["python"] + sys.argv)}, indent=2) + "\n")
+    report(final=True)
     return result
 
 
