@@ -43,7 +43,11 @@ def split_cpu(count_text: str | None) -> None:
 
 def start_tensorflow_quietly() -> None:
     """Import TensorFlow and let it probe its devices with fd 2 pointed at /dev/null."""
-    if os.environ.get("SEQTASKS_TF_LOGS") or "--debug" in sys.argv or "tensorflow" in sys.modules:
+    wants_logs = os.environ.get("SEQTASKS_TF_LOGS") or "--debug" in sys.argv
+    if os.environ.get("TF_CONFIG") and not wants_logs:
+        # a worker whose peer stops would print TensorFlow's gRPC errors around its own one line
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if wants_logs or "tensorflow" in sys.modules:
         split_cpu(os.environ.get(CPU_DEVICES_ENV))
         return
     try:
