@@ -32,6 +32,8 @@ def split_cpu(count_text: str | None) -> None:
         if count < 1:
             raise ValueError(count_text)
         cpu = tf.config.list_physical_devices("CPU")[0]
+        if len(tf.config.get_logical_device_configuration(cpu) or ()) == count:
+            return  # made already
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
     except ValueError:
         print(f"seqtasks: warning: {CPU_DEVICES_ENV}={count_text!r} is not a device count; using one CPU device",
@@ -41,12 +43,25 @@ def split_cpu(count_text: str | None) -> None:
               "set it before starting Python", file=sys.stderr)
 
 
+def silence_native_stderr() -> None:
+    """fd 2 -> /dev/null for good, Python's sys.stderr kept on the terminal. For a worker of a
+    multi-worker run: when a peer stops, TensorFlow's C++ side logs a dozen gRPC and collective
+    errors (past any log level setting) around the one line that says what happened."""
+    try:
+        terminal, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    sys.stderr.flush()
+    sys.stderr = os.fdopen(terminal, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
 def start_tensorflow_quietly() -> None:
     """Import TensorFlow and let it probe its devices with fd 2 pointed at /dev/null."""
     wants_logs = os.environ.get("SEQTASKS_TF_LOGS") or "--debug" in sys.argv
-    if os.environ.get("TF_CONFIG") and not wants_logs:
-        # a worker whose peer stops would print TensorFlow's gRPC errors around its own one line
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if os.environ.get("TF_CONFIG") and not wants_logs and "tensorflow" not in sys.modules:
+        silence_native_stderr()
     if wants_logs or "tensorflow" in sys.modules:
         split_cpu(os.environ.get(CPU_DEVICES_ENV))
         return

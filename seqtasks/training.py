@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import keras
 
-from seqtasks import distributed
+from seqtasks import backend, distributed
 from seqtasks.errors import Terminated, TrainingFailed, UserError, describe_exception
 from seqtasks.progress import format_duration
 from seqtasks.runs import RunDirectory, atomic_save_model
@@ -82,6 +82,7 @@ def make_strategy(name: str):
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
+        backend.split_cpu(os.environ.get(backend.CPU_DEVICES_ENV))  # when TensorFlow started elsewhere
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=devices)
