@@ -16,6 +16,9 @@ callback, `RunKeeper`, owns everything that outlives a step:
 The writes of an epoch's end are ordered (best model, then RunDirectory.save_checkpoint) so that a
 kill at any instant leaves a run `resume` continues. Ctrl-C and SIGTERM save the last checkpoint and
 print how to resume; any other error inside training does too, then raises TrainingFailed (one line).
+On several workers (--strategy multiworker, seqtasks.distributed) the datasets are sharded, the clock
+is the chief's, read once a step, and an interruption keeps the last checkpoint rather than saving
+one the other workers would have to join.
 """
 from __future__ import annotations
 
