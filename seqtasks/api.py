@@ -72,6 +72,7 @@ def train(task: str, out: str | Path | None = None, config_file: str | None = No
 
     task_obj = get_task(task)
     cfg = resolve_task_config(task_obj, config_file, overrides)
+    task_obj.check_settings(cfg)
     workers = workers_of(make_strategy(cfg.strategy))  # first: before anything starts TensorFlow
     chief = workers is None or workers.is_chief
     precision = resolve_precision(cfg.precision)
@@ -294,6 +295,7 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     origins = {**{key: f"from {parent.directory.config_path}" for key in parent.record["settings"]},
                **{key: f"from {config_file}" for key in toml}, **{key: COMMAND_LINE for key in flags}}
     cfg = resolve_config(task_obj.Config, {}, settings, where=config_file or "settings", origins=origins)
+    task_obj.check_settings(cfg)
     task_obj.check_finetune(parent.record["settings"], cfg)
     workers = workers_of(make_strategy(cfg.strategy))  # first: before the parent model starts TensorFlow
     chief = workers is None or workers.is_chief

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 from seqtasks.choices import ARCHITECTURES, CHAR_FEATURE_KINDS
-from seqtasks.config import TrainConfig, setting
+from seqtasks.config import TrainConfig, check_heads_divide_units, setting
+from seqtasks.errors import UserError
 
 
 @dataclasses.dataclass
@@ -35,3 +36,10 @@ class EncoderSettings(TrainConfig):
                                   minimum=0.0, below=1.0)
     max_len: int = setting(256, "tokens per example (longer ones are cut: classify; split: tag)",
                            minimum=1, maximum=65536)
+
+
+def check_encoder_settings(cfg: EncoderSettings) -> None:
+    """Encoder settings that cannot work together: fail before anything is made."""
+    check_heads_divide_units(cfg)
+    if cfg.max_len < 1:
+        raise UserError(f"--max-len must be positive, got {cfg.max_len}", fix="give --max-len 1 or more")

@@ -22,7 +22,6 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from seqtasks.batching import batch_dataset, bucketed_epochs, fit_batch_size, length_bucketed_batches, pad, pad_nested
-from seqtasks.errors import UserError
 from seqtasks.training import FitPlan
 from seqtasks.tokenizers import (SPECIAL_TOKENS, UNK_ID, CharTokenizer, LabelVocabulary, Tokenizer, WordTokenizer,
                                  load_tokenizer, train_tokenizer)
@@ -30,15 +29,6 @@ from seqtasks.tokenizers import (SPECIAL_TOKENS, UNK_ID, CharTokenizer, LabelVoc
 MAX_WORD_CHARS = 24   # longer words keep their first characters for the character features
 MAX_WORD_PIECES = 8   # subword pieces kept per word (tagging with SentencePiece)
 INPUTS_FILE = "inputs.json"
-
-
-def check_settings(cfg) -> None:
-    """Settings that cannot work together: fail before anything is made."""
-    if cfg.arch == "transformer" and cfg.units % cfg.heads:
-        raise UserError(f"--units {cfg.units} is not divisible by --heads {cfg.heads}",
-                        fix="choose units a multiple of heads")
-    if cfg.max_len < 1:
-        raise UserError(f"--max-len must be positive, got {cfg.max_len}", fix="give --max-len 1 or more")
 
 
 _CLITIC = re.compile(r"^(.+?)(n't|'s|'re|'ve|'ll|'m|'d)$", re.IGNORECASE)

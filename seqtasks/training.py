@@ -40,7 +40,7 @@ import keras
 from seqtasks import backend, distributed
 from seqtasks.errors import Terminated, TrainingFailed, UserError, describe_exception
 from seqtasks.progress import format_duration
-from seqtasks.runs import RunDirectory, atomic_save_model
+from seqtasks.runs import RunDirectory
 
 MID_EPOCH_CHECKPOINT_SECONDS = 600.0
 
@@ -310,24 +310,28 @@ class RunKeeper(keras.callbacks.Callback):
         if improved:
             self.state.best_metric = float(metric)
             self.state.epochs_without_improvement = 0
-            atomic_save_model(self.model, self.run.best_model_path)
         else:
             self.state.epochs_without_improvement += 1
             if self.cfg.patience and self.state.epochs_without_improvement >= self.cfg.patience:
                 self.early_stopped = True
                 self.model.stop_training = True
         self.state.epoch, self.state.step_in_epoch = epoch + 1, 0
-        self.save_last()  # the epoch's commit point; history.csv follows from it
+        self.save_last(best=improved)  # the epoch's commit point; history.csv follows from it
         if self.plan.sample is not None:
             try:
                 print(f"sample after epoch {epoch + 1}:\n{self.plan.sample(self.model)}\n", flush=True)
             except Exception as error:  # a failed sample must never cost the training run
                 print(f"(no sample: {error})", file=sys.stderr)
 
-    def save_last(self) -> None:
+    def save_last(self, best: bool = False) -> None:
+        """Checkpoint the current step (best: it is also the best model so far); when last.keras
+        already holds this step's weights, only the train state is new."""
         snapshot = TrainState(**{**self.state.__dict__, "elapsed_seconds": self.elapsed(),
                                  "checkpoint_step": self.state.global_step})
-        self.run.save_checkpoint(self.model, snapshot.__dict__)
+        if not best and self.saved_step == self.state.global_step and self.run.last_checkpoint_path.is_file():
+            self.run.update_checkpoint_state(snapshot.__dict__)
+        else:
+            self.run.save_checkpoint(self.model, snapshot.__dict__, best=best)
         self.saved_step = self.state.global_step
         self.last_checkpoint = self.now
 

@@ -112,9 +112,6 @@ class LanguageModelTask(GeneratesText, LanguageModelCard, Task):
         keras.utils.set_random_seed(cfg.seed)
         policy = dtype_policy(cfg.precision)
         if cfg.arch == "transformer":
-            if cfg.units % cfg.heads:
-                raise UserError(f"--units {cfg.units} is not divisible by --heads {cfg.heads}",
-                                fix="choose units a multiple of heads")
             model = TransformerLanguageModel(tokenizer.vocab_size, d_model=cfg.units, heads=cfg.heads,
                                              num_layers=cfg.layers, max_length=cfg.seq_len, dropout=cfg.dropout,
                                              positions=cfg.positions, activation=cfg.activation, dtype=policy,

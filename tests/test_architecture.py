@@ -16,7 +16,7 @@ LAYERS = {
              "seqtasks.config", "seqtasks.configs", "seqtasks.datafiles", "seqtasks.runs", "seqtasks.disk_cache",
              "seqtasks.progress", "seqtasks.backend", "seqtasks.schemes", "seqtasks.bulk_tokens",
              "seqtasks.tokenizers", "seqtasks.readers", "seqtasks.plotting", "seqtasks.losses", "seqtasks.metrics",
-             "seqtasks.training", "seqtasks.distributed", "seqtasks.data"],
+             "seqtasks.tag_scores", "seqtasks.training", "seqtasks.distributed", "seqtasks.data"],
     "kernels": ["seqtasks.layers", "seqtasks.decoding"],
     "models": ["seqtasks.models", "seqtasks.serializables", "seqtasks.saved_layout", "seqtasks.model_files"],
     "middle": ["seqtasks.pipeline", "seqtasks.batching", "seqtasks.sequence_inputs", "seqtasks.translation_data",

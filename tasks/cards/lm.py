@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from seqtasks.choices import ACTIVATIONS
-from seqtasks.config import TrainConfig, setting
+from seqtasks.config import TrainConfig, check_heads_divide_units, setting
 from seqtasks.tasks.base import TaskCard
 
 
@@ -45,3 +45,6 @@ class LanguageModelCard(TaskCard):
     Config = LanguageModelConfig
     architectures = ("rnn", "gru", "lstm", "transformer")
     example = "seqtasks train lm --data corpus.txt --arch transformer --max-time 20 --out runs/lm"
+
+    def check_settings(self, cfg) -> None:
+        check_heads_divide_units(cfg)

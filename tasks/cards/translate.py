@@ -7,7 +7,8 @@ from __future__ import annotations
 import dataclasses
 
 from seqtasks.choices import ATTENTION_KINDS
-from seqtasks.config import TrainConfig, setting
+from seqtasks.config import TrainConfig, check_heads_divide_units, setting
+from seqtasks.errors import UserError
 from seqtasks.tasks.base import TaskCard
 
 
@@ -68,3 +69,8 @@ class TranslationCard(TaskCard):
     architectures = ("transformer", "seq2seq")
     example = "seqtasks train translate --src train.de --tgt train.en --out runs/de-en"
     data_settings = ("src", "tgt", "data")
+
+    def check_settings(self, cfg) -> None:
+        check_heads_divide_units(cfg)
+        if cfg.max_source_len < 2 or cfg.max_target_len < 2:
+            raise UserError("--max-source-len and --max-target-len must be at least 2", fix="raise them")
