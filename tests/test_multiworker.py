@@ -48,6 +48,9 @@ def start_workers(args: list[str], cwd: Path, tmp: Path) -> list[subprocess.Pope
         env = {**os.environ, "SEQTASKS_RUN_EAGERLY": "0", "TMPDIR": str(tmp),
                "TF_CONFIG": json.dumps({"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}})}
         env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user starts it: seqtasks picks the level
+        # nor one TensorFlow thread (conftest's setting under xdist): a worker's collectives wait on
+        # their peers in threads of their own
+        env.pop("TF_NUM_INTEROP_THREADS", None)
         processes.append(subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], cwd=cwd, env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return processes
