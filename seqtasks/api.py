@@ -15,6 +15,7 @@ import shutil
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import keras
 from seqtasks.config import (COMMAND_LINE, check_ranges, config_from_dict, read_config_file, resolve_config,
                              with_current_names)
 from seqtasks.datafiles import absolute_paths, check_unchanged, data_fingerprints
+from seqtasks.distributed import folder_digest, worker_folder, workers_of
 from seqtasks.errors import SeqtasksWarning, TrainingFailed, UserError, describe_exception
 from seqtasks.files import check_output_folder
 from seqtasks.model_files import load_model
@@ -63,34 +65,63 @@ def _print_settings(cfg, extra: dict[str, Any]) -> None:
 
 
 def train(task: str, out: str | Path | None = None, config_file: str | None = None, verbose: int = 1,
-          **overrides) -> "Run":
-    """Train TASK on the given data (or its bundled demo data) and return the finished Run."""
+          **overrides) -> "Run | None":
+    """Train TASK on the given data (or its bundled demo data) and return the finished Run.
+    With --strategy multiworker, every worker calls this; the chief's call returns the Run, the
+    other workers' return None (their copy of the run was temporary)."""
     from seqtasks.tasks import get_task
 
     task_obj = get_task(task)
     cfg = resolve_task_config(task_obj, config_file, overrides)
     task_obj.check_settings(cfg)
+    workers = workers_of(make_strategy(cfg.strategy))  # first: before anything starts TensorFlow
+    chief = workers is None or workers.is_chief
     precision = resolve_precision(cfg.precision)
     out = Path(out) if out else default_run_path(task)
-    if out.exists():
+    if chief and out.exists():
         raise UserError("the run folder already exists", str(out),
                         f"continue it with `seqtasks resume {out}`, or choose another --out")
-    check_output_folder(out, "--out")
+    if chief:
+        check_output_folder(out, "--out")
     check_pretrained_settings(cfg)
     data = task_obj.read(cfg)  # bad sources fail here, before anything is printed or made
-    if verbose:
+    if verbose and chief:
         _print_settings(cfg, {"resolved_precision": precision, "out": str(out)})
     prep = task_obj.prepare(cfg, data)
     estimated = task_obj.estimate(cfg, prep, data)
     if estimated is not None:
-        return _save_estimated(task_obj, out, cfg, prep, data, *estimated, verbose=verbose)
+        return _save_estimated(task_obj, out, cfg, prep, data, *estimated, verbose=verbose) if chief else None
     plan = task_obj.plan(cfg, prep, data)
     record = _run_record(task_obj, cfg, precision, task_obj.describe_data(data))
-    run_dir = RunDirectory.create(out, record, lambda tmp: prep.save(tmp / "tokenizer"))
+    with _run_folder(out, workers, verbose) as folder:
+        run_dir = RunDirectory.create(folder, record, lambda tmp: prep.save(tmp / "tokenizer"))
+        _check_same_tokenizer(run_dir, workers)
+        if verbose and chief:
+            print(f"run folder: {run_dir.path}", flush=True)
+        run = _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=task_obj.initial_model(cfg),
+                       verbose=verbose if chief else 0, new_folder=True, shown_path=out)
+    return run if chief else None
+
+
+@contextmanager
+def _run_folder(out: Path, workers, verbose: int):
+    """Where this process writes the run: `out`, or for a worker that is not the chief a temporary
+    folder, removed afterwards (only the chief writes the run folder)."""
+    if workers is None or workers.is_chief:
+        yield out
+        return
     if verbose:
-        print(f"run folder: {run_dir.path}", flush=True)
-    return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=task_obj.initial_model(cfg), verbose=verbose,
-                    new_folder=True)
+        print(f"worker {workers.index} of {workers.count}: training with the chief (worker 0), which writes {out}",
+              flush=True)
+    with worker_folder(out.name) as folder:
+        yield folder
+
+
+def _check_same_tokenizer(run_dir: RunDirectory, workers) -> None:
+    """Every worker built its tokenizer from its own copy of the data: they must be the same files."""
+    if workers is not None:
+        workers.check_same(folder_digest(run_dir.tokenizer_dir), "tokenizers",
+                           "give every worker the same data files and settings")
 
 
 def check_pretrained_settings(cfg) -> None:
@@ -144,7 +175,8 @@ def _run_record(task_obj, cfg, precision: str, data: dict[str, Any], parent: dic
 
 
 def _fit_new(task_obj, run_dir: RunDirectory, cfg, prep, plan, initial_model, verbose: int,
-             freeze: str | None = None, grow_outputs: bool = False, new_folder: bool = False) -> "Run":
+             freeze: str | None = None, grow_outputs: bool = False, new_folder: bool = False,
+             shown_path: Path | None = None) -> "Run":
     """Build, initialise and train. `new_folder`: the folder was made for this call, so a user error
     while building (settings the model cannot take, word vectors of the wrong width) removes it again
     and the same command can run once the settings are fixed."""
@@ -176,19 +208,18 @@ def _fit_new(task_obj, run_dir: RunDirectory, cfg, prep, plan, initial_model, ve
     if verbose:
         trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
         print(f"model: {cfg.arch}, {model.count_params():,} parameters ({trainable:,} trainable)", flush=True)
-    fit(model, run_dir, plan, cfg, TrainState(), verbose=verbose)
+    fit(model, run_dir, plan, cfg, TrainState(), verbose=verbose, shown_path=shown_path)
     return Run(run_dir.path)
 
 
-def resume(path: str | Path, verbose: int = 1, allow_changed_data: bool = False, **overrides) -> "Run":
+def resume(path: str | Path, verbose: int = 1, allow_changed_data: bool = False, **overrides) -> "Run | None":
     """Continue an interrupted run exactly: weights, optimizer, schedule, epoch and batch position.
     `epochs` or `max_time` may be raised to extend a finished run. The run's data files must be
-    what it trained on (size and sha256), unless `allow_changed_data`."""
+    what it trained on (size and sha256), unless `allow_changed_data`. With --strategy multiworker,
+    every worker resumes RUN (each must be able to read it) with the same TF_CONFIG; the chief's call
+    returns the Run, the others' None."""
     run = Run(path)
     run_dir, task_obj = run.directory, run.task
-    removed = run_dir.recover()  # whatever a kill left half-done or behind
-    if removed and verbose:
-        print(f"removed {len(removed)} temporary file(s) left by an interrupted session", flush=True)
     state_data = run_dir.read_train_state()
     if (state_data or {}).get("estimated"):  # made whole by train (Task.estimate): nothing to continue
         if any(v is not None for v in overrides.values()):
@@ -196,9 +227,6 @@ def resume(path: str | Path, verbose: int = 1, allow_changed_data: bool = False,
                             "to extend", str(run_dir.path), "train a new run with the settings you want")
         print(f"{run_dir.path}: training already finished ({state_data['stop_reason']})")
         return run
-    # killed before its first checkpoint: the folder holds the settings and tokenizer, so start it over
-    fresh = state_data is None or not run_dir.last_checkpoint_path.exists()
-    state = TrainState() if fresh else TrainState.from_dict(state_data)
     settings = dict(run.record["settings"])
     extended = {k: v for k, v in overrides.items() if v is not None}
     unknown = set(extended) - {"epochs", "max_time"}
@@ -208,37 +236,63 @@ def resume(path: str | Path, verbose: int = 1, allow_changed_data: bool = False,
     settings.update(extended)
     cfg = config_from_dict(task_obj.Config, settings)
     check_ranges(cfg, {name: COMMAND_LINE for name in extended}, names=extended)
+    workers = workers_of(make_strategy(cfg.strategy))  # first: before anything starts TensorFlow
+    chief = workers is None or workers.is_chief
+    if chief:
+        removed = run_dir.recover()  # whatever a kill left half-done or behind
+        if removed and verbose:
+            print(f"removed {len(removed)} temporary file(s) left by an interrupted session", flush=True)
+        if extended:
+            run.record["settings"] = dataclasses.asdict(cfg)
+            run_dir.write_config(run.record)
+    if workers is None:
+        return _continue(run, cfg, bool(extended), verbose, allow_changed_data, run_dir.path)
+    workers.barrier()  # the chief has made the run whole before the others copy it
+    if chief:
+        return _continue(run, cfg, bool(extended), verbose, allow_changed_data, run_dir.path)
+    with worker_folder(run_dir.path.name) as copy:
+        shutil.copytree(run_dir.path, copy)
+        _continue(Run(copy), cfg, bool(extended), 0, allow_changed_data, run_dir.path)
+    return None
+
+
+def _continue(run: "Run", cfg, extended: bool, verbose: int, allow_changed_data: bool, shown_path: Path) -> "Run":
+    """resume's training: from the last checkpoint, or from step 0 when there is none."""
+    run_dir, task_obj = run.directory, run.task
+    state_data = run_dir.read_train_state()
+    # killed before its first checkpoint: the folder holds the settings and tokenizer, so start it over
+    fresh = state_data is None or not run_dir.last_checkpoint_path.exists()
+    state = TrainState() if fresh else TrainState.from_dict(state_data)
     if extended:
         state.finished = False
-        record = run.record
-        record["settings"] = dataclasses.asdict(cfg)
-        run_dir.write_config(record)
     if state.finished:
-        print(f"{run_dir.path}: training already finished ({state.stop_reason}); "
-              "raise --epochs or --max-time to train further")
+        if shown_path == run_dir.path:  # not on a worker's copy
+            print(f"{shown_path}: training already finished ({state.stop_reason}); "
+                  "raise --epochs or --max-time to train further")
         return run
     files = check_unchanged(run.record.get("data_files", {}), cfg, run_dir.path, allow_changed_data)
     if allow_changed_data and files != run.record.get("data_files", files):
         run_dir.write_config({**run.record, "data_files": files})
     if fresh:
-        return _restart(run, cfg, verbose)
+        return _restart(run, cfg, verbose, shown_path)
     data = task_obj.read(cfg)
     plan = task_obj.plan(cfg, run.preprocessor, data)
     if verbose:
-        print(f"resuming {run_dir.path} at epoch {state.epoch + 1}, batch {state.step_in_epoch} "
+        print(f"resuming {shown_path} at epoch {state.epoch + 1}, batch {state.step_in_epoch} "
               f"(step {state.global_step})", flush=True)
     strategy = make_strategy(cfg.strategy)
     with strategy.scope():
         model = _load_checkpoint(run, cfg)
-    fit(model, run_dir, plan, cfg, state, verbose=verbose)
+    fit(model, run_dir, plan, cfg, state, verbose=verbose, shown_path=shown_path)
     return Run(run_dir.path)
 
 
-def _restart(run: "Run", cfg, verbose: int) -> "Run":
+def _restart(run: "Run", cfg, verbose: int, shown_path: Path | None = None) -> "Run":
     """Train a run that has no checkpoint from step 0, from its saved settings and tokenizer (and,
     for a fine-tuning run, its parent's weights again)."""
     run_dir, task_obj = run.directory, run.task
-    print(f"{run_dir.path} has no checkpoint yet: starting it over from its saved settings (step 0)", flush=True)
+    print(f"{shown_path or run_dir.path} has no checkpoint yet: starting it over from its saved settings (step 0)",
+          flush=True)
     for derived in (run_dir.history_path, run_dir.train_state_path):  # no weights back them
         derived.unlink(missing_ok=True)
     data = task_obj.read(cfg)
@@ -252,7 +306,7 @@ def _restart(run: "Run", cfg, verbose: int) -> "Run":
             raise UserError(f"cannot start the fine-tuning run over: its parent run is unusable ({error.message})",
                             str(run_dir.path), "fine-tune the parent again with `seqtasks finetune`") from error
     return _fit_new(task_obj, run_dir, cfg, run.preprocessor, plan, initial_model=initial_model, verbose=verbose,
-                    freeze=(parent or {}).get("freeze"), grow_outputs=bool(parent))
+                    freeze=(parent or {}).get("freeze"), grow_outputs=bool(parent), shown_path=shown_path)
 
 
 def _load_checkpoint(run: "Run", cfg) -> keras.Model:
@@ -276,7 +330,8 @@ def _load_checkpoint(run: "Run", cfg) -> keras.Model:
 
 
 def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | None = None,
-             config_file: str | None = None, verbose: int = 1, extend_labels: bool = False, **overrides) -> "Run":
+             config_file: str | None = None, verbose: int = 1, extend_labels: bool = False,
+             **overrides) -> "Run | None":
     """A new run from RUN's weights on new data: same tokenizer, fresh optimizer and schedule.
     extend_labels (tasks that predict labels): labels the parent never saw are added; the output layer grows."""
     parent = Run(path)
@@ -309,15 +364,18 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     cfg = resolve_config(task_obj.Config, {}, settings, where=config_file or "settings", origins=origins)
     task_obj.check_finetune(parent.record["settings"], cfg)  # what the parent fixes first: the likelier cause
     task_obj.check_settings(cfg)
+    workers = workers_of(make_strategy(cfg.strategy))  # first: before the parent model starts TensorFlow
+    chief = workers is None or workers.is_chief
     out = Path(out)
-    if out.exists():
+    if chief and out.exists():
         raise UserError("the run folder already exists", str(out), "choose another --out")
-    check_output_folder(out, "--out")
+    if chief:
+        check_output_folder(out, "--out")
     if freeze:
         freeze_layers(parent.model, freeze)  # a wrong part fails here, before the run folder exists
     precision = resolve_precision(cfg.precision)
     task_data = task_obj.read(cfg)
-    if verbose:
+    if verbose and chief:
         _print_settings(cfg, {"parent": str(parent.directory.path), "freeze": freeze, "out": str(out)})
     prep = parent.preprocessor
     if isinstance(task_obj, ExtensibleLabels):
@@ -327,9 +385,12 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
                    "freeze": freeze}
     record = _run_record(task_obj, cfg, precision, task_obj.describe_data(task_data), parent_info)
     parent_model = parent.model  # a damaged or unsafe parent model fails before the new folder is made
-    run_dir = RunDirectory.create(out, record, lambda tmp: prep.save(tmp / "tokenizer"))
-    return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=parent_model, verbose=verbose,
-                    freeze=freeze, grow_outputs=extend_labels)
+    with _run_folder(out, workers, verbose) as folder:
+        run_dir = RunDirectory.create(folder, record, lambda tmp: prep.save(tmp / "tokenizer"))
+        _check_same_tokenizer(run_dir, workers)
+        run = _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=parent_model,
+                       verbose=verbose if chief else 0, freeze=freeze, grow_outputs=extend_labels, shown_path=out)
+    return run if chief else None
 
 
 def _check_finetune_flags(task_obj, flags: dict[str, Any], where: Path) -> None:

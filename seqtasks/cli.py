@@ -228,6 +228,9 @@ def _check_config_file(path: str | None) -> None:
 
 
 def _after_training(run, quiet: bool) -> None:
+    if run is None:  # a worker of a multi-worker run other than the chief: the chief reports
+        click.echo("training finished on this worker; the chief (worker 0) saved the run")
+        return
     state = run.directory.read_train_state() or {}
     best = state.get("best_metric")
     best_text = f"best validation {run.task.monitor_name} {best:.4f}" if isinstance(best, float) else "no validation yet"
@@ -276,6 +279,9 @@ def resume(run, epochs, max_time, allow_changed_data, quiet) -> None:
 
     result = api.resume(run, verbose=0 if quiet else 1, epochs=epochs, max_time=max_time,
                         allow_changed_data=allow_changed_data)
+    if result is None:  # a worker of a multi-worker run other than the chief
+        click.echo(f"run {run}: training finished on this worker; the chief (worker 0) saved the run")
+        return
     state = result.directory.read_train_state() or {}
     click.echo(f"run {result.path}: {state.get('stop_reason', '')} at step {state.get('global_step')}")
 

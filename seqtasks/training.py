@@ -18,6 +18,9 @@ callback, `RunKeeper`, owns everything that outlives a step:
 The writes of an epoch's end are ordered (best model, then RunDirectory.save_checkpoint) so that a
 kill at any instant leaves a run `resume` continues. Ctrl-C and SIGTERM save the last checkpoint and
 print how to resume; any other error inside training does too, then raises TrainingFailed (one line).
+On several workers (--strategy multiworker, seqtasks.distributed) the datasets are sharded, the clock
+is the chief's, read once a step, and an interruption keeps the last checkpoint rather than saving
+one the other workers would have to join.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from typing import Any, Callable
 
 import keras
 
+from seqtasks import backend, distributed
 from seqtasks.errors import Terminated, TrainingFailed, UserError, describe_exception
 from seqtasks.progress import format_duration
 from seqtasks.runs import RunDirectory
@@ -70,19 +74,27 @@ def dtype_policy(precision: str) -> str:
     return {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[resolve_precision(precision)]
 
 
+_multiworker_strategy = []  # made once per process: its collectives are configured at start-up
+
+
 def make_strategy(name: str):
-    """default: one device. mirrored: every GPU, or every logical CPU device when there is no GPU.
-    multiworker: many machines, described by the TF_CONFIG environment variable."""
+    """default: one device. mirrored: every GPU, or every logical CPU device when there is no GPU
+    ($SEQTASKS_CPU_DEVICES=N makes N of them, see seqtasks.backend). multiworker: many machines,
+    described by the TF_CONFIG environment variable (seqtasks.distributed); call this before any
+    other TensorFlow work."""
     import tensorflow as tf
 
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
+        backend.split_cpu(os.environ.get(backend.CPU_DEVICES_ENV))  # when TensorFlow started elsewhere
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        if not _multiworker_strategy:
+            _multiworker_strategy.append(distributed.make_multiworker_strategy())
+        return _multiworker_strategy[0]
     raise UserError(f"unknown strategy {name!r}", fix="choose default, mirrored or multiworker")
 
 
@@ -291,12 +303,15 @@ class _EpochProgress(keras.callbacks.ProgbarLogger):
 
 class RunKeeper(keras.callbacks.Callback):
     def __init__(self, run: RunDirectory, plan: FitPlan, cfg, state: TrainState, budget_seconds: float,
-                 planned_steps: int):
+                 planned_steps: int, workers: distributed.Workers | None = None):
         super().__init__()
         self.run, self.plan, self.cfg, self.state = run, plan, cfg, state
         self.budget_seconds, self.planned_steps = budget_seconds, planned_steps
-        self.session_start = time.monotonic()
-        self.last_checkpoint = time.monotonic()
+        self.workers = workers
+        # on several workers, the chief's clock, read once a step: every time-based decision agrees
+        self.now = self.read_clock()
+        self.session_start = self.now
+        self.last_checkpoint = self.now
         self.epoch_start_step = state.global_step
         self.diverged_at: int | None = None
         self.budget_spent = False
@@ -304,8 +319,15 @@ class RunKeeper(keras.callbacks.Callback):
         self.saved_step: int | None = state.checkpoint_step  # the step the last checkpoint holds
         self.epoch_number = state.epoch + 1  # the epoch being trained or closed, counted from 1
 
+    def read_clock(self) -> float:
+        if self.workers is None:
+            return time.monotonic()
+        return self.workers.agreed(time.monotonic())
+
     def elapsed(self) -> float:
-        return self.state.elapsed_seconds + (time.monotonic() - self.session_start)
+        if self.workers is None:
+            self.now = time.monotonic()
+        return self.state.elapsed_seconds + (self.now - self.session_start)
 
     def progress(self, step: int) -> float:
         by_steps = step / max(self.planned_steps, 1)
@@ -331,10 +353,11 @@ class RunKeeper(keras.callbacks.Callback):
             return
         self.state.global_step += 1
         self.state.step_in_epoch = self.state.global_step - self.epoch_start_step
+        self.now = self.read_clock()
         if self.budget_seconds and self.elapsed() >= self.budget_seconds:
             self.budget_spent = True
             self.model.stop_training = True
-        elif time.monotonic() - self.last_checkpoint > MID_EPOCH_CHECKPOINT_SECONDS:
+        elif self.now - self.last_checkpoint > MID_EPOCH_CHECKPOINT_SECONDS:
             self.save_last()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -380,7 +403,10 @@ class RunKeeper(keras.callbacks.Callback):
         else:
             self.run.save_checkpoint(self.model, snapshot.__dict__, best=best)
         self.saved_step = self.state.global_step
-        self.last_checkpoint = time.monotonic()
+        self.last_checkpoint = self.now
+
+    def kept(self) -> str:
+        return f"the checkpoint at step {self.saved_step} is kept" if self.saved_step else "no checkpoint was saved"
 
     def save_after_failure(self) -> str:
         """Checkpoint the last finished step after an interruption or error; say what was kept."""
@@ -413,9 +439,14 @@ def compile_model(model: keras.Model, cfg, loss, metrics=()) -> None:
 
 
 def fit(model: keras.Model, run: RunDirectory, plan: FitPlan, cfg, state: TrainState | None = None,
-        verbose: int = 1) -> TrainState:
-    """Train `model` (compiled) for cfg.epochs or cfg.max_time minutes; return the final TrainState."""
+        verbose: int = 1, shown_path: Path | None = None) -> TrainState:
+    """Train `model` (compiled) for cfg.epochs or cfg.max_time minutes; return the final TrainState.
+    `shown_path`: the run as the user knows it, where `run` is a worker's temporary copy."""
     state = state or TrainState()
+    workers = distributed.workers_of(model.distribute_strategy)
+    if workers is not None:
+        plan = distributed.sharded_plan(model, plan)
+    shown_path = shown_path or run.path
     budget = cfg.max_time * 60.0 if cfg.max_time else 0.0
     epochs = planned_epochs(cfg)
     planned = epochs * plan.steps_per_epoch if epochs else math.inf  # inf: the schedule follows the clock
@@ -427,7 +458,7 @@ def fit(model: keras.Model, run: RunDirectory, plan: FitPlan, cfg, state: TrainS
         cfg = dataclasses.replace(cfg, warmup_steps=warmup)
     if not verbose:  # --quiet: no samples either, on every verb that trains
         plan = dataclasses.replace(plan, sample=None)
-    keeper = RunKeeper(run, plan, cfg, state, budget, planned)
+    keeper = RunKeeper(run, plan, cfg, state, budget, planned, workers)
     callbacks = [keeper, keras.callbacks.TensorBoard(str(run.logs_dir), write_graph=False, profile_batch=0)]
     if verbose:
         callbacks.append(_EpochProgress(keeper, epochs))
@@ -457,8 +488,12 @@ def fit(model: keras.Model, run: RunDirectory, plan: FitPlan, cfg, state: TrainS
                 state.finished, state.stop_reason = True, "all epochs done"
             keeper.save_last()
         except KeyboardInterrupt as interrupt:
-            kept = keeper.save_after_failure()
             how = "terminated (SIGTERM), exit status 143" if isinstance(interrupt, Terminated) else "interrupted"
+            if workers is not None:  # a checkpoint now would wait for the other workers: keep the last one
+                print(f"{how}: {keeper.kept()}; {distributed.RESUME_ALL} `seqtasks resume {shown_path}`",
+                      file=sys.stderr, flush=True)
+                raise
+            kept = keeper.save_after_failure()
             print(f"\n{how}: {kept}; continue with\n  seqtasks resume {run.path}", file=sys.stderr, flush=True)
             raise
         except UserError:
@@ -467,6 +502,10 @@ def fit(model: keras.Model, run: RunDirectory, plan: FitPlan, cfg, state: TrainS
             raise
         except Exception as error:
             where = f"epoch {keeper.epoch_number}, step {state.global_step}"
+            if workers is not None:  # most often another worker stopped: the collectives were aborted
+                raise TrainingFailed(
+                    f"training stopped at {where}: {distributed.describe_worker_failure(error)}", str(shown_path),
+                    f"{keeper.kept()}; {distributed.RESUME_ALL} `seqtasks resume {shown_path}`") from error
             if isinstance(error, OSError) and error.errno in UNWRITABLE:
                 kept = (f"the checkpoint at step {keeper.saved_step} is kept" if keeper.saved_step
                         else "no checkpoint was saved")

@@ -16,7 +16,7 @@ LAYERS = {
              "seqtasks.config", "seqtasks.configs", "seqtasks.datafiles", "seqtasks.runs", "seqtasks.disk_cache",
              "seqtasks.progress", "seqtasks.backend", "seqtasks.schemes", "seqtasks.bulk_tokens",
              "seqtasks.tokenizers", "seqtasks.readers", "seqtasks.plotting", "seqtasks.losses", "seqtasks.metrics",
-             "seqtasks.tag_scores", "seqtasks.training", "seqtasks.data", "seqtasks.ngram_counts",
+             "seqtasks.tag_scores", "seqtasks.training", "seqtasks.distributed", "seqtasks.data", "seqtasks.ngram_counts",
              "seqtasks.word_vectors", "seqtasks.torch_weights"],
     "kernels": ["seqtasks.layers", "seqtasks.decoding"],
     "models": ["seqtasks.models", "seqtasks.serializables", "seqtasks.saved_layout", "seqtasks.model_files"],

@@ -130,10 +130,7 @@ def test_end_to_end_subprocess_with_the_installed_command_layout(tmp_path, corpu
 @pytest.mark.graph_mode  # traced training, as users train
 def test_mirrored_strategy_on_two_logical_cpu_devices(tmp_path, corpus):
     script = f"""
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import seqtasks
+import seqtasks  # SEQTASKS_CPU_DEVICES=2: two logical CPU devices, made as TensorFlow starts
 from seqtasks.training import make_strategy
 assert make_strategy("mirrored").num_replicas_in_sync == 2
 run = seqtasks.train("lm", data={str(corpus)!r}, strategy="mirrored", epochs=1, steps_per_epoch=4,
@@ -142,6 +139,6 @@ run = seqtasks.train("lm", data={str(corpus)!r}, strategy="mirrored", epochs=1, 
 print("steps", run.directory.read_train_state()["global_step"])
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                            cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                            cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "SEQTASKS_CPU_DEVICES": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "steps 4" in result.stdout
