@@ -111,7 +111,7 @@ RUN_SETTINGS = {"lm": dict(seq_len=8, sample_tokens=0, arch="gru"),
                 "caption": dict(image_size=16, cnn_blocks=1, cnn_filters=4, sample_examples=0, valid_fraction=0.25)}
 
 
-def build_without_training(model, run, plan, cfg, state=None, verbose=0):
+def build_without_training(model, run, plan, cfg, state=None, verbose=0, shown_path=None):
     """Stands in for training.fit: one forward pass builds the weights, saved as a checkpoint would be."""
     model(next(iter(plan.train_batches(0, 0)))[0])
     atomic_save_model(model, run.best_model_path)

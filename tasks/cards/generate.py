@@ -12,8 +12,11 @@ from seqtasks.tasks.cards.lm import LanguageModelCard, LanguageModelConfig
 
 
 # `train generate` takes the model settings of `train lm` as they are (same flags, defaults and help):
-# every lm setting but the training-loop ones and those about raw text and its samples
-_LM_ONLY = {"data", "valid", "valid_fraction", "doc_per_line", "text_key", "tfds_dir", "seq_len", "sample_tokens"}
+# every lm setting but the training-loop ones, those about raw text and its samples, and the n-gram model's
+# (a completion model is trained; its model families are the neural ones)
+_LM_ONLY = {"data", "valid", "valid_fraction", "doc_per_line", "text_key", "tfds_dir", "seq_len", "sample_tokens",
+            "arch", "order", "smoothing", "discount", "add_k"}
+_ARCHITECTURES = tuple(a for a in LanguageModelCard.architectures if a != "ngram")
 _MODEL_FIELDS = [f for f in dataclasses.fields(LanguageModelConfig)
                  if f.name not in _LM_ONLY and f.name not in {t.name for t in dataclasses.fields(TrainConfig)}]
 
@@ -31,6 +34,7 @@ class _PairSettings(TrainConfig):
 
 
 ConditionalGenerationConfig = dataclasses.make_dataclass("ConditionalGenerationConfig", [
+    ("arch", str, setting("lstm", "model family", _ARCHITECTURES)),
     *((f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata)) for f in _MODEL_FIELDS),
     ("seq_len", int, setting(128, "longest training sequence, prompt + separator + completion tokens "
                                   "(the Transformer's context); longer pairs lose the start of the prompt",
@@ -45,7 +49,7 @@ class ConditionalGenerationCard(TaskCard):
     name = "generate"
     description = "conditional generation: prompt/completion pairs -> completions (exact match, chrF)"
     Config = ConditionalGenerationConfig
-    architectures = LanguageModelCard.architectures
+    architectures = _ARCHITECTURES
     example = "seqtasks train generate --data pairs.jsonl --out runs/generate"
 
     def check_settings(self, cfg) -> None:
