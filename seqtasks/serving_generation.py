@@ -44,7 +44,7 @@ class TextInputs(tf.Module):
 
     def __call__(self, text):
         ids = self.tokenizer.encode(text[None]).flat_values
-        ids = tf.where(tf.strings.length(text) > 0, ids, tf.zeros((0,), tf.int32))  # only "" is no prompt
+        ids = tf.cond(tf.strings.length(text) > 0, lambda: ids, lambda: tf.zeros((0,), tf.int32))  # only "" is no prompt
         ids = tf.concat([ids, tf.constant(self.suffix, tf.int32, (len(self.suffix),))], 0)
         ids = tf.cond(tf.size(ids) > 0, lambda: ids, lambda: tf.constant([EOS_ID], tf.int32))
         return ids[None], None, tf.constant(False)
