@@ -23,6 +23,11 @@ def _isin(x, values):
     return tf.reduce_any(tf.stack([tf.equal(x, v) for v in values]), axis=0)
 
 
+def _at_least_one(ragged: tf.RaggedTensor) -> tf.RaggedTensor:
+    """A column more at the end of every row: gathers of a batch without any chunk stay in range."""
+    return tf.concat([ragged, tf.zeros([ragged.nrows(), 1], ragged.dtype)], axis=1)
+
+
 class ChunkTags(tf.Module):
     """ChunkTags(label names, internal scheme, output scheme)(ids (batch, time), lengths, words (batch, time))
     -> (tags (batch, time) strings, "" past each length; entities: starts, ends, types, texts, counts)."""
@@ -77,6 +82,7 @@ class ChunkTags(tf.Module):
 
     def _tags(self, in_chunk, start, starts, chunk_ends, chunk_kinds, valid):
         """schemes.tags_from_spans of the chunks, in self.scheme."""
+        starts, chunk_ends, chunk_kinds = (_at_least_one(x) for x in (starts, chunk_ends, chunk_kinds))
         index = tf.maximum(tf.cumsum(tf.cast(start, tf.int32), axis=1) - 1, 0)  # the chunk of each position
         first = tf.gather(starts.to_tensor(0), index, batch_dims=1)
         end = tf.gather(chunk_ends.to_tensor(0), index, batch_dims=1)

@@ -112,6 +112,9 @@ class GenerationServing(tf.Module):
     def __init__(self, model, conditioning, defaults: dict[str, Any]):
         super().__init__()
         self.model, self.inputs = model, graph_conditioning(conditioning)
+        # every weight, tracked by the module itself: a captioner's image encoder is not always reached
+        # through the Keras model's own tracking
+        self.weights = [weight.value for weight in model.weights]
         self.output_tokenizer = graph_tokenizer(conditioning.tokenizer)
         self.stop_ids = tuple(conditioning.stop_ids)
         self.max_new_tokens = int(defaults.get("max_new_tokens", decoding.GenerationConfig().max_new_tokens))
