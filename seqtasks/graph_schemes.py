@@ -74,6 +74,8 @@ class ChunkTags(tf.Module):
                   & (positions[None, None, :-1] < chunk_ends.to_tensor(-1)[:, :, None]))
         spread = tf.broadcast_to(words[:, None, :], tf.shape(inside))
         texts = tf.strings.reduce_join(tf.ragged.boolean_mask(spread, inside), axis=-1, separator=" ")
+        if isinstance(texts, tf.RaggedTensor):
+            texts = texts.to_tensor("")
         entities = {"entity_starts": tf.cast(starts.to_tensor(-1), tf.int64),
                     "entity_ends": tf.cast(chunk_ends.to_tensor(-1), tf.int64),
                     "entity_types": tf.gather(self.type_names, chunk_kinds.to_tensor(0)),

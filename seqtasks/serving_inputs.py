@@ -18,8 +18,13 @@ from seqtasks.tokenizers import UNK_ID
 
 def _or_unk(ids: tf.RaggedTensor) -> tf.RaggedTensor:
     """Each empty row of ids becomes [UNK] (`ids or [UNK_ID]`)."""
-    empty = ids.row_lengths() == 0
-    return tf.concat([ids, tf.ragged.boolean_mask(tf.fill([ids.nrows(), 1], UNK_ID), empty[:, None])], axis=1)
+    return tf.concat([ids, _where_empty(ids, tf.constant(UNK_ID, ids.dtype))], axis=1)
+
+
+def _where_empty(ragged: tf.RaggedTensor, value) -> tf.RaggedTensor:
+    """[value] for each empty row of `ragged`, [] for the others (1-D ops only, which TFLite converts)."""
+    empty = tf.cast(ragged.row_lengths() == 0, tf.int64)
+    return tf.RaggedTensor.from_row_lengths(tf.fill([tf.reduce_sum(empty)], value), empty)
 
 
 def dense(ragged: tf.RaggedTensor) -> tf.Tensor:
@@ -64,8 +69,7 @@ class EncoderInputs(tf.Module):
         """InputEncoder.encode_text of each text, padded."""
         if self.uses_words:
             words = self.split(texts)[:, :max_len]
-            empty = words.row_lengths() == 0
-            question = tf.ragged.boolean_mask(tf.fill([tf.shape(texts)[0], 1], "?"), empty[:, None])
+            question = _where_empty(words, tf.constant("?"))
             return self.inputs(_or_unk(self._word_ids(words)), tf.concat([words, question], axis=1))
         ids = _or_unk(self.tokenizer.encode(texts)[:, :max_len])
         return self.inputs(ids, tf.ragged.map_flat_values(self.tokenizer.pieces, ids))
