@@ -27,6 +27,11 @@ from seqtasks.graph_text import GraphTokenizer
 FORMATS = ("savedmodel", "tflite")
 INFO_FILE = "serving.json"
 TFLITE_FILE = "model.tflite"
+# why a TFLite file of a graph that reads strings needs more than TFLite's builtin kernels
+TFLITE_NOTE = ("model.tflite: the serving_default signature; its string ops (unicode decoding, regexes, ragged "
+               "tensors) run as select TensorFlow ops, so the interpreter needs the Flex delegate "
+               "(tensorflow-lite-select-tf-ops on Android, or a TensorFlow Lite build with it; the tensorflow pip "
+               "package's tf.lite.Interpreter reads the file and its signatures but does not link Flex)")
 
 
 def _uses_sentencepiece(module) -> bool:
@@ -71,6 +76,7 @@ def export_run(run, out: str | Path, format: str = "savedmodel") -> Path:
                                 "neither TFLite builtins nor TensorFlow ops)", str(run.path),
                                 "export --format savedmodel, or train with --tokenizer word")
             (tmp / TFLITE_FILE).write_bytes(_tflite(tmp))
+            info["tflite"] = TFLITE_NOTE
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp.rename(out)

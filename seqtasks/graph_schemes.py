@@ -35,6 +35,7 @@ class ChunkTags(tf.Module):
     def __init__(self, names: Sequence[str], internal: str, scheme: str):
         super().__init__()
         self.names, self.scheme = tf.constant(list(names)), scheme
+        self.converted = internal != scheme  # schemes.convert leaves tags of the same scheme as they are
         self.chunked = "none" not in (internal, scheme)
         split = [split_tag(name) for name in names]
         self.types_list = sorted({kind for prefix, kind in split if prefix in _PREFIXES[1:] and kind})
@@ -69,7 +70,10 @@ class ChunkTags(tf.Module):
         starts = tf.ragged.boolean_mask(tf.broadcast_to(positions[None, :-1], tf.shape(start)), start)
         chunk_ends = tf.ragged.boolean_mask(end_of, start)
         chunk_kinds = tf.ragged.boolean_mask(kind[:, :-1], start)
-        tags = self._tags(prefix[:, :-1] != O, start, starts, chunk_ends, chunk_kinds, valid)
+        if self.converted:
+            tags = self._tags(prefix[:, :-1] != O, start, starts, chunk_ends, chunk_kinds, valid)
+        else:
+            tags = tf.where(valid, tf.gather(self.names, ids), "")
         inside = ((positions[None, None, :-1] >= starts.to_tensor(-1)[:, :, None])
                   & (positions[None, None, :-1] < chunk_ends.to_tensor(-1)[:, :, None]))
         spread = tf.broadcast_to(words[:, None, :], tf.shape(inside))
