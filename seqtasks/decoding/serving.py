@@ -11,14 +11,13 @@ One prompt is decoded at a time, as `seqtasks sample` decodes one, so a seeded s
 or top_k 1, as in GenerationConfig.
 
 The state holds prompt + max_new_tokens positions, rounded up as the engine rounds them, and at most
-the decoder's `capacity`: a longer request keeps the last capacity // 2 prompt tokens and stops at a
-full state, where the engine would slide its window and go on.
+the decoder's `capacity`; past it the window slides as the engine's does.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
-from seqtasks.decoding.base import STATE_ROUNDING
+from seqtasks.decoding.base import STATE_ROUNDING, write_tokens
 from seqtasks.decoding.filters import is_stop, top_k_filter_tensor, top_p_filter_tensor
 from seqtasks.decoding.sampling import draw
 
@@ -38,32 +37,58 @@ def choose_tensor(logits, generated, temperature, top_k, top_p, seed):
 
 def sample_ids(decoder, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop_ids=(), context=None,
                capacity: int | None = None, rounding: int = STATE_ROUNDING):
-    """New token ids (n,) int32 of one prompt (1, time), up to the first stop id (not included)."""
+    """New token ids (n,) int32 of one prompt (1, time), up to the first stop id (not included).
+
+    The engine's plan (GeneratorBase._plan): a state of prompt + max_new_tokens positions rounded up,
+    or, past the decoder's `capacity`, a full state that is prefilled again with the last capacity // 2
+    tokens each time it fills (a sliding window), the same tokens fed at the same positions."""
     length = tf.shape(prompt)[1]
-    if capacity is not None:
-        prompt = tf.cond(length > capacity, lambda: prompt[:, -(capacity // 2):], lambda: prompt)
-        length = tf.shape(prompt)[1]
     new_tokens = tf.maximum(tf.cast(max_new_tokens, tf.int32), 0)
-    state_size = (length + new_tokens + rounding - 1) // rounding * rounding
+    needed = length + new_tokens
+    state_size = (needed + rounding - 1) // rounding * rounding
+    window_size = state_size
     if capacity is not None:
-        state_size = tf.minimum(state_size, capacity)
-        new_tokens = tf.minimum(new_tokens, state_size - length + 1)  # the last token of a full state is not fed
-    if context is None:
-        logits, state = decoder.prefill(prompt, state_size)
-    else:
-        logits, state = decoder.prefill(prompt, state_size, tuple(context))
-    output = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=())
+        sliding = needed > tf.minimum(state_size, capacity)
+        state_size = tf.where(sliding, capacity, tf.minimum(state_size, capacity))
+        window_size = tf.where(sliding, capacity // 2, capacity)
+    history = tf.concat([prompt, tf.zeros((1, new_tokens), tf.int32)], axis=1)
+    first = tf.cond(length > state_size, lambda: prompt[:, -window_size:], lambda: prompt)
 
-    def condition(i, logits, state, output, finished):
-        return (i < new_tokens) & ~finished
+    def prefill(window):
+        if context is None:
+            return decoder.prefill(window, state_size)
+        return decoder.prefill(window, state_size, tuple(context))
 
-    def body(i, logits, state, output, finished):
-        token = choose_tensor(logits, i, temperature, top_k, top_p, seed)
-        finished = is_stop(token, stop_ids)[0]
-        output = tf.cond(finished, lambda: output, lambda: output.write(i, token[0]))
-        logits, state = decoder.step(token, tuple(state), tf.minimum(length + i, state_size - 1))
-        return i + 1, tf.cast(logits, tf.float32), tuple(state), output, finished
+    def fill(window, history, generated):
+        """Prefill the window, then choose tokens until the state is full, a stop id, or max_new_tokens."""
+        logits, state = prefill(window)
+        position = tf.shape(window)[1]
+        steps = tf.minimum(state_size - position + 1, new_tokens - generated)  # the last one is chosen, not fed
 
-    _, _, _, output, _ = tf.while_loop(condition, body, (tf.constant(0), tf.cast(logits, tf.float32), tuple(state),
-                                                         output, tf.constant(False)))
-    return output.stack()
+        def condition(i, logits, state, history, finished):
+            return (i < steps) & ~finished
+
+        def body(i, logits, state, history, finished):
+            token = choose_tensor(logits, generated + i, temperature, top_k, top_p, seed)
+            finished = is_stop(token, stop_ids)[0]
+            history = write_tokens(history, length + generated + i, token)
+            logits, state = decoder.step(token, tuple(state), tf.minimum(position + i, state_size - 1))
+            return i + 1, tf.cast(logits, tf.float32), tuple(state), history, finished
+
+        i, _, _, history, finished = tf.while_loop(
+            condition, body, (tf.constant(0), tf.cast(logits, tf.float32), tuple(state), history, tf.constant(False)))
+        return history, generated + i, finished
+
+    def more(window, history, generated, finished):
+        return (generated < new_tokens) & ~finished
+
+    def again(window, history, generated, finished):
+        history, generated, finished = fill(window, history, generated)
+        end = length + generated
+        return history[:, tf.maximum(end - window_size, 0):end], history, generated, finished
+
+    _, history, generated, finished = tf.while_loop(
+        more, again, (first, history, tf.constant(0), tf.constant(False)),
+        shape_invariants=(tf.TensorShape([1, None]), history.shape, tf.TensorShape([]), tf.TensorShape([])))
+    tokens = history[0, length:length + generated]
+    return tokens[:tf.size(tokens) - tf.cast(finished, tf.int32)]  # the stop id is not part of the output
