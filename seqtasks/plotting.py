@@ -47,14 +47,15 @@ def save(figure, path: str | Path, dpi: int = 100) -> Path:
 
 def curve_panels(history: Sequence[dict[str, Any]], monitor: str) -> dict[str, list[str]]:
     """{panel title: the history columns drawn in it}: the losses, the validation metrics (the monitored
-    one first) and the learning rate; a panel whose columns no row has is left out."""
+    one first), the learning rate and the global gradient norm; a panel whose columns no row has is left out."""
     columns = {key for row in history for key in row}
     metrics = sorted(key for key in columns if key.startswith("val_") and key != "val_loss")
     if monitor in metrics:
         metrics.remove(monitor)
         metrics.insert(0, monitor)
     panels = {"loss": [key for key in ("loss", "val_loss") if key in columns], "validation": metrics,
-              "learning rate": [key for key in ("lr",) if key in columns]}
+              "learning rate": [key for key in ("lr",) if key in columns],
+              "gradient norm before clipping": [key for key in ("grad_norm", "grad_norm_max") if key in columns]}
     return {title: keys for title, keys in panels.items() if keys}
 
 

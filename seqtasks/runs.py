@@ -103,6 +103,21 @@ def atomic_save_model(model, path: str | Path) -> None:
         raise
 
 
+def place_copy(source: Path, path: Path) -> None:
+    """Put a second name of `source` at `path`, atomically: a hard link (no bytes copied; both names are
+    only ever replaced, never written in place), or a copy where the file system has no links."""
+    temporary = path.with_name(f"{temp_name(path)}{path.suffix.lstrip('.')}")
+    try:
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copyfile(source, temporary)
+        _move_into_place(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def process_alive(pid: int) -> bool:
     """Whether a process with this PID exists (ours included): the writer of a temporary file."""
     try:
@@ -245,11 +260,19 @@ class RunDirectory:
         return self.last_checkpoint_path.with_name(f"last.pending-{step}.keras")
 
     # ---- checkpoints, crash-safe (see the module docstring) ---------------------------------
-    def save_checkpoint(self, model, state: dict[str, Any]) -> None:
-        """Weights + optimizer, train state and history, in the order that survives a kill anywhere."""
+    def save_checkpoint(self, model, state: dict[str, Any], best: bool = False) -> None:
+        """Weights + optimizer, train state and history, in the order that survives a kill anywhere.
+        best: the same weights are also the best model so far (RUN/model.keras), put in place before
+        the commit, as a second name of the one file written (a model is serialized once)."""
         step = int(state["global_step"])
         pending = self.pending_checkpoint_path(step)
         atomic_save_model(model, pending)
+        if best:
+            try:
+                place_copy(pending, self.best_model_path)
+            except Exception:
+                pending.unlink(missing_ok=True)
+                raise
         try:
             self.write_train_state({**state, "checkpoint_step": step})  # the commit point
         except Exception:  # not replaced (a disk full, say); an interrupt leaves the pick to recover()
@@ -257,6 +280,12 @@ class RunDirectory:
             raise
         _move_into_place(pending, self.last_checkpoint_path)
         self.write_history(state.get("history", []))
+
+    def update_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """A new train state (and history) for the weights already in last.keras: a step-less change,
+        such as the run being finished, needs no second copy of the weights."""
+        self.write_train_state(state)
+        self.write_history(state.get("history", []), only_if_changed=True)
 
     def recover(self) -> list[Path]:
         """Make the run whole after a kill at any instant; call it only when starting to train the run.

@@ -22,23 +22,15 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from seqtasks.batching import batch_dataset, bucketed_epochs, fit_batch_size, length_bucketed_batches, pad, pad_nested
-from seqtasks.errors import UserError
+from seqtasks.choices import recurrent_cell
 from seqtasks.training import FitPlan
+from seqtasks.word_vectors import vector_words
 from seqtasks.tokenizers import (SPECIAL_TOKENS, UNK_ID, CharTokenizer, LabelVocabulary, Tokenizer, WordTokenizer,
                                  load_tokenizer, train_tokenizer)
 
 MAX_WORD_CHARS = 24   # longer words keep their first characters for the character features
 MAX_WORD_PIECES = 8   # subword pieces kept per word (tagging with SentencePiece)
 INPUTS_FILE = "inputs.json"
-
-
-def check_settings(cfg) -> None:
-    """Settings that cannot work together: fail before anything is made."""
-    if cfg.arch == "transformer" and cfg.units % cfg.heads:
-        raise UserError(f"--units {cfg.units} is not divisible by --heads {cfg.heads}",
-                        fix="choose units a multiple of heads")
-    if cfg.max_len < 1:
-        raise UserError(f"--max-len must be positive, got {cfg.max_len}", fix="give --max-len 1 or more")
 
 
 _CLITIC = re.compile(r"^(.+?)(n't|'s|'re|'ve|'ll|'m|'d)$", re.IGNORECASE)
@@ -132,6 +124,10 @@ def build_input_encoder(cfg, words: Iterable[str], texts: Iterable[str] | None, 
             counts.pop(special, None)
         keep = (cfg.vocab_size or 20000) - len(SPECIAL_TOKENS)
         ranked = sorted(counts, key=lambda word: (-counts[word], word))[:keep]
+        if getattr(cfg, "vectors_vocab", 0) and getattr(cfg, "pretrained_embeddings", ""):
+            known = set(ranked)
+            ranked += [word for word in vector_words(cfg.pretrained_embeddings, cfg.vectors_vocab)
+                       if word not in known and word not in SPECIAL_TOKENS]
         tokenizer: Tokenizer = WordTokenizer(list(SPECIAL_TOKENS) + ranked, lowercase=cfg.lowercase)
     else:
         corpus = list(texts) if texts is not None else [" ".join(words)]
@@ -147,7 +143,7 @@ def build_input_encoder(cfg, words: Iterable[str], texts: Iterable[str] | None, 
 
 def encoder_arguments(cfg, prep: InputEncoder, token_pieces: bool = False) -> dict[str, Any]:
     """The SequenceEncoder's arguments for these settings and this preprocessor."""
-    return {"vocab_size": prep.tokenizer.vocab_size, "arch": cfg.arch, "units": cfg.units, "num_layers": cfg.layers,
+    return {"vocab_size": prep.tokenizer.vocab_size, "arch": recurrent_cell(cfg.arch, cfg.cell), "units": cfg.units, "num_layers": cfg.layers,
             "embedding_dim": cfg.embedding_dim or None, "heads": cfg.heads, "positions": cfg.positions,
             "max_length": cfg.max_len, "dropout": cfg.dropout, "word_dropout": cfg.word_dropout,
             "token_pieces": token_pieces, "char_features": cfg.char_features,

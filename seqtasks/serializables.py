@@ -4,5 +4,5 @@ built, so `keras.saving.load_model(RUN/model.keras, safe_mode=True)` works after
 """
 import seqtasks.backend  # noqa: F401  (first: TensorFlow starts with its start-up chatter silenced)
 from seqtasks import layers, losses  # noqa: F401
-from seqtasks.models import (captioner, classifier, image_encoder, language_model, seq2seq,  # noqa: F401
+from seqtasks.models import (captioner, classifier, image_encoder, language_model, ngram, seq2seq,  # noqa: F401
                              tagger, transformer_seq2seq)

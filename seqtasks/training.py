@@ -11,7 +11,9 @@ callback, `RunKeeper`, owns everything that outlives a step:
     checkpoints    checkpoints/last.keras + train_state.json at each epoch end and every few minutes;
                    model.keras whenever the monitored validation metric improves;
     history.csv    one row per finished epoch, derived from train_state.json; curves.png drawn from it
-                   at the end of training (with matplotlib, the plot extra);
+                   at the end of training (with matplotlib, the plot extra); with the loss, the
+                   epoch's mean global gradient norm before clipping and the share of clipped steps
+                   (grad_norm, grad_norm_max, clipped; also in TensorBoard, counted by MonitoredAdamW);
     stopping       the time budget, early stopping (patience), a non-finite loss.
 The writes of an epoch's end are ordered (best model, then RunDirectory.save_checkpoint) so that a
 kill at any instant leaves a run `resume` continues. Ctrl-C and SIGTERM save the last checkpoint and
@@ -36,7 +38,7 @@ import keras
 
 from seqtasks.errors import Terminated, TrainingFailed, UserError, describe_exception
 from seqtasks.progress import format_duration
-from seqtasks.runs import RunDirectory, atomic_save_model
+from seqtasks.runs import RunDirectory
 
 MID_EPOCH_CHECKPOINT_SECONDS = 600.0
 
@@ -84,8 +86,70 @@ def make_strategy(name: str):
     raise UserError(f"unknown strategy {name!r}", fix="choose default, mirrored or multiworker")
 
 
+class GradientStats:
+    """Running sums of one epoch's steps: the global gradient norm n_s, its maximum, the steps with
+    n_s > clip_norm. A plain object, not tracked by Keras, so that checkpoints keep the optimizer's
+    variables as they were (runs saved before load as they are, and resume loads them)."""
+
+    def __init__(self):
+        def counter():
+            return keras.Variable(0.0, dtype="float32", trainable=False, aggregation="only_first_replica")
+
+        self.steps, self.norm_sum, self.norm_max, self.clipped = counter(), counter(), counter(), counter()
+
+    def record(self, norm, clip_norm: float | None) -> None:
+        self.steps.assign_add(1.0)
+        self.norm_sum.assign_add(norm)
+        self.norm_max.assign(keras.ops.maximum(self.norm_max, norm))
+        if clip_norm:
+            self.clipped.assign_add(keras.ops.cast(norm > clip_norm, "float32"))
+
+    def reset(self) -> None:
+        for variable in (self.steps, self.norm_sum, self.norm_max, self.clipped):
+            variable.assign(0.0)
+
+    def summary(self) -> dict[str, float]:
+        """{grad_norm: the mean n_s, grad_norm_max, clipped: the share of clipped steps}; {} before a step."""
+        steps = float(keras.ops.convert_to_numpy(self.steps))
+        if not steps:
+            return {}
+        value = lambda variable: float(keras.ops.convert_to_numpy(variable))  # noqa: E731
+        return {"grad_norm": value(self.norm_sum) / steps, "grad_norm_max": value(self.norm_max),
+                "clipped": value(self.clipped) / steps}
+
+
+@keras.saving.register_keras_serializable(package="seqtasks")
+class MonitoredAdamW(keras.optimizers.AdamW):
+    """AdamW that also records the global gradient norm before clipping, at every step:
+
+        n_s = ‖g‖₂ = sqrt(Σ_v ‖∂L/∂v‖²)     over every trainable variable v
+        clipped when n_s > global_clipnorm    (Keras then scales g by global_clipnorm / n_s)
+
+    into `gradient_stats` (GradientStats), which RunKeeper reads and resets at each epoch. One sum of
+    squares over the gradients per step: benchmarks/gradient_norm_cost.py measures what it costs.
+    """
+
+    def build(self, variables):
+        super().build(variables)
+        self.gradient_stats = GradientStats()
+
+    def apply(self, grads, trainable_variables=None):
+        present = [g for g in grads if g is not None]
+        squares = [keras.ops.sum(keras.ops.square(keras.ops.cast(g, "float32"))) for g in present]
+        result = super().apply(grads, trainable_variables)  # builds the optimizer (and the stats) if need be
+        if squares:
+            self.gradient_stats.record(keras.ops.sqrt(keras.ops.sum(keras.ops.stack(squares))), self.global_clipnorm)
+        return result
+
+
+def gradient_stats(optimizer) -> GradientStats | None:
+    """The stats of a model's optimizer (inside a LossScaleOptimizer under fp16); None for another optimizer."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    return getattr(optimizer, "gradient_stats", None)
+
+
 def make_optimizer(cfg) -> keras.optimizers.Optimizer:
-    optimizer = keras.optimizers.AdamW(
+    optimizer = MonitoredAdamW(
         learning_rate=cfg.lr, weight_decay=cfg.weight_decay, beta_1=0.9, beta_2=0.99,
         global_clipnorm=cfg.clip_norm or None,
     )
@@ -251,6 +315,9 @@ class RunKeeper(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_number = epoch + 1
         self.epoch_start_step = self.state.global_step - self.state.step_in_epoch
+        stats = gradient_stats(self.model.optimizer)
+        if stats is not None:
+            stats.reset()
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self.state.global_step
@@ -273,6 +340,9 @@ class RunKeeper(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.diverged_at is not None:
             return
+        stats = gradient_stats(self.model.optimizer)
+        if stats is not None and logs is not None:
+            logs.update(stats.summary())  # the dict the TensorBoard callback, which runs next, writes
         logs = dict(logs or {})
         row = {"epoch": epoch + 1, "step": self.state.global_step,
                "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
@@ -287,24 +357,28 @@ class RunKeeper(keras.callbacks.Callback):
         if improved:
             self.state.best_metric = float(metric)
             self.state.epochs_without_improvement = 0
-            atomic_save_model(self.model, self.run.best_model_path)
         else:
             self.state.epochs_without_improvement += 1
             if self.cfg.patience and self.state.epochs_without_improvement >= self.cfg.patience:
                 self.early_stopped = True
                 self.model.stop_training = True
         self.state.epoch, self.state.step_in_epoch = epoch + 1, 0
-        self.save_last()  # the epoch's commit point; history.csv follows from it
+        self.save_last(best=improved)  # the epoch's commit point; history.csv follows from it
         if self.plan.sample is not None:
             try:
                 print(f"sample after epoch {epoch + 1}:\n{self.plan.sample(self.model)}\n", flush=True)
             except Exception as error:  # a failed sample must never cost the training run
                 print(f"(no sample: {error})", file=sys.stderr)
 
-    def save_last(self) -> None:
+    def save_last(self, best: bool = False) -> None:
+        """Checkpoint the current step (best: it is also the best model so far); when last.keras
+        already holds this step's weights, only the train state is new."""
         snapshot = TrainState(**{**self.state.__dict__, "elapsed_seconds": self.elapsed(),
                                  "checkpoint_step": self.state.global_step})
-        self.run.save_checkpoint(self.model, snapshot.__dict__)
+        if not best and self.saved_step == self.state.global_step and self.run.last_checkpoint_path.is_file():
+            self.run.update_checkpoint_state(snapshot.__dict__)
+        else:
+            self.run.save_checkpoint(self.model, snapshot.__dict__, best=best)
         self.saved_step = self.state.global_step
         self.last_checkpoint = time.monotonic()
 

@@ -130,6 +130,19 @@ def prediction(hypotheses: list[Hypothesis], n_best: bool, alignments: bool) -> 
     return row(hypotheses[0], False) if alignments else hypotheses[0].text
 
 
+def prediction_lines(result: Any) -> str:
+    """A prediction as `seqtasks predict` prints it: one line per translation; n-best:
+    `translation<TAB>score`; alignments add `<TAB>i-j ...`."""
+    if isinstance(result, str):
+        return result
+    rows = result if isinstance(result, list) else [result]
+    lines = []
+    for row in rows:
+        columns = [row["translation"]] + ([f"{row['score']:.4f}"] if "score" in row else [])
+        lines.append("\t".join(columns + ([row["alignment"]] if "alignment" in row else [])))
+    return "\n".join(lines)
+
+
 def word_of_token(tokenizer: Tokenizer, ids: Sequence[int]) -> list[int | None]:
     """For each token, the index of the whitespace-separated word of decode(ids) it is part of
     (None for tokens that decode to whitespace only)."""

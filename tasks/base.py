@@ -38,6 +38,13 @@ class TaskCard:
     # the settings that name training data; when none of them is given, train uses the bundled demo
     data_settings: tuple[str, ...] = ("data",)
 
+    def check_settings(self, cfg) -> None:
+        """Raise a UserError for settings that cannot work together (each alone is range-checked by
+        its field), before any data is read or run folder made."""
+
+    def check_finetune(self, parent_settings: dict[str, Any], cfg) -> None:
+        """Raise a UserError for a fine-tuning setting that cannot start from the parent's weights."""
+
 
 class Task(TaskCard, abc.ABC):
     """What every task is: its card and the steps of train, evaluate and predict. A task class is
@@ -79,12 +86,16 @@ class Task(TaskCard, abc.ABC):
     def describe_data(self, data) -> dict[str, Any]:
         return {}
 
+    def estimate(self, cfg, prep, data) -> "tuple[keras.Model, dict[str, Any]] | None":
+        """A model computed in closed form from the data instead of trained (lm's `--arch ngram` counts
+        n-grams), with the one history row of its scores (val_loss, ...); None (the default): the
+        model is trained, by plan, build and fit. The run of an estimated model is complete when it
+        appears: nothing to resume or fine-tune."""
+        return None
+
     def initial_model(self, cfg) -> "keras.Model | None":
         """A model whose weights a new run starts from (generate --from RUN), or None: fresh weights."""
         return None
-
-    def check_finetune(self, parent_settings: dict[str, Any], cfg) -> None:
-        """Raise a UserError for a fine-tuning setting that cannot start from the parent's weights."""
 
     @abc.abstractmethod
     def evaluate(self, run, source: str | None, **options) -> dict[str, Any]:

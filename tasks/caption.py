@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from seqtasks.batching import epoch_datasets, fit_batch_size, holdout_split, steps_per_epoch
-from seqtasks.captioning import Captioner, caption_scores, read_images
+from seqtasks.captioning import Captioner, caption_lines, read_images
 from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
 from seqtasks.generation import GeneratesText
@@ -32,10 +32,8 @@ from seqtasks.readers.images import read_captions
 from seqtasks.tokenizers import BOS_ID, EOS_ID, PAD_ID, Tokenizer, load_tokenizer, train_tokenizer
 from seqtasks.training import FitPlan, dtype_policy, unigram_log_prior
 from seqtasks.tasks.base import Task
-from seqtasks.tasks.cards.caption import CaptionConfig, CaptioningCard  # noqa: F401
+from seqtasks.tasks.cards.caption import CaptionConfig, CaptioningCard, image_size  # noqa: F401
 
-DEFAULT_IMAGE_SIZE = {"cnn": 128, "efficientnetb0": 224, "mobilenetv2": 224, "resnet50": 224}
-EVALUATE_CHUNK = 1024
 
 
 @dataclasses.dataclass
@@ -50,10 +48,6 @@ def bundled_shapes() -> Path:
     return bundled_path("shapes")
 
 
-def image_size(cfg) -> int:
-    return cfg.image_size or DEFAULT_IMAGE_SIZE[cfg.backbone]
-
-
 class CaptioningTask(GeneratesText, CaptioningCard, Task):
 
     def default_overrides(self) -> dict[str, Any]:
@@ -61,35 +55,10 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
         return {"images": str(shapes / "images"), "captions": str(shapes / "captions.csv"),
                 **demo_settings(self.name)}  # the recipe: configs/demo-caption.toml
 
-    def check_finetune(self, parent_settings: dict[str, Any], cfg) -> None:
-        shape = ("backbone", "image_size", "cnn_filters", "cnn_blocks", "attention", "initial_state", "max_len")
-        changed = [key for key in shape if key in parent_settings and parent_settings[key] != getattr(cfg, key)]
-        if changed:
-            raise UserError(f"finetune keeps the parent's model shape; cannot change {', '.join(changed)}",
-                            fix="train a new run with `seqtasks train caption` instead")
-        if cfg.freeze_backbone and not parent_settings.get("freeze_backbone"):
-            # cached features would come from the backbone's starting weights, not the parent's trained ones
-            raise UserError("cannot freeze a backbone the parent trained", fix="fine-tune it trainable, or train "
-                            "a new run with --freeze-backbone")
-
     # ---- data ---------------------------------------------------------------------------------
     def read(self, cfg) -> CaptionData:
         if not cfg.captions:
             raise UserError("no training captions given", fix="pass --images DIR --captions FILE")
-        if cfg.backbone == "cnn" and cfg.weights not in ("imagenet", "none"):
-            raise UserError("--weights applies to keras.applications backbones; the cnn starts from scratch",
-                            fix="drop --weights, or choose --backbone efficientnetb0|mobilenetv2|resnet50")
-        if cfg.batch_by_image and cfg.strategy != "default":
-            # a replica would get half the images but captions pointing at all of them
-            raise UserError("--batch-by-image batches cannot be split across replicas", fix="drop --batch-by-image, or "
-                            "train with --strategy default")
-        if not 0 < cfg.crop_area <= 1:
-            raise UserError(f"--crop-area {cfg.crop_area} is not a share of an image", fix="give a number in (0, 1]; "
-                            "1 turns cropping off")
-        if cfg.crop_area < 1 and cfg.freeze_backbone:
-            # the cached features are of the whole images; a new crop every step needs the backbone every step
-            raise UserError("--crop-area needs a backbone that trains: a frozen one's features are computed once",
-                            fix="drop --crop-area, or --freeze-backbone")
         size = image_size(cfg)
         train = read_captions(cfg.captions, cfg.images, "training data", skip_missing=cfg.skip_bad_images)
         train_set = decoded_images(train, size, training=True, skip_bad=cfg.skip_bad_images)
@@ -152,9 +121,6 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
         encoder = self.make_encoder(cfg)
         policy = dtype_policy(cfg.precision)
         if cfg.arch == "transformer":
-            if cfg.units % cfg.heads:
-                raise UserError(f"--units {cfg.units} is not divisible by --heads {cfg.heads}",
-                                fix="choose units a multiple of heads")
             model = TransformerCaptioner(tokenizer.vocab_size, encoder, d_model=cfg.units, heads=cfg.heads,
                                          num_layers=cfg.layers, max_length=cfg.max_len + 2, dropout=cfg.dropout,
                                          dtype=policy, name="captioner")
@@ -188,13 +154,7 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
             raise UserError("no evaluation captions given", fix="pass --images DIR --captions FILE")
         cfg = run.settings
         data = decoded_images(read_captions(table, images or cfg.images, "evaluation data"), image_size(cfg))
-        captioner, found = self.captioner(run, length_penalty), []
-        width = cfg.beam if beam is None else beam
-        for first in range(0, len(data.rows), EVALUATE_CHUNK):  # a chunk of images in memory at a time
-            found += captioner.caption(data.pixels[data.rows[first:first + EVALUATE_CHUNK]], beam=width)
-        scores = caption_scores([c[0].text for c in found], data.images.captions, run.preprocessor.lowercase)
-        return {**scores, "beam": width, "length_penalty": captioner.length_penalty,
-                "words_per_caption": round(float(np.mean([len(c[0].text.split()) for c in found])), 2)}
+        return self.captioner(run, length_penalty).evaluate(data, cfg.beam if beam is None else beam)
 
     def predict(self, run, inputs: list[str], beam: int | None = None, n_best: int | None = None,
                 plot: str | None = None, temperature: float | None = None, seed: int | None = None,
@@ -221,9 +181,7 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
                 yield captions[0].text
 
     def format_prediction(self, result: Any) -> str:
-        if isinstance(result, str):
-            return result
-        return "\n".join(f"{item['caption']}\t{item['score']:.4f}" for item in result)
+        return caption_lines(result)
 
     def sample_during_training(self, cfg, tokenizer: Tokenizer, valid: ImageSet | None = None):
         if not cfg.sample_examples or valid is None:

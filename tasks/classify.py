@@ -24,7 +24,7 @@ from seqtasks.metrics import classification_scores, unseen_warning
 from seqtasks.models.classifier import SequenceClassifier
 from seqtasks.readers.tables import LabeledText, read_labeled_texts
 from seqtasks.sequence_inputs import (InputEncoder, accuracy_fit_plan, build_input_encoder,
-                                      check_settings, compiled_inference, dummy_inputs, encoder_arguments,
+                                      compiled_inference, dummy_inputs, encoder_arguments,
                                       input_signature, run_batches, split_words)
 from seqtasks.serving_labels import ClassifierServing
 from seqtasks.tasks.base import Task
@@ -57,7 +57,6 @@ class ClassificationTask(ClassificationCard, Task):
         return read_labeled_texts(spec, cfg.text_col, cfg.label_col, role, data_dir=cfg.tfds_dir or None)
 
     def read(self, cfg) -> ClassificationData:
-        check_settings(cfg)
         if not cfg.data:
             raise UserError("no training data given", fix="pass --data FILE (TSV, CSV or JSONL)")
         train = self._read(cfg, cfg.data, "training data")

@@ -14,11 +14,14 @@ from typing import Any, Iterator
 
 import keras
 
+from seqtasks.choices import recurrent_cell
 from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
 from seqtasks.generation import GeneratesText, TextGenerator, TextPrompts, batches
 from seqtasks.metrics import language_model_scores
 from seqtasks.models.language_model import RecurrentLanguageModel, TransformerLanguageModel
+from seqtasks.models.ngram import NgramLanguageModel
+from seqtasks.ngram_estimation import corpus_scores, estimate_ngram
 from seqtasks.batching import epoch_datasets, fit_batch_size, steps_per_epoch
 from seqtasks.pipeline import (corpus_pieces, count_windows, encode_corpus, language_model_batches, language_model_windows,
                                training_corpora)
@@ -93,6 +96,9 @@ class LanguageModelTask(GeneratesText, LanguageModelCard, Task):
     def load_preprocessor(self, directory: Path) -> Tokenizer:
         return load_tokenizer(directory)
 
+    def estimate(self, cfg, tokenizer: Tokenizer, data: LanguageModelData):
+        return estimate_ngram(cfg, tokenizer, data) if cfg.arch == "ngram" else None  # counted, not trained
+
     def plan(self, cfg, tokenizer: Tokenizer, data: LanguageModelData) -> FitPlan:
         train, valid = training_corpora(data.train, data.valid, tokenizer, cfg.seq_len, cfg.valid_fraction)
         windows = count_windows(len(train), cfg.seq_len)
@@ -112,16 +118,15 @@ class LanguageModelTask(GeneratesText, LanguageModelCard, Task):
         keras.utils.set_random_seed(cfg.seed)
         policy = dtype_policy(cfg.precision)
         if cfg.arch == "transformer":
-            if cfg.units % cfg.heads:
-                raise UserError(f"--units {cfg.units} is not divisible by --heads {cfg.heads}",
-                                fix="choose units a multiple of heads")
             model = TransformerLanguageModel(tokenizer.vocab_size, d_model=cfg.units, heads=cfg.heads,
                                              num_layers=cfg.layers, max_length=cfg.seq_len, dropout=cfg.dropout,
                                              positions=cfg.positions, activation=cfg.activation, dtype=policy,
                                              name="language_model")
         elif cfg.arch in ("rnn", "gru", "lstm"):
-            model = RecurrentLanguageModel(tokenizer.vocab_size, cell=cfg.arch, units=cfg.units,
-                                           num_layers=cfg.layers, dropout=cfg.dropout, unroll=cfg.unroll,
+            model = RecurrentLanguageModel(tokenizer.vocab_size, cell=recurrent_cell(cfg.arch, cfg.cell),
+                                           units=cfg.units,
+                                           num_layers=cfg.layers, embedding_dim=cfg.embedding_dim or None,
+                                           dropout=cfg.dropout, unroll=cfg.unroll,
                                            dtype=policy, name="language_model")
         else:
             raise UserError(f"unknown architecture {cfg.arch!r}", fix=f"choose one of: {', '.join(self.architectures)}")
@@ -138,6 +143,8 @@ class LanguageModelTask(GeneratesText, LanguageModelCard, Task):
             raise UserError("no evaluation data given", fix="pass --data FILE")
         text = self._source(source, cfg, "evaluation data")
         corpus = encode_corpus(text, tokenizer)  # bad data fails before the model is loaded
+        if isinstance(run.model, NgramLanguageModel):
+            return corpus_scores(run.model, corpus)  # the whole stream, each token after its order - 1 tokens
         dataset = language_model_windows(corpus, cfg.seq_len, cfg.batch_size)
         total_nats, tokens = scored_nats(run.model, dataset)
         return language_model_scores(total_nats, int(tokens), corpus.characters)

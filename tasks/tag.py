@@ -9,8 +9,6 @@ validation token accuracy; `evaluate` adds entity-level P/R/F1 (conlleval) for c
 from __future__ import annotations
 
 import dataclasses
-import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,13 +19,13 @@ from seqtasks import schemes
 from seqtasks.batching import holdout_items, pad
 from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
-from seqtasks.metrics import classification_scores, entity_scores, token_accuracy, unseen_warning
 from seqtasks.models.tagger import PAD_TAG, MaskedAccuracy, SequenceTagger
 from seqtasks.readers.conll import TaggedSentence, pretokenized_sentences, read_tagged_sentences
 from seqtasks.sequence_inputs import (InputEncoder, accuracy_fit_plan, build_input_encoder,
-                                      check_settings, compiled_inference, dummy_inputs, encoder_arguments,
+                                      compiled_inference, dummy_inputs, encoder_arguments,
                                       input_signature, run_batches, split_words)
 from seqtasks.serving_labels import TaggerServing
+from seqtasks.tag_scores import tagging_scores
 from seqtasks.tasks.base import Task
 from seqtasks.tasks.cards.tag import TaggingCard, TaggingConfig  # noqa: F401
 from seqtasks.tokenizers import LabelVocabulary
@@ -60,7 +58,6 @@ class TaggingTask(TaggingCard, Task):
 
     # ---- data ---------------------------------------------------------------------------------
     def read(self, cfg) -> TaggingData:
-        check_settings(cfg)
         if not cfg.data:
             raise UserError("no training data given", fix="pass --data FILE (CoNLL or CoNLL-U)")
         train = read_tagged_sentences(cfg.data, cfg.tag_col, "training data")
@@ -165,38 +162,7 @@ class TaggingTask(TaggingCard, Task):
         # predictions are written in the evaluation file's own scheme, so token accuracy compares like with like
         scheme = schemes.detect(gold) if trained_scheme != "none" else "none"
         predicted = self.tag_words(run, [list(s.tokens) for s in sentences], scheme if scheme != "none" else None)
-        metrics: dict[str, Any] = {"accuracy": token_accuracy(gold, predicted), "sentences": len(sentences),
-                                   "tokens": sum(len(g) for g in gold)}
-        unseen = self.unseen_tags(run.preprocessor, gold)
-        if unseen:
-            metrics["unseen_tags"] = unseen
-        if trained_scheme != "none":
-            entities = entity_scores(gold, predicted)
-            metrics.update({"f1": entities["f1"], "precision": entities["precision"], "recall": entities["recall"],
-                            "per_type": entities["per_type"]})
-        else:
-            names = sorted({t for row in gold + predicted for t in row})
-            index = {name: i for i, name in enumerate(names)}
-            flat = classification_scores([index[t] for row in gold for t in row],
-                                         [index[t] for row in predicted for t in row], names)
-            metrics["per_type"] = flat["per_class"]
-        return metrics
-
-    def unseen_tags(self, prep: InputEncoder, gold: list[list[str]]) -> dict[str, Any] | None:
-        """Gold tags the run cannot predict (of an entity type, or plain tags, it never saw in training):
-        told in a warning line and scored as they are, as errors the run could not avoid; their entities
-        stay gold, so recall counts them as missed (and the type shows in per_type with recall 0)."""
-        chunked = prep.info["scheme"] != "none"
-        known = schemes.known_to(prep.labels.names, chunked)
-        counts = Counter(tag for tags in gold for tag in tags if not known(tag))
-        if not counts:
-            return None
-        tokens, sentences = sum(counts.values()), sum(not all(map(known, tags)) for tags in gold)
-        consequence = ("they count as errors, and their entities as gold ones the run cannot find" if chunked
-                       else "they count as errors")
-        print(unseen_warning(counts, f"{tokens} tokens in {sentences} sentences", "tags", consequence),
-              file=sys.stderr, flush=True)
-        return {"tokens": tokens, "sentences": sentences, "tags": dict(counts.most_common())}
+        return tagging_scores(gold, predicted, run.preprocessor.labels.names, chunked=trained_scheme != "none")
 
     def predict(self, run, inputs: list[str], pretokenized: bool = False) -> Iterator[dict[str, Any]]:
         """Raw text: each input is a sentence, split into words, tagged -> tokens, tags, entity spans.

@@ -32,7 +32,7 @@ from seqtasks.tasks.cards.translate import TranslationCard, TranslationConfig  #
 from seqtasks.tokenizers import EOS_ID
 from seqtasks.training import FitPlan, dtype_policy, unigram_log_prior
 from seqtasks.translation_data import TranslationVocab, pair_dataset, pair_signature, training_pairs
-from seqtasks.translator import DECODE_BATCH, Hypothesis, Translator, prediction
+from seqtasks.translator import DECODE_BATCH, Hypothesis, Translator, prediction, prediction_lines
 
 
 @dataclasses.dataclass
@@ -56,7 +56,6 @@ class TranslationTask(GeneratesText, TranslationCard, Task):
 
     # ---- data ---------------------------------------------------------------------------------
     def read(self, cfg) -> TranslationData:
-        self._check_settings(cfg)
         if not (cfg.src or cfg.tgt or cfg.data):
             raise UserError("no training data given", fix="pass --src FILE --tgt FILE, or --data FILE.tsv|tfds:NAME")
         tfds = dict(source_lang=cfg.src_lang or None, target_lang=cfg.tgt_lang or None, tfds_dir=cfg.tfds_dir or None)
@@ -67,14 +66,6 @@ class TranslationTask(GeneratesText, TranslationCard, Task):
                                          table=cfg.valid or None, role="validation data",
                                          flags=("--valid-src", "--valid-tgt", "--valid"), **tfds)
         return TranslationData(train, valid)
-
-    def _check_settings(self, cfg) -> None:
-        """Model settings that cannot work, found before any run folder is made."""
-        if cfg.arch == "transformer" and cfg.units % cfg.heads:
-            raise UserError(f"--units {cfg.units} is not divisible by --heads {cfg.heads}",
-                            fix="choose units a multiple of heads")
-        if cfg.max_source_len < 2 or cfg.max_target_len < 2:
-            raise UserError("--max-source-len and --max-target-len must be at least 2", fix="raise them")
 
     def describe_data(self, data: TranslationData) -> dict[str, Any]:
         described = {"train": data.train.describe()}
@@ -198,13 +189,5 @@ class TranslationTask(GeneratesText, TranslationCard, Task):
                 yield prediction(hypotheses, n_best is not None, alignments)
 
     def format_prediction(self, result: Any) -> str:
-        """One line per translation; n-best: `translation<TAB>score`; alignments add `<TAB>i-j ...`."""
-        if isinstance(result, str):
-            return result
-        rows = result if isinstance(result, list) else [result]
-        lines = []
-        for row in rows:
-            columns = [row["translation"]] + ([f"{row['score']:.4f}"] if "score" in row else [])
-            lines.append("\t".join(columns + ([row["alignment"]] if "alignment" in row else [])))
-        return "\n".join(lines)
+        return prediction_lines(result)
 

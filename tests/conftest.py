@@ -7,6 +7,12 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("SEQTASKS_RUN_EAGERLY", "1")
 # and a decoding loop runs a few tokens once: its XLA compile costs seconds; XLA tests pass xla=True
 os.environ.setdefault("SEQTASKS_XLA", "0")
+# under pytest-xdist (the README's `-n 2`) each worker is one of two processes on two cores: one
+# TensorFlow thread each, so that they do not fight for the cores (a tiny model gains nothing from more);
+# subprocesses a test starts inherit it
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 import pytest  # noqa: E402
 

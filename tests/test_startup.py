@@ -25,7 +25,7 @@ else:
 print(json.dumps({"code": code, "heavy": sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras"})}))
 """
 
-VERBS = ("train", "resume", "finetune", "evaluate", "predict", "sample", "info", "tasks")
+VERBS = ("train", "resume", "finetune", "evaluate", "predict", "sample", "info", "tasks", "diagnose")
 
 
 def probe(*args: str) -> dict:
@@ -37,7 +37,8 @@ def probe(*args: str) -> dict:
 
 
 @pytest.mark.parametrize("args", [("--help",), ("tasks",), ("train", "--help"), ("train", "lm", "--help"),
-                                  ("train", "caption", "--help"), *((verb, "--help") for verb in VERBS)],
+                                  ("train", "caption", "--help"), ("diagnose", "gradients", "--help"),
+                                  *((verb, "--help") for verb in VERBS)],
                          ids=" ".join)
 def test_help_imports_no_tensorflow(args):
     result = probe(*args)

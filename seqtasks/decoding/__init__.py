@@ -68,7 +68,8 @@ graph per state size) and the loop that chooses tokens and feeds them back throu
 tf.while_loop). The loop's shapes are the state's (batch, state size), never the prompt's length,
 and the state size is prompt + max_new_tokens rounded up to a multiple of 64 (capped by the
 capacity), so calls of similar lengths share one compiled loop. By default (`GenerationConfig.xla`
-None) XLA compiles that loop for decoders without context (language models): the ops of a step fuse
+None) XLA compiles that loop for decoders without context (language models; not a decoder whose
+`xla_by_default` is False, the n-gram model, whose loop of binary searches XLA compiles slowly): the ops of a step fuse
 into a few kernels, 2-4x less time per token on CPU (benchmarks/generation_speed.py), for a compile
 of a second or a few per batch size and state size. Streaming calls the same loop 8 tokens at a
 time. Conditional decoders (translation, captioning) keep the source in their state, and its length

@@ -90,13 +90,14 @@ class GenerationConfig:
     def greedy(self) -> bool:
         return self.temperature == 0 or self.top_k == 1
 
-    def uses_xla(self, beam: bool, conditional: bool) -> bool:
+    def uses_xla(self, beam: bool, conditional: bool, default: bool = True) -> bool:
         """Whether a decoding loop is XLA-compiled: as `xla` says, or by default (None) the greedy and
         sampling loop of a decoder without context, unless $SEQTASKS_XLA=0 turns the default off (for
-        short-lived processes, such as the test suite, where the compile costs more than it saves)."""
+        short-lived processes, such as the test suite, where the compile costs more than it saves) or
+        the decoder's `xla_by_default` is False (the n-gram model: table lookups, slow to compile)."""
         if self.xla is not None:
             return self.xla
-        return not (beam or conditional) and os.environ.get("SEQTASKS_XLA", "1") != "0"
+        return default and not (beam or conditional) and os.environ.get("SEQTASKS_XLA", "1") != "0"
 
     @property
     def beam(self) -> bool:

@@ -157,7 +157,8 @@ class Sampling(GeneratorBase):
         static = static_config(config)
         prefill = self._compiled(("prefill", plan.state_size, specs),
                                  lambda: self._prefill_function(plan.state_size, specs))
-        xla = static.uses_xla(beam=False, conditional=specs is not None)
+        xla = static.uses_xla(beam=False, conditional=specs is not None,
+                              default=getattr(self.decoder, "xla_by_default", True))
         run = self._compiled(("run", static, xla), lambda: self._run_function(static, xla))
         return prefill, run
 

@@ -31,7 +31,7 @@ import keras
 from keras import ops
 
 from seqtasks.choices import ATTENTION_KINDS
-from seqtasks.layers.recurrent import RecurrentStack
+from seqtasks.layers.recurrent import STATE_COUNTS, RecurrentStack
 from seqtasks.layers.seq2seq_attention import AdditiveAttention, MultiplicativeAttention
 
 
@@ -39,7 +39,7 @@ from seqtasks.layers.seq2seq_attention import AdditiveAttention, MultiplicativeA
 class AttentionalDecoder(keras.layers.Layer):
     """A recurrent decoder with Bahdanau or Luong attention over a memory. See the module docstring.
 
-    Args: cell ("lstm" | "gru" | "rnn"); units; num_layers; attention ("bahdanau" | "luong" |
+    Args: cell ("lstm" | "lstm-peephole" | "gru" | "rnn"); units; num_layers; attention ("bahdanau" | "luong" |
     "none"); attention_units (Bahdanau's score width, default units); input_feeding (luong); combine
     (o_t = tanh(W_c [s_t; c_t]) rather than [s_t; c_t]); gate (bahdanau: Xu et al.'s σ(w_β · s_{t-1})
     on the context); bridges (how many initial-state projections); dropout (between the stack's layers).
@@ -56,7 +56,7 @@ class AttentionalDecoder(keras.layers.Layer):
         self.input_feeding = input_feeding and attention == "luong"
         self.combines, self.gated = combine and attention != "none", gate and attention == "bahdanau"
         self.bridge_count, self.dropout_rate = bridges, dropout
-        self.state_count = 2 if cell == "lstm" else 1
+        self.state_count = STATE_COUNTS[cell]
         p = self.dtype_policy
         # created in the order their variables had in the models before this layer was shared
         self.recurrent = RecurrentStack(cell, units, num_layers, dropout, name="recurrent", dtype=p)

@@ -15,10 +15,31 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from seqtasks.choices import RECURRENT_CELLS
 from seqtasks.layers.lstm_sequence import lstm_sequence
 
-CELL_KINDS = ("rnn", "gru", "lstm")
-_GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+CELL_KINDS = RECURRENT_CELLS
+_GATES = {"rnn": 1, "gru": 3, "lstm": 4, "lstm-peephole": 4}
+STATE_COUNTS = {"rnn": 1, "gru": 1, "lstm": 2, "lstm-peephole": 2}  # [h] or [h, c]
+
+
+@keras.saving.register_keras_serializable(package="seqtasks")
+class ForgetGateBias(keras.initializers.Initializer):
+    """The LSTM's input-projection bias at initialisation: 1 for the forget gate, 0 for i, g and o
+    (gates in the order i, f, g, o). A forget gate that starts near σ(1) ≈ 0.73 instead of 0.5 keeps
+    the cell state, and its gradient, for longer from the first step (Jozefowicz et al. 2015;
+    keras.layers.LSTM's unit_forget_bias)."""
+
+    def __init__(self, units: int):
+        self.units = units
+
+    def __call__(self, shape, dtype=None):
+        units = self.units
+        return ops.concatenate([ops.zeros((units,), dtype), ops.ones((units,), dtype),
+                                ops.zeros((shape[-1] - 2 * units,), dtype)])
+
+    def get_config(self):
+        return {"units": self.units}
 
 
 @keras.saving.register_keras_serializable(package="seqtasks")
@@ -30,6 +51,12 @@ class RecurrentCell(keras.layers.Layer):
           n = tanh(z_n + r ⊙ (h U_n + b_n));  h_t = u ⊙ h_{t-1} + (1 - u) ⊙ n
     lstm: [i, f, g, o] = z_t + h_{t-1} U;  i, f, o = σ(·);  g = tanh(g)
           c_t = f ⊙ c_{t-1} + i ⊙ g;  h_t = o ⊙ tanh(c_t)
+    lstm-peephole (Gers & Schmidhuber 2000): the gates also look at the cell, through diagonal
+          weights p_i, p_f, p_o (units,), which start at 0 (a plain LSTM at initialisation):
+          [a_i, a_f, a_g, a_o] = z_t + h_{t-1} U
+          i = σ(a_i + p_i ⊙ c_{t-1});  f = σ(a_f + p_f ⊙ c_{t-1});  g = tanh(a_g)
+          c_t = f ⊙ c_{t-1} + i ⊙ g
+          o = σ(a_o + p_o ⊙ c_t);  h_t = o ⊙ tanh(c_t)            (the output gate sees the new cell)
 
     Call arguments: `projected` (batch, gates × units), `states` a list of (batch, units) tensors
     ([h] for rnn and gru, [h, c] for lstm). Returns (h_t, new_states).
@@ -42,7 +69,7 @@ class RecurrentCell(keras.layers.Layer):
         self.kind = kind
         self.units = units
         self.gates = _GATES[kind]
-        self.state_size = [units, units] if kind == "lstm" else [units]
+        self.state_size = [units] * STATE_COUNTS[kind]
         self.output_size = units
 
     def build(self, input_shape):
@@ -56,6 +83,10 @@ class RecurrentCell(keras.layers.Layer):
             self.recurrent_bias = self.add_weight(
                 name="recurrent_bias", shape=(self.gates * self.units,), initializer="zeros"
             )
+        if self.kind == "lstm-peephole":
+            self.peephole_input, self.peephole_forget, self.peephole_output = (
+                self.add_weight(name=f"peephole_{gate}", shape=(self.units,), initializer="zeros")
+                for gate in ("input", "forget", "output"))
 
     def call(self, projected, states):
         h = states[0]
@@ -74,7 +105,12 @@ class RecurrentCell(keras.layers.Layer):
             return h, [h]
         c = states[1]
         i, f, g, o = ops.split(projected + recurrent, 4, axis=-1)
+        if self.kind == "lstm-peephole":
+            i = i + self.peephole_input * c
+            f = f + self.peephole_forget * c
         c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
+        if self.kind == "lstm-peephole":
+            o = o + self.peephole_output * c
         h = ops.sigmoid(o) * ops.tanh(c)
         return h, [h, c]
 
@@ -106,7 +142,8 @@ class RecurrentLayer(keras.layers.Layer):
         self.go_backwards = go_backwards
         self.unroll = unroll
         self.input_projection = keras.layers.Dense(
-            _GATES[kind] * units, name="input_projection", dtype=self.dtype_policy
+            _GATES[kind] * units, name="input_projection", dtype=self.dtype_policy,
+            bias_initializer=ForgetGateBias(units) if STATE_COUNTS[kind] == 2 else "zeros",
         )
         self.cell = RecurrentCell(kind, units, name="cell", dtype=self.dtype_policy)
         self.rnn = keras.layers.RNN(
@@ -243,7 +280,7 @@ class RecurrentStack(keras.layers.Layer):
         width = 2 * self.units if self.bidirectional else self.units
         batch, time = inputs.shape[0], inputs.shape[1]
         outputs = keras.KerasTensor((batch, time, width), dtype=self.compute_dtype)
-        n_states = 2 if self.kind == "lstm" else 1
+        n_states = STATE_COUNTS[self.kind]
         states = [[keras.KerasTensor((batch, width), dtype=self.compute_dtype) for _ in range(n_states)]
                   for _ in range(self.num_layers)]
         return outputs, states

@@ -26,12 +26,12 @@ from seqtasks.layers.char_features import CharFeatures
 from seqtasks.models.freezing import layer_prefixes, recurrent_depth
 from seqtasks.tokenizers import UNK_ID
 
-from seqtasks.choices import ARCHITECTURES  # noqa: E402  (TF-free: the settings list them)
+from seqtasks.choices import ARCHITECTURES, RECURRENT_CELLS  # noqa: E402  (TF-free: the settings list them)
 
 
 @keras.saving.register_keras_serializable(package="seqtasks")
 class SequenceEncoder(keras.layers.Layer):
-    """Args: vocab_size; arch (rnn | gru | lstm | transformer); units (per direction, or d_model);
+    """Args: vocab_size; arch (rnn | gru | lstm | lstm-peephole | transformer); units (per direction, or d_model);
     num_layers; embedding_dim (recurrent only; default units); heads, positions, max_length
     (transformer); dropout; word_dropout; bidirectional (recurrent); token_pieces; char_features
     ("none" | "cnn" | "lstm") with char_vocab_size, char_dim, char_units."""
@@ -43,8 +43,8 @@ class SequenceEncoder(keras.layers.Layer):
                  char_vocab_size: int = 0, char_dim: int = 32, char_units: int = 64, seed: int | None = None,
                  **kwargs):
         super().__init__(**kwargs)
-        if arch not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHITECTURES}")
+        if arch not in ARCHITECTURES + RECURRENT_CELLS:
+            raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHITECTURES + RECURRENT_CELLS}")
         self.vocab_size, self.arch, self.units, self.num_layers = vocab_size, arch, units, num_layers
         self.embedding_dim = units if arch == "transformer" else (embedding_dim or units)
         self.heads, self.positions, self.max_length = heads, positions, max_length
@@ -126,6 +126,10 @@ class SequenceEncoder(keras.layers.Layer):
             x, _ = block(x, self_mask=key_mask, training=training)
         return self.final_norm(x), mask
 
+    def token_tables(self) -> dict[str, keras.layers.Embedding]:
+        """The token embedding table by vocabulary ("tokens"): what --pretrained-embeddings fills."""
+        return {"tokens": self.embedding}
+
     def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
         """embeddings (with a learned position table), char_features, layers:N and the whole encoder."""
         parts = {"embeddings": [self.embedding] + ([self.position] if self.recurrent is None else [])}
@@ -151,6 +155,10 @@ class SequenceEncoder(keras.layers.Layer):
 
 class EncoderModel:
     """Mixin of the models built on a SequenceEncoder (`self.encoder`)."""
+
+    def token_tables(self) -> dict[str, keras.layers.Embedding]:
+        """The encoder's token embedding table (--pretrained-embeddings)."""
+        return self.encoder.token_tables()
 
     def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
         """What `seqtasks finetune --freeze` can hold fixed (seqtasks.models.freezing)."""

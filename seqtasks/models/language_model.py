@@ -71,6 +71,10 @@ class RecurrentLanguageModel(keras.Model):
         h, states = self.recurrent.step(self.embedding(token_ids), _unflatten(state, self.num_layers))
         return ops.cast(self.output_layer(h), "float32"), _flatten(states)
 
+    def token_tables(self) -> dict[str, keras.layers.Embedding]:
+        """The token embedding table by vocabulary ("tokens"): what --pretrained-embeddings fills."""
+        return {"tokens": self.embedding}
+
     def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
         """embeddings and layers:N (seqtasks.models.freezing)."""
         return {"embeddings": [self.embedding], **layer_prefixes(recurrent_depth(self.recurrent))}
@@ -147,6 +151,10 @@ class TransformerLanguageModel(keras.Model):
     def step(self, token_ids, state, index):
         x, state = self.decoder.step(self.embed(token_ids[:, None], start_index=index), state, index)
         return self.logits(x)[:, 0], state
+
+    def token_tables(self) -> dict[str, keras.layers.Embedding]:
+        """The token embedding table by vocabulary ("tokens"): what --pretrained-embeddings fills."""
+        return {"tokens": self.embedding}
 
     def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
         """embeddings (token and position tables; the token table also scores the output, which is tied

@@ -31,7 +31,7 @@ import keras
 from keras import ops
 
 from seqtasks.choices import ATTENTION_KINDS
-from seqtasks.layers import AttentionalDecoder, RecurrentStack
+from seqtasks.layers import STATE_COUNTS, AttentionalDecoder, RecurrentStack
 from seqtasks.models.freezing import layer_prefixes, recurrent_depth
 
 PAD_ID = 0
@@ -41,7 +41,7 @@ PAD_ID = 0
 class RecurrentSeq2Seq(keras.Model):
     """LSTM/GRU/RNN encoder-decoder. See the module docstring for the equations.
 
-    Args: source_vocab, target_vocab; cell ("lstm" | "gru" | "rnn"); units; num_layers (encoder and
+    Args: source_vocab, target_vocab; cell ("lstm" | "lstm-peephole" | "gru" | "rnn"); units; num_layers (encoder and
     decoder each); embedding_dim (default units); attention ("none" | "bahdanau" | "luong");
     attention_units (Bahdanau's score width, default units); bidirectional (encoder); input_feeding
     (luong); shared_embeddings (one table for both sides: needs a joint vocabulary); dropout.
@@ -64,7 +64,7 @@ class RecurrentSeq2Seq(keras.Model):
         self.attention, self.attention_units = attention, attention_units or units
         self.bidirectional, self.input_feeding = bidirectional, input_feeding and attention == "luong"
         self.shared_embeddings, self.dropout_rate = shared_embeddings, dropout
-        self.state_count = 2 if cell == "lstm" else 1
+        self.state_count = STATE_COUNTS[cell]
         p = self.dtype_policy
         self.source_embedding = keras.layers.Embedding(source_vocab, self.embedding_dim, name="source_embedding",
                                                        dtype=p)
@@ -136,6 +136,11 @@ class RecurrentSeq2Seq(keras.Model):
     def step(self, token_ids, state, index=None):
         output, state, _ = self.decoder.step(self.target_embedding(token_ids), state)
         return self.logits(output), state
+
+    def token_tables(self) -> dict[str, keras.layers.Embedding]:
+        """The token embedding tables by vocabulary ("source", "target"; one table twice when shared):
+        what --pretrained-embeddings fills."""
+        return {"source": self.source_embedding, "target": self.target_embedding}
 
     def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
         """embeddings (both tables), layers:N (the first N layers of the encoder and of the decoder),

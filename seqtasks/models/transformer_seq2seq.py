@@ -128,6 +128,11 @@ class TransformerSeq2Seq(keras.Model):
         y, state = self.decoder.step(y, state, index)
         return self.logits(y)[:, 0], state
 
+    def token_tables(self) -> dict[str, keras.layers.Embedding]:
+        """The token embedding tables by vocabulary ("source", "target"; one table twice when shared):
+        what --pretrained-embeddings fills."""
+        return {"source": self.source_embedding, "target": self.target_embedding}
+
     def freezable_parts(self) -> dict[str, list[keras.layers.Layer]]:
         """embeddings (both tables and the position table), layers:N (the first N encoder and decoder
         blocks), encoder and decoder, each with its embeddings (a shared table or a learned position

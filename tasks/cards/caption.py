@@ -5,9 +5,11 @@ It imports no TensorFlow, so that help answers at once; the task itself is tasks
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from seqtasks.choices import BACKBONES, INITIAL_STATES
-from seqtasks.config import TrainConfig, setting
+from seqtasks.config import TrainConfig, check_heads_divide_units, setting
+from seqtasks.errors import UserError
 from seqtasks.tasks.base import TaskCard
 
 
@@ -59,6 +61,14 @@ class CaptionConfig(TrainConfig):
                                    minimum=0, maximum=1000, renamed_from=("sample_images",))
 
 
+DEFAULT_IMAGE_SIZE = {"cnn": 128, "efficientnetb0": 224, "mobilenetv2": 224, "resnet50": 224}
+
+
+def image_size(cfg: CaptionConfig) -> int:
+    """The side images are resized to: --image-size, or the backbone's usual one."""
+    return cfg.image_size or DEFAULT_IMAGE_SIZE[cfg.backbone]
+
+
 class CaptioningCard(TaskCard):
     name = "caption"
     description = "image captioning: images + captions -> a caption per image (BLEU-1..4)"
@@ -66,3 +76,31 @@ class CaptioningCard(TaskCard):
     architectures = ("lstm", "transformer")
     example = "seqtasks train caption --images photos/ --captions captions.csv --attention --out runs/cap"
     data_settings = ("images", "captions")
+
+    def check_settings(self, cfg) -> None:
+        check_heads_divide_units(cfg)
+        if cfg.backbone == "cnn" and cfg.weights not in ("imagenet", "none"):
+            raise UserError("--weights applies to keras.applications backbones; the cnn starts from scratch",
+                            fix="drop --weights, or choose --backbone efficientnetb0|mobilenetv2|resnet50")
+        if cfg.batch_by_image and cfg.strategy != "default":
+            # a replica would get half the images but captions pointing at all of them
+            raise UserError("--batch-by-image batches cannot be split across replicas", fix="drop --batch-by-image, or "
+                            "train with --strategy default")
+        if not 0 < cfg.crop_area <= 1:
+            raise UserError(f"--crop-area {cfg.crop_area} is not a share of an image", fix="give a number in (0, 1]; "
+                            "1 turns cropping off")
+        if cfg.crop_area < 1 and cfg.freeze_backbone:
+            # the cached features are of the whole images; a new crop every step needs the backbone every step
+            raise UserError("--crop-area needs a backbone that trains: a frozen one's features are computed once",
+                            fix="drop --crop-area, or --freeze-backbone")
+
+    def check_finetune(self, parent_settings: dict[str, Any], cfg) -> None:
+        shape = ("backbone", "image_size", "cnn_filters", "cnn_blocks", "attention", "initial_state", "max_len")
+        changed = [key for key in shape if key in parent_settings and parent_settings[key] != getattr(cfg, key)]
+        if changed:
+            raise UserError(f"finetune keeps the parent's model shape; cannot change {', '.join(changed)}",
+                            fix="train a new run with `seqtasks train caption` instead")
+        if cfg.freeze_backbone and not parent_settings.get("freeze_backbone"):
+            # cached features would come from the backbone's starting weights, not the parent's trained ones
+            raise UserError("cannot freeze a backbone the parent trained", fix="fine-tune it trainable, or train "
+                            "a new run with --freeze-backbone")

@@ -8,7 +8,7 @@ import dataclasses
 
 from seqtasks.choices import ARCHITECTURES, POOLING_KINDS
 from seqtasks.config import setting
-from seqtasks.encoder_settings import EncoderSettings
+from seqtasks.encoder_settings import EncoderSettings, check_encoder_settings
 from seqtasks.tasks.base import TaskCard
 
 
@@ -27,3 +27,6 @@ class ClassificationCard(TaskCard):
     description = "sequence classification: text -> label (TSV, CSV, JSONL); accuracy, macro-F1, confusion"
     Config = ClassificationConfig
     architectures = ARCHITECTURES
+
+    def check_settings(self, cfg) -> None:
+        check_encoder_settings(cfg)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from seqtasks.config import TrainConfig, setting
+from seqtasks.config import TrainConfig, check_heads_divide_units, setting
 from seqtasks.tasks.base import TaskCard
 from seqtasks.tasks.cards.lm import LanguageModelCard, LanguageModelConfig
 
@@ -47,3 +47,6 @@ class ConditionalGenerationCard(TaskCard):
     Config = ConditionalGenerationConfig
     architectures = LanguageModelCard.architectures
     example = "seqtasks train generate --data pairs.jsonl --out runs/generate"
+
+    def check_settings(self, cfg) -> None:
+        check_heads_divide_units(cfg)

@@ -8,7 +8,7 @@ import dataclasses
 
 from seqtasks.choices import ARCHITECTURES
 from seqtasks.config import setting
-from seqtasks.encoder_settings import EncoderSettings
+from seqtasks.encoder_settings import EncoderSettings, check_encoder_settings
 from seqtasks.tasks.base import TaskCard
 
 
@@ -31,3 +31,6 @@ class TaggingCard(TaskCard):
     description = "sequence labeling: words -> tags (CoNLL, CoNLL-U; IOB1/BIO/IOBES); accuracy, entity F1"
     Config = TaggingConfig
     architectures = ARCHITECTURES
+
+    def check_settings(self, cfg) -> None:
+        check_encoder_settings(cfg)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import dataclasses
 
 from seqtasks.choices import ATTENTION_KINDS
-from seqtasks.config import TrainConfig, setting
+from seqtasks.config import TrainConfig, check_heads_divide_units, setting
+from seqtasks.encoder_settings import freeze_embeddings_setting, pretrained_embeddings_setting
+from seqtasks.errors import UserError
 from seqtasks.tasks.base import TaskCard
 
 
@@ -28,7 +30,8 @@ class TranslationConfig(TrainConfig):
     tfds_dir: str = setting("", "tfds sources: the data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
                             path="place")
     arch: str = setting("transformer", "model family", ("transformer", "seq2seq"))
-    cell: str = setting("lstm", "seq2seq: recurrent cell", ("lstm", "gru", "rnn"))
+    cell: str = setting("lstm", "seq2seq: recurrent cell (lstm-peephole: gates that also see the cell state)",
+                        ("lstm", "lstm-peephole", "gru", "rnn"))
     attention: str = setting("bahdanau", "seq2seq: attention over encoder outputs; none = the encoder's final "
                                          "state is the only context", ATTENTION_KINDS)
     input_feeding: bool = setting(False, "seq2seq with luong attention: feed the last attentional state back in")
@@ -59,6 +62,8 @@ class TranslationConfig(TrainConfig):
     length_penalty: float = setting(1.0, "beam score = log p / length ** this", minimum=0.0, maximum=10.0)
     sample_examples: int = setting(2, "validation sentences translated after each epoch; 0 = none",
                                    minimum=0, maximum=1000, renamed_from=("sample_sentences",))
+    pretrained_embeddings: str = pretrained_embeddings_setting()
+    freeze_embeddings: bool = freeze_embeddings_setting()
 
 
 class TranslationCard(TaskCard):
@@ -68,3 +73,8 @@ class TranslationCard(TaskCard):
     architectures = ("transformer", "seq2seq")
     example = "seqtasks train translate --src train.de --tgt train.en --out runs/de-en"
     data_settings = ("src", "tgt", "data")
+
+    def check_settings(self, cfg) -> None:
+        check_heads_divide_units(cfg)
+        if cfg.max_source_len < 2 or cfg.max_target_len < 2:
+            raise UserError("--max-source-len and --max-target-len must be at least 2", fix="raise them")
