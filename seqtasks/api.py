@@ -31,7 +31,7 @@ from seqtasks.files import check_output_folder
 from seqtasks.model_files import load_model
 from seqtasks.pretrained_embeddings import freeze_tables, initialise_embeddings, run_vectors
 from seqtasks.runs import RunDirectory, atomic_save_model, atomic_write_json
-from seqtasks.tasks.base import ExtensibleLabels, Generative
+from seqtasks.tasks.base import Exportable, ExtensibleLabels, Generative
 from seqtasks.training import TrainState, compile_model, fit, make_strategy, resolve_precision
 
 
@@ -533,6 +533,15 @@ class Run:
                             "use `seqtasks predict`")
         texts = self.task.generate_batch(self, list(prompts), **options)
         return texts if options.get("num_return_sequences", 1) > 1 else [t[0] for t in texts]
+
+    def export(self, out: str | Path, format: str = "savedmodel") -> Path:
+        """A SavedModel (or TFLite file) of the run that takes strings, with the tokenizer inside: it loads
+        with tf.saved_model.load in a process without seqtasks (seqtasks.export says what it holds)."""
+        from seqtasks.export import export_run
+
+        if not isinstance(self.task, Exportable):
+            raise UserError(f"the {self.task.name} task cannot export its runs", str(self.path))
+        return export_run(self, out, format)
 
     def word_vectors(self):
         """The run's own token embedding table as WordVectors (seqtasks.word_vectors): its neighbours

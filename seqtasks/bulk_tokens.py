@@ -44,6 +44,12 @@ def _classes_below(limit: int) -> np.ndarray:
     return classes
 
 
+def class_table(limit: int = 0x110000) -> np.ndarray:
+    """class_of for every code point below `limit` (all of Unicode by default), uint8: the table an
+    exported graph classifies characters with."""
+    return _classes_below(limit)
+
+
 def character_classes(codes: np.ndarray) -> np.ndarray:
     """WORD, SPACE, NEWLINE or OTHER for each code point."""
     global _bmp_classes

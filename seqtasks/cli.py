@@ -476,6 +476,28 @@ def predict(run, texts, input_file, output_file, as_json, **options) -> None:
         out.close()
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("run", type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="The folder to write (it must not exist).")
+@click.option("--format", "export_format", type=click.Choice(["savedmodel", "tflite"]), default="savedmodel",
+              show_default=True, help="A SavedModel, or a TFLite file (model.tflite) beside it.")
+def export(run, out, export_format) -> None:
+    """Export RUN as a SavedModel whose signatures take strings (texts, or image bytes) and return what
+    `seqtasks predict` prints; the tokenizer is inside, so it loads with tf.saved_model.load alone.
+
+    \b
+    Example:
+      seqtasks export runs/mine --out exported/mine
+    """
+    from seqtasks import api
+
+    written = api.load(run).export(out, export_format)
+    info = json.loads((written / "serving.json").read_text(encoding="utf-8"))
+    click.echo(f"exported {run} to {written} ({export_format}): signatures {', '.join(info['signatures'])}")
+    if info["needs_tensorflow_text"]:
+        click.echo("note: its SentencePiece tokenizer needs tensorflow-text (import tensorflow_text before loading)")
+
+
 SAMPLE_MAX_NEW_TOKENS = 200  # sample's own default: a paragraph to read (GenerationConfig's is 100)
 
 

@@ -178,6 +178,15 @@ class GeneratesText:
         """One generated text (no beam, one sample) piece by piece as it is generated; ends at a stop string."""
         return self.text_generator(run).stream(prompt, stop, **options)
 
+    def serving_module(self, run):
+        """The exported graph (seqtasks.serving_generation): predict's defaults (the run's beam, if any) and
+        greedy or seeded sampling with per-request settings."""
+        from seqtasks.serving_generation import GenerationServing
+
+        conditioning = self.conditioning(run.settings, run.model, run.preprocessor)
+        defaults = {**conditioning.defaults, "beam_width": getattr(run.settings, "beam", 1)}
+        return GenerationServing(run.model, conditioning, defaults)
+
 
 class IncrementalText:
     """The text of a growing sequence of ids, returned piece by piece as ids are added.

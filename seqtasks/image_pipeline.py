@@ -50,6 +50,13 @@ def decode_image(path, size: int):
     import tensorflow as tf
 
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    return resize_image(image, size)
+
+
+def resize_image(image, size: int):
+    """A decoded image (height, width, 3) -> (size, size, 3) uint8, antialiased (the aspect ratio is not kept)."""
+    import tensorflow as tf
+
     image = tf.image.resize(image, (size, size), antialias=True)
     return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
 

@@ -10,6 +10,7 @@ builds `seqtasks tasks` and every --help from the cards (tasks/cards/), and impo
 (tasks/NAME.py, which builds Keras models) only for a command that uses it. This module, too, imports
 no TensorFlow.
 
+Exportable (every task: `seqtasks export`) gives the graph of a run with its tokenizer inside.
 Two protocols name what only some tasks do, so that callers ask `isinstance(task, Generative)` rather
 than a task's name: Generative (lm, generate, translate, caption: text out of a prompt, a source or an
 image) and ExtensibleLabels (classify, tag: fine-tuning data may bring labels the parent never saw).
@@ -146,3 +147,11 @@ class ExtensibleLabels(Protocol):
 
     def new_labels(self, prep, data) -> list[tuple[str, str]]:
         """(label, where) of each label in data that prep does not know, in order of appearance."""
+
+
+@runtime_checkable
+class Exportable(Protocol):
+    """A task whose runs export to a SavedModel that takes strings (`seqtasks export`, seqtasks.export)."""
+
+    def serving_module(self, run) -> Any:
+        """A tf.Module holding the run's model and tokenizer, with `signatures()`: name -> tf.function."""

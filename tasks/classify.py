@@ -26,6 +26,7 @@ from seqtasks.readers.tables import LabeledText, read_labeled_texts
 from seqtasks.sequence_inputs import (InputEncoder, accuracy_fit_plan, build_input_encoder,
                                       dummy_inputs, encoder_arguments,
                                       input_signature, run_batches, run_inference, split_words)
+from seqtasks.serving_labels import ClassifierServing
 from seqtasks.tasks.base import Task
 from seqtasks.tasks.cards.classify import ClassificationCard, ClassificationConfig  # noqa: F401
 from seqtasks.tokenizers import LabelVocabulary
@@ -166,6 +167,9 @@ class ClassificationTask(ClassificationCard, Task):
             best = np.argsort(-probabilities, kind="stable")[:top_k]
             ranked = [{"label": names[i], "probability": round(float(probabilities[i]), 4)} for i in best]
             yield {**ranked[0], "top_k": ranked} if top_k > 1 else ranked[0]
+
+    def serving_module(self, run):  # seqtasks export: the graph of predict
+        return ClassifierServing(run.model, run.preprocessor, run.settings.max_len)
 
     def format_prediction(self, result: dict[str, Any]) -> str:
         ranked = result.get("top_k", [result])

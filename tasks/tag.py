@@ -24,6 +24,7 @@ from seqtasks.readers.conll import TaggedSentence, pretokenized_sentences, read_
 from seqtasks.sequence_inputs import (InputEncoder, accuracy_fit_plan, build_input_encoder,
                                       dummy_inputs, encoder_arguments,
                                       input_signature, run_batches, run_inference, split_words)
+from seqtasks.serving_labels import TaggerServing
 from seqtasks.tag_scores import tagging_scores
 from seqtasks.tasks.base import Task
 from seqtasks.tasks.cards.tag import TaggingCard, TaggingConfig  # noqa: F401
@@ -181,6 +182,9 @@ class TaggingTask(TaggingCard, Task):
                    for (line, token), tag in zip(group, tags)}
         for line, text in enumerate(inputs):
             yield by_line.get(line, {"text": text})
+
+    def serving_module(self, run):  # seqtasks export: the graph of predict
+        return TaggerServing(run.model, run.preprocessor, run.settings.max_len)
 
     def format_prediction(self, result: dict[str, Any]) -> str:
         if "tokens" in result:

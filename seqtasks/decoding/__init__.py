@@ -92,7 +92,8 @@ from seqtasks.decoding.stops import cut_at_stop, held_back, stop_string_ids
 # command-line options made from them) are there before TensorFlow starts.
 _ENGINE = {
     "Generator": "generator", "generate": "generator", "generate_with_scores": "generator",
-    "generator_for": "generator", "stream": "generator", "Context": "inputs",
+    "generator_for": "generator", "stream": "generator", "Context": "inputs", "context_specs": "inputs",
+    "sample_ids": "serving",
     **{name: "filters" for name in ("apply_repetition_penalty", "no_repeat_ngram_mask", "seen_token_mask",
                                     "top_k_filter", "top_p_filter")},
 }
@@ -108,7 +109,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "GenerationConfig", "GenerationError", "GenerationOption", "generation_options", "MAX_NEW_TOKENS",
-    "Generator", "generate", "generate_with_scores", "stream",
+    "Generator", "generate", "generate_with_scores", "stream", "generator_for", "context_specs", "sample_ids",
     "apply_repetition_penalty", "no_repeat_ngram_mask", "seen_token_mask", "top_k_filter", "top_p_filter",
     "stop_string_ids", "cut_at_stop", "held_back",
 ]

@@ -14,7 +14,8 @@ import tensorflow as tf
 
 from seqtasks.decoding.config import GenerationConfig, GenerationError
 
-_STATE_ROUNDING = 64  # state sizes are rounded up to a multiple of this: fewer distinct traces
+STATE_ROUNDING = 64  # state sizes are rounded up to a multiple of this: fewer distinct traces
+_STATE_ROUNDING = STATE_ROUNDING
 
 
 class GeneratorBase:

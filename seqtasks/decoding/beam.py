@@ -44,6 +44,18 @@ class BeamSearch(GeneratorBase):
             output_scores.append([float(scores[b, j]) for j in range(count)])
         return outputs, output_scores
 
+    def beam_graph(self, config: GenerationConfig, prompt_length: int, specs: tuple | None = None):
+        """beam_search()'s compiled search for prompts of `prompt_length` tokens, as a tf.function
+        (prompts (batch, time), *context) -> (tokens (batch, width, max_new_tokens), lengths (batch, width),
+        scores (batch, width)), best first, stop ids included in the lengths: an exported graph calls it."""
+        needed = prompt_length + config.max_new_tokens
+        capacity = self.decoder.capacity(round_up_state_size(needed))
+        if needed > capacity:
+            raise GenerationError(f"beam search needs {needed} positions but the model holds {capacity}",
+                                  "beam search", "lower max_new_tokens")
+        static = static_config(config)
+        return self._compiled(("beam", static, capacity, specs), lambda: self._beam_function(static, capacity, specs))
+
     def _beam_function(self, config: GenerationConfig, state_size: int, specs: tuple | None):
         decoder = self.decoder
         width, new_tokens = config.beam_width, config.max_new_tokens

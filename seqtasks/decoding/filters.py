@@ -10,7 +10,8 @@ import tensorflow as tf
 
 from seqtasks.decoding.config import GenerationConfig
 
-__all__ = ["apply_repetition_penalty", "no_repeat_ngram_mask", "seen_token_mask", "top_k_filter", "top_p_filter"]
+__all__ = ["apply_repetition_penalty", "no_repeat_ngram_mask", "seen_token_mask", "top_k_filter", "top_p_filter",
+           "top_k_filter_tensor", "top_p_filter_tensor"]
 
 _TOP_P_TOLERANCE = 1e-6  # float32 cumulative sums: a mass within this of p counts as reaching p
 
@@ -45,6 +46,31 @@ def top_p_filter(logits, p: float):
     keep = tf.concat([tf.ones_like(keep[:, :1]), keep[:, 1:]], axis=-1)
     filtered = tf.where(keep, sorted_logits, -np.inf)
     return _scatter_rows(tf.zeros_like(logits), indices, filtered)
+
+
+def top_k_filter_tensor(logits, k):
+    """top_k_filter for a k that is a scalar tensor (an input of an exported graph): the same tokens
+    kept, found by sorting each row whole (k <= 0 or k >= vocab keeps every token)."""
+    logits = tf.convert_to_tensor(logits, tf.float32)
+    vocab = logits.shape[-1]
+    k = tf.cast(k, tf.int32)
+    k = tf.where((k <= 0) | (k >= vocab), vocab, k)
+    sorted_logits, indices = tf.math.top_k(logits, vocab)  # ties: the lower index first, as top_k(logits, k)
+    kept = tf.where(tf.range(vocab)[None] < k, sorted_logits, -np.inf)
+    return _scatter_rows(tf.fill(tf.shape(logits), -np.inf), indices, kept)
+
+
+def top_p_filter_tensor(logits, p):
+    """top_p_filter for a p that is a scalar tensor (an input of an exported graph); p >= 1 keeps all."""
+    logits = tf.convert_to_tensor(logits, tf.float32)
+    p = tf.cast(p, tf.float32)
+    vocab = logits.shape[-1]
+    sorted_logits, indices = tf.math.top_k(logits, vocab)
+    mass_before = tf.cumsum(tf.nn.softmax(sorted_logits, axis=-1), axis=-1, exclusive=True)
+    keep = mass_before < p - _TOP_P_TOLERANCE
+    keep = tf.concat([tf.ones_like(keep[:, :1]), keep[:, 1:]], axis=-1)
+    filtered = _scatter_rows(tf.zeros_like(logits), indices, tf.where(keep, sorted_logits, -np.inf))
+    return tf.where(p >= 1.0, logits, filtered)
 
 
 def seen_token_mask(history, length, vocab: int):

@@ -25,12 +25,19 @@ def _choose(logits, history, length, generated, seed, config: GenerationConfig):
         x = x / config.temperature
         x = top_k_filter(x, config.top_k)
         x = top_p_filter(x, config.top_p)
-        # Gumbel-max: argmax(x + g), g = -log(-log u), u ~ U(0, 1), is a draw from softmax(x); unlike
-        # TF's categorical sampler it has an XLA kernel, so both compiled loops draw the same tokens
-        step_seed = tf.stack([seed, tf.cast(generated, tf.int64)])
-        uniform = tf.random.stateless_uniform(tf.shape(x), seed=step_seed, minval=1e-20, maxval=1.0, alg="philox")
-        tokens = tf.argmax(x - tf.math.log(-tf.math.log(uniform)), axis=-1, output_type=tf.int32)
+        tokens = draw(x, seed, generated)
     return tokens, tf.gather(log_probs, tokens, batch_dims=1)
+
+
+def draw(x, seed, generated):
+    """One token per row from softmax(x), reproducibly by (seed, number of tokens generated so far).
+
+    Gumbel-max: argmax(x + g), g = -log(-log u), u ~ U(0, 1), is a draw from softmax(x); unlike TF's
+    categorical sampler it has an XLA kernel, so both compiled loops draw the same tokens (and an
+    exported graph, seqtasks.decoding.serving, draws those of the graph loop)."""
+    step_seed = tf.stack([tf.cast(seed, tf.int64), tf.cast(generated, tf.int64)])
+    uniform = tf.random.stateless_uniform(tf.shape(x), seed=step_seed, minval=1e-20, maxval=1.0, alg="philox")
+    return tf.argmax(x - tf.math.log(-tf.math.log(uniform)), axis=-1, output_type=tf.int32)
 
 
 def _history(prompts: np.ndarray, new_tokens: int) -> np.ndarray:
