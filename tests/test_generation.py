@@ -145,7 +145,9 @@ def test_n_best_and_samples_per_prompt(generators, model):
     beams = generator.generate(["The ", "fox"], generator.config(max_new_tokens=6, beam_width=4,
                                                                  num_return_sequences=3))
     for outputs in beams:
-        assert len(outputs) == 3 and len({o.text for o in outputs}) == 3  # three different hypotheses
+        # three different hypotheses (as ids: an untrained model may put a special token, which decodes
+        # to nothing, in two places, and two hypotheses then read the same)
+        assert len(outputs) == 3 and len({tuple(o.ids) for o in outputs}) == 3
         assert outputs[0].score >= outputs[1].score >= outputs[2].score
     samples = generator.generate_batch(["The ", "fox"], max_new_tokens=12, num_return_sequences=4, seed=1)
     assert [len(s) for s in samples] == [4, 4] and len(set(samples[0])) > 1
