@@ -61,3 +61,23 @@ def write_result(name: str, result: dict) -> Path:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return path
+
+
+def step_timer():
+    """A Keras callback timing the seconds from one batch end to the next (`.durations`): fit's own
+    start-up and end-of-epoch work are left out (on this VM a fit call can idle seconds after its
+    last step). Keras is imported here, so scripts that never train need not load it."""
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.durations, self.last = [], None
+
+        def on_train_batch_end(self, batch, logs=None):
+            now = time.perf_counter()
+            if self.last is not None:
+                self.durations.append(now - self.last)
+            self.last = now
+
+    return StepTimer()

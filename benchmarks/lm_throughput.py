@@ -17,39 +17,23 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
-from common import matmul_peak, write_result
+from common import matmul_peak, step_timer, write_result
 
 VOCAB, SEQ_LEN, BATCH = 65, 128, 64
 
 
 def train_tokens_per_second(model, steps: int, batch: int) -> float:
     """Tokens per second of the median training step (after a warm-up fit that traces the step)."""
-    import keras
     import numpy as np
     import tensorflow as tf
-
-    class StepTimer(keras.callbacks.Callback):
-        """Seconds from one batch end to the next: fit's own start-up and end-of-epoch work are left
-        out (on this VM a fit call can idle seconds after its last step)."""
-
-        def __init__(self):
-            super().__init__()
-            self.durations, self.last = [], None
-
-        def on_train_batch_end(self, batch, logs=None):
-            now = time.perf_counter()
-            if self.last is not None:
-                self.durations.append(now - self.last)
-            self.last = now
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, VOCAB, (batch * steps, SEQ_LEN)).astype("int32")
     y = rng.integers(0, VOCAB, (batch * steps, SEQ_LEN)).astype("int32")
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
     model.fit(dataset.take(2), verbose=0)  # trace and warm up
-    timer = StepTimer()
+    timer = step_timer()
     model.fit(dataset, verbose=0, callbacks=[timer])
     return batch * SEQ_LEN / statistics.median(timer.durations)
 

@@ -39,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import write_result
+from common import step_timer, write_result
 
 
 def parse_args(argv=None):
@@ -144,17 +144,6 @@ def main(argv=None) -> dict:
                                  "keras_hub": keras_hub.__version__}, "comparisons": {}}
 
     # -- contenders ---------------------------------------------------------------------------------
-    class StepTimer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.durations, self.last = [], None
-
-        def on_train_batch_end(self, batch, logs=None):
-            now = time.perf_counter()
-            if self.last is not None:
-                self.durations.append(now - self.last)
-            self.last = now
-
     x_np = rng.integers(0, V, (B * (args.steps + 1), T)).astype("int32")
     y_np = rng.integers(0, V, (B * (args.steps + 1), T)).astype("int32")
     dataset = tf.data.Dataset.from_tensor_slices((x_np, y_np)).batch(B)
@@ -166,7 +155,7 @@ def main(argv=None) -> dict:
         model.fit(dataset.take(2), verbose=0)  # trace the step
 
         def measure():
-            timer = StepTimer()
+            timer = step_timer()
             model.fit(dataset, verbose=0, callbacks=[timer])  # steps + 1 batches: `steps` intervals
             return B * T / statistics.median(timer.durations)
         return model, measure
