@@ -233,7 +233,8 @@ def _after_training(run, quiet: bool) -> None:
         return
     state = run.directory.read_train_state() or {}
     best = state.get("best_metric")
-    best_text = f"best validation {run.task.monitor_name} {best:.4f}" if isinstance(best, float) else "no validation yet"
+    shown = state.get("monitor_name") or run.task.monitor_name
+    best_text = f"best validation {shown} {best:.4f}" if isinstance(best, float) else "no validation yet"
     click.echo(f"\ntraining finished ({state.get('stop_reason', '')}): {best_text}; run saved in {run.path}")
     for line in run.task.after_training(run, quiet):
         click.echo(line)

@@ -205,6 +205,8 @@ class TrainState:
     global_step: int = 0
     elapsed_seconds: float = 0.0   # training time spent in earlier sessions
     best_metric: float | None = None
+    monitor: str = ""              # the history column best_metric is of ("": a run saved before it was kept)
+    monitor_name: str = ""         # that column as users are told it (FitPlan.monitor_name)
     epochs_without_improvement: int = 0
     finished: bool = False
     stop_reason: str = ""
@@ -224,8 +226,12 @@ class FitPlan:
     train_batches: Callable[[int, int], Any]   # (epoch, skip_batches) -> tf.data.Dataset
     steps_per_epoch: int
     valid_data: Any = None
-    monitor: str = "val_loss"
-    mode: str = "min"
+    monitor: str = "val_loss"      # the history column the best checkpoint (model.keras) is chosen by
+    mode: str = "min"              # min | max: which way is better
+    monitor_name: str = ""         # the monitor as users are told it ("entity F1"); "": the task's monitor_name
+    # scores beyond the compiled metrics, computed by the task at each epoch's end: model -> {name: value} of the
+    # validation data, logged as val_NAME (history.csv, TensorBoard) before the monitor is read
+    validate: Callable[[keras.Model], dict[str, float]] | None = None
     sample: Callable[[keras.Model], str] | None = None
     # log p(token) over the training targets: a new model's output bias starts there (unigram_log_prior)
     output_log_prior: Any = None
@@ -272,6 +278,29 @@ def run_progress(epoch: int, total_epochs: int | None, fraction: float, left: fl
     if budget_seconds:
         parts.append(f"(time budget {format_duration(budget_seconds)})")
     return f"{epochs}: {' '.join(parts)}"
+
+
+def better(value: float, than: float, mode: str) -> bool:
+    return value < than if mode == "min" else value > than
+
+
+def rebase_best(state: TrainState, plan: FitPlan) -> None:
+    """Make state.best_metric the best of plan.monitor when it was kept for another column (a run saved
+    before its task chose the best checkpoint this way): the best of that column in the history, and
+    the epochs since; with no such column yet, none (the next epoch's model becomes the best). A run
+    that never had validation data kept its training loss, and still does."""
+    if state.monitor == plan.monitor:
+        return
+    state.monitor = plan.monitor
+    if not any(key.startswith("val_") for row in state.history for key in row):
+        return  # never validated: the best was the training loss, as it still is
+    scored = [(row["epoch"], row[plan.monitor]) for row in state.history if row.get(plan.monitor) is not None]
+    best = None
+    for epoch, value in scored:
+        if best is None or better(value, best[1], plan.mode):
+            best = (epoch, value)
+    state.best_metric = best[1] if best else None
+    state.epochs_without_improvement = sum(epoch > best[0] for epoch, _ in scored) if best else 0
 
 
 class _EpochProgress(keras.callbacks.ProgbarLogger):
@@ -364,19 +393,21 @@ class RunKeeper(keras.callbacks.Callback):
         if self.diverged_at is not None:
             return
         stats = gradient_stats(self.model.optimizer)
-        if stats is not None and logs is not None:
-            logs.update(stats.summary())  # the dict the TensorBoard callback, which runs next, writes
-        logs = dict(logs or {})
+        extra = {f"val_{name}": float(value) for name, value in self.plan.validate(self.model).items()} \
+            if self.plan.validate is not None else {}
+        if stats is not None:
+            extra.update(stats.summary())
+        if logs is not None:
+            logs.update(extra)  # the dict the TensorBoard callback, which runs next, writes
+        logs = {**(logs or {}), **extra}
         row = {"epoch": epoch + 1, "step": self.state.global_step,
                "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
                "elapsed_s": round(self.elapsed(), 1)}
         row.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
         self.state.history = [r for r in self.state.history if r["epoch"] != epoch + 1] + [row]
         metric = logs.get(self.plan.monitor, logs.get("loss"))
-        improved = metric is not None and (
-            self.state.best_metric is None
-            or (metric < self.state.best_metric if self.plan.mode == "min" else metric > self.state.best_metric)
-        )
+        improved = metric is not None and (self.state.best_metric is None
+                                           or better(metric, self.state.best_metric, self.plan.mode))
         if improved:
             self.state.best_metric = float(metric)
             self.state.epochs_without_improvement = 0
@@ -442,7 +473,9 @@ def fit(model: keras.Model, run: RunDirectory, plan: FitPlan, cfg, state: TrainS
         verbose: int = 1, shown_path: Path | None = None) -> TrainState:
     """Train `model` (compiled) for cfg.epochs or cfg.max_time minutes; return the final TrainState.
     `shown_path`: the run as the user knows it, where `run` is a worker's temporary copy."""
-    state = state or TrainState()
+    state = state or TrainState(monitor=plan.monitor)
+    rebase_best(state, plan)
+    state.monitor_name = plan.monitor_name
     workers = distributed.workers_of(model.distribute_strategy)
     if workers is not None:
         plan = distributed.sharded_plan(model, plan)

@@ -54,7 +54,9 @@ class Task(TaskCard, abc.ABC):
     """What every task is: its card and the steps of train, evaluate and predict. A task class is
     `class NameTask(NameCard, Task)`, so what the card says is written once."""
 
-    monitor_name: str = "loss"   # what the best checkpoint is chosen by, as shown to users
+    # what the best checkpoint is chosen by, as shown to users; a plan may choose by another column
+    # (FitPlan.monitor, .mode, .monitor_name; FitPlan.validate computes task scores such as tag's entity F1)
+    monitor_name: str = "loss"
     # predict() accepts any iterable of inputs and yields each result before reading further, so
     # `seqtasks predict RUN --input -` answers every stdin line as soon as it is read
     streams_predictions: bool = False

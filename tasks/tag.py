@@ -3,8 +3,9 @@
 Data: CoNLL columns (token first, tag in the last column or --tag-col N) or CoNLL-U (--tag-col
 upos | xpos), .gz accepted. Chunk tags (IOB1, BIO, IOBES; detected, or --scheme) are converted to
 IOBES inside and written back in the input's scheme; other tags (POS) are used as they are.
-Sentences longer than --max-len are split into pieces of --max-len words. Training watches
-validation token accuracy; `evaluate` adds entity-level P/R/F1 (conlleval) for chunk tags.
+Sentences longer than --max-len are split into pieces of --max-len words. The best checkpoint is
+chosen by validation entity F1 for chunk tags (seqtasks.tag_validation), by token accuracy for
+others; `evaluate` adds entity-level P/R/F1 (conlleval) for chunk tags.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from seqtasks.sequence_inputs import (InputEncoder, accuracy_fit_plan, build_inp
                                       input_signature, run_batches, run_inference, split_words)
 from seqtasks.serving_labels import TaggerServing
 from seqtasks.tag_scores import tagging_scores
+from seqtasks.tag_validation import entity_f1_plan
 from seqtasks.tasks.base import Task
 from seqtasks.tasks.cards.tag import TaggingCard, TaggingConfig  # noqa: F401
 from seqtasks.tokenizers import LabelVocabulary
@@ -118,8 +120,9 @@ class TaggingTask(TaggingCard, Task):
         train = self.encode(cfg, prep, data.train)
         valid = self.encode(cfg, prep, data.valid)
 
-        return accuracy_fit_plan(cfg, train, valid, input_signature(prep, not prep.uses_words),
+        plan = accuracy_fit_plan(cfg, train, valid, input_signature(prep, not prep.uses_words),
                                  tf.TensorSpec((None, None), tf.int32), lambda tags: pad(tags, value=PAD_TAG))
+        return entity_f1_plan(plan, prep, valid, cfg.batch_size, not prep.uses_words)
 
     # ---- model --------------------------------------------------------------------------------
     def build(self, cfg, prep: InputEncoder) -> keras.Model:

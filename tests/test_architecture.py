@@ -25,7 +25,7 @@ LAYERS = {
                "seqtasks.completion_data", "seqtasks.image_pipeline", "seqtasks.generation", "seqtasks.translator",
                "seqtasks.captioning", "seqtasks.ngram_estimation", "seqtasks.pretrained_embeddings",
                "seqtasks.gradient_flow", "seqtasks.serving_inputs", "seqtasks.serving_labels",
-               "seqtasks.serving_generation", "seqtasks.export"],
+               "seqtasks.serving_generation", "seqtasks.export", "seqtasks.tag_validation"],
     "tasks": ["seqtasks.tasks"],
     "api": ["seqtasks.api", "seqtasks"],
     "cli": ["seqtasks.cli", "seqtasks.serving"],
