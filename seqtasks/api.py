@@ -30,7 +30,8 @@ from seqtasks.errors import SeqtasksWarning, TrainingFailed, UserError, describe
 from seqtasks.files import check_output_folder
 from seqtasks.model_files import load_model
 from seqtasks.pretrained_embeddings import freeze_tables, initialise_embeddings, run_vectors
-from seqtasks.runs import RunDirectory, atomic_save_model, atomic_write_json
+from seqtasks.run_lock import LOCK_FILE, check_not_in_use
+from seqtasks.runs import RunDirectory, already_exists, atomic_save_model, atomic_write_json
 from seqtasks.tasks.base import Exportable, ExtensibleLabels, Generative
 from seqtasks.training import TrainState, compile_model, fit, make_strategy, resolve_precision
 
@@ -79,8 +80,7 @@ def train(task: str, out: str | Path | None = None, config_file: str | None = No
     precision = resolve_precision(cfg.precision)
     out = Path(out) if out else default_run_path(task)
     if chief and out.exists():
-        raise UserError("the run folder already exists", str(out),
-                        f"continue it with `seqtasks resume {out}`, or choose another --out")
+        raise already_exists(out)
     if chief:
         check_output_folder(out, "--out")
     check_pretrained_settings(cfg)
@@ -93,8 +93,8 @@ def train(task: str, out: str | Path | None = None, config_file: str | None = No
         return _save_estimated(task_obj, out, cfg, prep, data, *estimated, verbose=verbose) if chief else None
     plan = task_obj.plan(cfg, prep, data)
     record = _run_record(task_obj, cfg, precision, task_obj.describe_data(data))
-    with _run_folder(out, workers, verbose) as folder:
-        run_dir = RunDirectory.create(folder, record, lambda tmp: prep.save(tmp / "tokenizer"))
+    with _run_folder(out, workers, verbose) as folder, \
+            RunDirectory.create(folder, record, lambda tmp: prep.save(tmp / "tokenizer"), lock=chief) as run_dir:
         _check_same_tokenizer(run_dir, workers)
         if verbose and chief:
             print(f"run folder: {run_dir.path}", flush=True)
@@ -238,20 +238,21 @@ def resume(path: str | Path, verbose: int = 1, allow_changed_data: bool = False,
     check_ranges(cfg, {name: COMMAND_LINE for name in extended}, names=extended)
     workers = workers_of(make_strategy(cfg.strategy))  # first: before anything starts TensorFlow
     chief = workers is None or workers.is_chief
-    if chief:
-        removed = run_dir.recover()  # whatever a kill left half-done or behind
-        if removed and verbose:
-            print(f"removed {len(removed)} temporary file(s) left by an interrupted session", flush=True)
-        if extended:
-            run.record["settings"] = dataclasses.asdict(cfg)
-            run_dir.write_config(run.record)
-    if workers is None:
-        return _continue(run, cfg, bool(extended), verbose, allow_changed_data, run_dir.path)
-    workers.barrier()  # the chief has made the run whole before the others copy it
-    if chief:
-        return _continue(run, cfg, bool(extended), verbose, allow_changed_data, run_dir.path)
+    with run_dir.lock(path) if chief else run_dir:  # one writer: the chief's lock, until training ends
+        if chief:
+            removed = run_dir.recover()  # whatever a kill left half-done or behind
+            if removed and verbose:
+                print(f"removed {len(removed)} temporary file(s) left by an interrupted session", flush=True)
+            if extended:
+                run.record["settings"] = dataclasses.asdict(cfg)
+                run_dir.write_config(run.record)
+        if workers is None:
+            return _continue(run, cfg, bool(extended), verbose, allow_changed_data, run_dir.path)
+        workers.barrier()  # the chief has made the run whole before the others copy it
+        if chief:
+            return _continue(run, cfg, bool(extended), verbose, allow_changed_data, run_dir.path)
     with worker_folder(run_dir.path.name) as copy:
-        shutil.copytree(run_dir.path, copy)
+        shutil.copytree(run_dir.path, copy, ignore=shutil.ignore_patterns(LOCK_FILE))
         _continue(Run(copy), cfg, bool(extended), 0, allow_changed_data, run_dir.path)
     return None
 
@@ -368,6 +369,7 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
     chief = workers is None or workers.is_chief
     out = Path(out)
     if chief and out.exists():
+        check_not_in_use(out)
         raise UserError("the run folder already exists", str(out), "choose another --out")
     if chief:
         check_output_folder(out, "--out")
@@ -385,8 +387,8 @@ def finetune(path: str | Path, data: str | None, out: str | Path, freeze: str | 
                    "freeze": freeze}
     record = _run_record(task_obj, cfg, precision, task_obj.describe_data(task_data), parent_info)
     parent_model = parent.model  # a damaged or unsafe parent model fails before the new folder is made
-    with _run_folder(out, workers, verbose) as folder:
-        run_dir = RunDirectory.create(folder, record, lambda tmp: prep.save(tmp / "tokenizer"))
+    with _run_folder(out, workers, verbose) as folder, \
+            RunDirectory.create(folder, record, lambda tmp: prep.save(tmp / "tokenizer"), lock=chief) as run_dir:
         _check_same_tokenizer(run_dir, workers)
         run = _fit_new(task_obj, run_dir, cfg, prep, plan, initial_model=parent_model,
                        verbose=verbose if chief else 0, freeze=freeze, grow_outputs=extend_labels, shown_path=out)

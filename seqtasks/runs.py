@@ -6,6 +6,7 @@
     RUN/checkpoints/    last.keras (weights + optimizer state) and train_state.json
     RUN/history.csv     one row per epoch;  RUN/metrics.json: the last evaluation
     RUN/logs/           TensorBoard
+    RUN/lock            held (flock) by the one process writing the run: train, resume, finetune (run_lock)
 
 The folder is built under a temporary name and renamed once config and tokenizer are complete, so a
 half-made run never appears. Every later file is written to a temporary file and moved into place;
@@ -37,6 +38,7 @@ from typing import Any, Callable
 
 from seqtasks.errors import UserError
 from seqtasks.files import check_input_file, check_text_head, numbered_lines, read_json_object
+from seqtasks.run_lock import RunLock, check_not_in_use
 
 CONFIG_FILE = "config.json"
 DAMAGED_RUN_FIX = "the run folder is damaged: restore the file from a backup, or train the run again"
@@ -151,32 +153,70 @@ def remove_stray(paths) -> list[Path]:
     return removed
 
 
+def already_exists(path: Path) -> UserError:
+    """The error of a new run whose folder is there: in use by a running writer, or there to resume."""
+    check_not_in_use(path)
+    return UserError("the run folder already exists", str(path),
+                     f"continue it with `seqtasks resume {path}`, or choose another --out")
+
+
 class RunDirectory:
     """Paths and small files of one run; no model code."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.held: RunLock | None = None
 
     # ---- creation and opening -------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, config: dict[str, Any], write_contents: Callable[[Path], None]) -> "RunDirectory":
-        """Make RUN atomically: config.json and whatever write_contents(tmp) writes, then rename."""
+    def create(cls, path: str | Path, config: dict[str, Any], write_contents: Callable[[Path], None],
+               lock: bool = False) -> "RunDirectory":
+        """Make RUN atomically: config.json and whatever write_contents(tmp) writes, then rename.
+        lock: RUN/lock is taken before the rename, so the run appears held (release it with
+        `with run_dir:` or unlock())."""
         path = Path(path)
         if path.exists():
-            raise UserError("the run folder already exists", str(path),
-                            f"continue it with `seqtasks resume {path}`, or choose another --out")
+            raise already_exists(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         prefix = f".{path.name}.creating."
         remove_stray(p for p in path.parent.glob(f"{glob.escape(prefix)}*"))  # left by a killed `train`
         temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f"{prefix}tmp{os.getpid()}."))
+        held = None
         try:
             write_contents(temporary)
             atomic_write_json(temporary / CONFIG_FILE, config)
-            os.replace(temporary, path)
+            held = RunLock(temporary, path) if lock else None  # the lock is the open file's: it moves with it
+            try:
+                os.replace(temporary, path)
+            except OSError:
+                if path.exists():  # made by another process since the check above
+                    raise already_exists(path) from None
+                raise
         except BaseException:
+            if held is not None:
+                held.release()
             shutil.rmtree(temporary, ignore_errors=True)
             raise
-        return cls(path)
+        run_dir = cls(path)
+        run_dir.held = held
+        return run_dir
+
+    def lock(self, shown: str | Path | None = None) -> "RunDirectory":
+        """Take RUN/lock for this process (run_lock.RunInUse when another holds it); `with run_dir:` releases it."""
+        if self.held is None:
+            self.held = RunLock(self.path, shown or self.path)
+        return self
+
+    def unlock(self) -> None:
+        if self.held is not None:
+            self.held.release()
+            self.held = None
+
+    def __enter__(self) -> "RunDirectory":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.unlock()
 
     @classmethod
     def open(cls, path: str | Path) -> "RunDirectory":

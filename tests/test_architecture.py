@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {
     "base": ["seqtasks.errors", "seqtasks.choices", "seqtasks.encoder_settings", "seqtasks.files",
              "seqtasks.config", "seqtasks.configs", "seqtasks.datafiles", "seqtasks.runs", "seqtasks.disk_cache",
-             "seqtasks.progress", "seqtasks.backend", "seqtasks.schemes", "seqtasks.bulk_tokens",
+             "seqtasks.progress", "seqtasks.backend", "seqtasks.run_lock", "seqtasks.schemes", "seqtasks.bulk_tokens",
              "seqtasks.tokenizers", "seqtasks.graph_text",
              "seqtasks.graph_schemes", "seqtasks.readers", "seqtasks.plotting", "seqtasks.losses", "seqtasks.metrics",
              "seqtasks.tag_scores", "seqtasks.training", "seqtasks.distributed", "seqtasks.data", "seqtasks.ngram_counts",
