@@ -43,7 +43,12 @@ class RunLock:
         self.descriptor: int | None = None
         if fcntl is None:
             return
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:  # a read-only folder, a folder in the lock's place
+            raise UserError(f"the run folder cannot be written ({error.strerror or error})", str(self.path),
+                            "make it writable, or fine-tune it into a new run with `seqtasks finetune RUN "
+                            "--out NEW_RUN`") from error
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
