@@ -71,6 +71,16 @@ def test_bulk_encoders_match_their_definitions(tokenizers_by_kind):
                                                  tokenizers._WORD_PATTERN.findall("İSTANBUL Straße".lower())]
 
 
+def test_character_classes_are_the_regex_classes_on_every_path():
+    """Latin-1 blocks (bytes.translate), other BMP blocks (a table), astral code points (one by one)."""
+    from seqtasks.bulk_tokens import character_classes, class_of, code_points
+
+    latin1 = "".join(map(chr, range(256)))
+    for text in (latin1, latin1 + "\u0161\u2028日", latin1 + "😀\U0001d7ce\U00010000"):
+        assert character_classes(code_points(text)).tolist() == [class_of(c) for c in text]
+    assert character_classes(code_points("")).tolist() == []
+
+
 def test_a_run_without_spaces_longer_than_the_limit_is_cut(monkeypatch):
     monkeypatch.setattr(tokenizers, "MAX_UNCUT_CHARS", 10)
     pieces = list(safe_pieces([("abcdefgh", False), ("ijklmnop", False), ("qr st", False), ("u\n", True)], "word"))
