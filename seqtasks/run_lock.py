@@ -60,8 +60,11 @@ class RunLock:
         self.descriptor = descriptor
         holder = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                   "command": " ".join(["seqtasks", *sys.argv[1:]]) if sys.argv else "seqtasks"}
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, (json.dumps(holder) + "\n").encode("utf-8"), 0)
+        try:
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, (json.dumps(holder) + "\n").encode("utf-8"), 0)
+        except OSError:  # a full disk: the lock holds all the same, a second writer is told "process ?"
+            pass
 
     def release(self) -> None:
         if self.descriptor is not None:
@@ -87,7 +90,18 @@ def in_use(lock_path: Path, shown: str | Path) -> RunInUse:
 
 
 def check_not_in_use(folder: str | Path, shown: str | Path | None = None) -> None:
-    """Raise RunInUse when another process holds the folder's lock; otherwise leave it as it was."""
-    if fcntl is None or not (Path(folder) / LOCK_FILE).is_file():
+    """Raise RunInUse when another process holds the folder's lock; otherwise change nothing (a
+    shared lock, taken and dropped, is the probe: it needs only read access and writes nothing)."""
+    path = Path(folder) / LOCK_FILE
+    if fcntl is None or not path.is_file():
         return
-    RunLock(folder, shown).release()
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise in_use(path, shown or folder) from None
+    finally:
+        os.close(descriptor)
