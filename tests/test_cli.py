@@ -113,18 +113,16 @@ def test_bad_input_is_one_line_exit_1_and_no_run(case, tmp_path, corpus):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".run")]
 
 
-def test_end_to_end_subprocess_with_the_installed_command_layout(tmp_path, corpus):
-    """`python cli.py` from the checkout: train, then predict, as separate processes."""
+def test_a_run_trained_here_predicts_in_a_new_process_of_the_checkout_command(run_path):
+    """`python cli.py predict` from the checkout, in a process of its own, on the run this module trained:
+    a run folder is all a later process needs. (`cli.py train` as a real process is run by
+    test_crash_safety, test_run_lock and test_multiworker.)"""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    out = tmp_path / "e2e"
-    train = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", "lm", "--data", str(corpus),
-                            "--epochs", "1", "--steps-per-epoch", "5", "--sample-tokens", "0", "--out", str(out),
-                            "--quiet", *TINY], capture_output=True, text=True, env=env, timeout=300)
-    assert train.returncode == 0, train.stderr
-    predict = subprocess.run([sys.executable, str(ROOT / "cli.py"), "predict", str(out), "the cat",
+    predict = subprocess.run([sys.executable, str(ROOT / "cli.py"), "predict", str(run_path), "the cat",
                               "--max-new-tokens", "5"], capture_output=True, text=True, env=env, timeout=300)
     assert predict.returncode == 0, predict.stderr
     assert len(predict.stdout.strip().splitlines()) == 1
+    assert predict.stdout == invoke("predict", run_path, "the cat", "--max-new-tokens", "5").output
 
 
 @pytest.mark.graph_mode  # traced training, as users train

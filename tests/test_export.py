@@ -186,7 +186,10 @@ def test_an_existing_folder_or_an_unknown_format_is_one_error_line(tiny_runs, tm
     (tmp_path / "taken").mkdir()
     with pytest.raises(UserError, match="already exists"):
         run.export(tmp_path / "taken")
-    done = subprocess.run([sys.executable, str(ROOT / "cli.py"), "export", str(run.path), "--out", str(tmp_path / "new"),
-                           "--format", "onnx"], capture_output=True, text=True, timeout=120)
-    assert done.returncode != 0 and "Traceback" not in done.stderr and "onnx" in done.stderr
+    from click.testing import CliRunner
+
+    from seqtasks.cli import cli
+
+    done = CliRunner().invoke(cli, ["export", str(run.path), "--out", str(tmp_path / "new"), "--format", "onnx"])
+    assert done.exit_code != 0 and "Traceback" not in done.output and "onnx" in done.output
     assert not (tmp_path / "new").exists()

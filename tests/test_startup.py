@@ -57,12 +57,20 @@ def test_the_probe_sees_tensorflow_when_a_command_loads_it(tmp_path):
     assert "tensorflow" in result["heavy"]
 
 
-def test_import_seqtasks_is_light_and_its_api_is_there():
+def test_import_seqtasks_is_light_its_api_is_there_and_keras_then_loads_a_run(tiny_runs):
+    """One process: `import seqtasks` starts no TensorFlow, the API's first use does, and Keras (safe
+    mode) then loads a run's model file, its classes registered by the API's import."""
+    run, _ = tiny_runs("tag")
     code = ("import sys, seqtasks; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; "
-            "assert callable(seqtasks.load) and seqtasks.Run.__name__ == 'Run'; print('tensorflow' in sys.modules)")
+            "assert callable(seqtasks.load) and seqtasks.Run.__name__ == 'Run'; print('tensorflow' in sys.modules); "
+            "import keras, seqtasks.api; "
+            f"model = keras.saving.load_model({str(run.directory.model_file())!r}, safe_mode=True); "
+            "print(type(model).__name__)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "True"  # the API's first use started TensorFlow
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "True"  # the API's first use started TensorFlow
+    assert lines[-1] == type(run.model).__name__
 
 
 def test_the_task_cards_need_no_tensorflow():
@@ -82,16 +90,6 @@ def test_every_task_class_is_its_card():
     assert set(classes) == set(TASKS)
     for name, card in TASKS.items():
         assert issubclass(classes[name], card) and classes[name].Config is card.Config
-
-
-def test_keras_loads_a_run_after_importing_the_api(tiny_runs):
-    run, _ = tiny_runs("tag")
-    code = ("import sys, keras, seqtasks.api; "
-            f"model = keras.saving.load_model({str(run.directory.model_file())!r}, safe_mode=True); "
-            "print(type(model).__name__)")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().splitlines()[-1] == type(run.model).__name__
 
 
 def test_output_cut_short_by_a_closed_pipe_ends_quietly():

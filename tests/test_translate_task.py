@@ -200,7 +200,7 @@ def test_a_new_seq2seq_starts_its_output_bias_at_the_log_frequency_of_target_wor
     folder = data["folder"]
     run = seqtasks.train("translate", data=str(folder / "copy-valid.tsv"), valid=str(folder / "copy-valid.tsv"),
                          arch="seq2seq", attention="bahdanau", out=str(tmp_path / "prior"), verbose=0,
-                         **{**TINY, "lr": 0.0, "epochs": 1})  # lr 0: the weights stay where they started
+                         **{**TINY, "lr": 0.0, "epochs": 1, "steps_per_epoch": 1})  # lr 0: the weights stay where they started
     tokenizer = run.preprocessor.target
     counts = np.ones(tokenizer.vocab_size)
     for _, target in data["copy"]["valid"]:
