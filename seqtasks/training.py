@@ -132,26 +132,50 @@ class GradientStats:
 
 @keras.saving.register_keras_serializable(package="seqtasks")
 class MonitoredAdamW(keras.optimizers.AdamW):
-    """AdamW that also records the global gradient norm before clipping, at every step:
+    """AdamW that clips the gradient of the whole batch by its global norm, and records that norm
+    before clipping, at every step:
 
-        n_s = ‖g‖₂ = sqrt(Σ_v ‖∂L/∂v‖²)     over every trainable variable v
-        clipped when n_s > global_clipnorm    (Keras then scales g by global_clipnorm / n_s)
+        g   = Σ_r g_r                           the batch's gradient: the sum over the R replicas of
+                                                each one's gradient of its share of the loss (R = 1 on
+                                                one device)
+        n_s = ‖g‖₂ = sqrt(Σ_v ‖g_v‖²)          over every trainable variable v
+        ĝ   = g · min(1, global_clipnorm / n_s) clipped when n_s > global_clipnorm
 
-    into `gradient_stats` (GradientStats), which RunKeeper reads and resets at each epoch. One sum of
-    squares over the gradients per step: benchmarks/gradient_norm_cost.py measures what it costs.
+    into `gradient_stats` (GradientStats), which RunKeeper reads and resets at each epoch. Keras itself
+    clips each replica's g_r before it sums them, which under `mirrored` or `multiworker` differs from
+    one device's step as soon as clipping starts; so with R > 1 the replicas sum their gradients first
+    (one extra all-reduce), clip g, and each hands Keras ĝ / R, whose sum Keras then forms: every
+    replica applies ĝ, as one device would. One sum of squares over the gradients per step:
+    benchmarks/gradient_norm_cost.py measures what it costs.
     """
 
     def build(self, variables):
         super().build(variables)
         self.gradient_stats = GradientStats()
 
-    def apply(self, grads, trainable_variables=None):
-        present = [g for g in grads if g is not None]
-        squares = [keras.ops.sum(keras.ops.square(keras.ops.cast(g, "float32"))) for g in present]
-        result = super().apply(grads, trainable_variables)  # builds the optimizer (and the stats) if need be
-        if squares:
-            self.gradient_stats.record(keras.ops.sqrt(keras.ops.sum(keras.ops.stack(squares))), self.global_clipnorm)
-        return result
+    def _clip_gradients(self, grads):
+        import tensorflow as tf
+
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context is not None else 1
+        present = [i for i, g in enumerate(grads) if g is not None]
+        if not present:
+            return grads
+        grads = list(grads)
+        if replicas > 1:
+            summed = context.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in present])
+            for i, g in zip(present, summed):
+                grads[i] = g
+        norm = keras.ops.sqrt(keras.ops.sum(keras.ops.stack(
+            [keras.ops.sum(keras.ops.square(keras.ops.cast(grads[i], "float32"))) for i in present])))
+        self.gradient_stats.record(norm, self.global_clipnorm)
+        scale = 1.0 / replicas
+        if self.global_clipnorm and self.global_clipnorm > 0:
+            # a non-finite norm makes the step NaN, as Keras' clip_by_global_norm does
+            scale = scale * keras.ops.minimum(1.0, self.global_clipnorm / norm) + (norm - norm)
+        if replicas == 1 and not (self.global_clipnorm and self.global_clipnorm > 0):
+            return grads
+        return [g if g is None else g * keras.ops.cast(scale, g.dtype) for g in grads]
 
 
 def gradient_stats(optimizer) -> GradientStats | None:

@@ -126,17 +126,29 @@ def test_a_run_trained_here_predicts_in_a_new_process_of_the_checkout_command(ru
 
 
 @pytest.mark.graph_mode  # traced training, as users train
-def test_mirrored_strategy_on_two_logical_cpu_devices(tmp_path, corpus):
+def test_mirrored_strategy_on_two_logical_cpu_devices_steps_as_one_device_with_clipping(tmp_path, corpus):
+    """Two replicas, a clip norm every step exceeds: the batch's gradient is clipped once (not each
+    replica's half before the sum), so the weights are one device's."""
     script = f"""
+import numpy as np
 import seqtasks  # SEQTASKS_CPU_DEVICES=2: two logical CPU devices, made as TensorFlow starts
 from seqtasks.training import make_strategy
 assert make_strategy("mirrored").num_replicas_in_sync == 2
-run = seqtasks.train("lm", data={str(corpus)!r}, strategy="mirrored", epochs=1, steps_per_epoch=4,
-                     units=16, layers=1, seq_len=16, batch_size=8, sample_tokens=0, precision="fp32",
-                     out={str(tmp_path / 'mirrored')!r}, verbose=0)
-print("steps", run.directory.read_train_state()["global_step"])
+runs = {{}}
+for strategy in ("mirrored", "default"):
+    runs[strategy] = seqtasks.train("lm", data={str(corpus)!r}, strategy=strategy, epochs=1, steps_per_epoch=4,
+                                    units=16, layers=1, seq_len=16, batch_size=8, sample_tokens=0, precision="fp32",
+                                    dropout=0.0, clip_norm=0.05, out={str(tmp_path)!r} + "/" + strategy, verbose=0)
+print("steps", runs["mirrored"].directory.read_train_state()["global_step"])
+history = runs["mirrored"].directory.read_history()[-1]
+print("clipped", history["clipped"])
+print("largest difference", max(float(np.max(np.abs(a - b))) for a, b in
+      zip(runs["mirrored"].model.get_weights(), runs["default"].model.get_weights(), strict=True)))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                             cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "SEQTASKS_CPU_DEVICES": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "steps 4" in result.stdout
+    assert "clipped 1.0" in result.stdout  # every step was clipped
+    difference = float(result.stdout.split("largest difference")[1])
+    assert difference < 1e-5, result.stdout
