@@ -12,22 +12,13 @@ import argparse
 import csv
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
 
 from common import ROOT, WORK, shared_file, write_result
 
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+from seqtasks.distributed import local_cluster
 
 
 def train_command(data, out, args) -> list[str]:
@@ -60,7 +51,7 @@ def main() -> None:
     folder.mkdir(parents=True)
     env = {**os.environ, "SEQTASKS_RUN_EAGERLY": "0"}
     subprocess.run(train_command(data, folder / "one", args), check=True, env=env)
-    cluster = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    cluster = local_cluster(2)
     start = time.monotonic()
     workers = [subprocess.Popen([*train_command(data, folder / "two", args), "--strategy", "multiworker"],
                                 env={**env, "TF_CONFIG": json.dumps({"cluster": {"worker": cluster},

@@ -53,6 +53,22 @@ def cluster_config() -> dict[str, Any] | None:
     return config
 
 
+def local_cluster(workers: int) -> list[str]:
+    """`127.0.0.1:PORT` addresses of free local ports, one per worker: the `cluster.worker` list of a
+    TF_CONFIG for trying several workers on one machine (the ports are free when chosen; a worker binds
+    its own a moment later)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(workers)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def make_multiworker_strategy():
     """MultiWorkerMirroredStrategy for TF_CONFIG's cluster. It must exist before anything starts
     TensorFlow's eager context (a tensor, a tf.data pipeline): then it is one UserError."""

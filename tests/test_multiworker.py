@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from seqtasks.distributed import local_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS, STEPS = 6, 2
@@ -29,19 +30,9 @@ MODEL = ["--arch", "gru", "--units", "16", "--layers", "1", "--seq-len", "16", "
 TIMEOUT = 900  # seconds; the acceptance check allows 10 minutes, and a shared machine can be slow
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def start_workers(args: list[str], cwd: Path, tmp: Path) -> list[subprocess.Popen]:
     """One `seqtasks ARGS --strategy multiworker` process per worker of a fresh local cluster."""
-    cluster = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    cluster = local_cluster(2)
     tmp.mkdir(exist_ok=True)
     processes = []
     for index in range(2):
