@@ -39,11 +39,18 @@ def write_cache(cache, keys, values, index):
             ops.slice_update(cache[1], (zero, zero, index, zero), ops.cast(values, cache[1].dtype)))
 
 
-def causal_attention_mask(query_length, key_length, start_index=0):
-    """(query_length, key_length) boolean: query i (at position start_index + i) may see key j <= it."""
+def causal_attention_mask(query_length, key_length, start_index=0, first_key=None):
+    """Boolean: query i (at position start_index + i) may see key j <= it, (query_length, key_length).
+
+    first_key, a (batch,) int tensor: row b also may not see keys j < first_key[b] (the padding before
+    a right-aligned prompt); the mask is then (batch, query_length, key_length).
+    """
     query_positions = ops.arange(query_length)[:, None] + start_index
     key_positions = ops.arange(key_length)[None, :]
-    return key_positions <= query_positions
+    causal = key_positions <= query_positions
+    if first_key is None:
+        return causal
+    return causal[None] & (key_positions[None] >= ops.cast(first_key, "int32")[:, None, None])
 
 
 @keras.saving.register_keras_serializable(package="seqtasks")
