@@ -84,7 +84,8 @@ def generate(decoder, prompt_ids: Sequence[Sequence[int]], config: GenerationCon
              context: Context | None = None) -> list[list[list[int]]]:
     """For each prompt, num_return_sequences continuations: new token ids only, stop id stripped.
 
-    Prompts may have different lengths (equal lengths are decoded as one batch); each needs >= 1 token.
+    Prompts may have different lengths (greedy and sampling decode them in one loop, right-aligned, when
+    the decoder aligns prompts; else one loop per length); each needs >= 1 token.
     `context`: None, or a tuple of tensors with one row per prompt, handed to decoder.prefill.
     """
     return generator_for(decoder).generate(prompt_ids, config, context)

@@ -251,4 +251,32 @@ class Sampling(GeneratorBase):
             return logits, state, history, length, finished, scores
 
         # graph mode: one trace for any batch and state size; XLA compiles once per concrete shape
-        return tf.function(run, reduce_retracing=True, jit_compile=xla)
+        return RowFreeLoop(tf.function(run, reduce_retracing=True, jit_compile=xla))
+
+
+class RowFreeLoop:
+    """The sampling loop's tf.function, traced at its first call for any number of rows (axis 0 of
+    every tensor) and history width: prompts of other lengths, in batches of other sizes, reuse the
+    trace (XLA still compiles once per concrete shape)."""
+
+    def __init__(self, function):
+        self.function = function
+        self.traced: set = set()
+
+    def __call__(self, logits, state, history, *rest):
+        args = (logits, tuple(state), history, *rest)
+        specs = tf.nest.map_structure(_any_rows, args)
+        specs = (*specs[:2], tf.TensorSpec((None, None), history.dtype), *specs[3:])  # any width too
+        key = tuple(tf.nest.flatten(specs))
+        if key not in self.traced:
+            self.function.get_concrete_function(*specs)
+            self.traced.add(key)
+        return self.function(*args)
+
+    def experimental_get_tracing_count(self) -> int:
+        return self.function.experimental_get_tracing_count()
+
+
+def _any_rows(tensor) -> tf.TensorSpec:
+    shape = tensor.shape.as_list()
+    return tf.TensorSpec([None, *shape[1:]] if shape else [], tensor.dtype)
