@@ -5,7 +5,9 @@ look and -∞ (a large negative number) where it may not: the causal mask (key p
 position) and padding. Shapes: x (batch, time, d_model); heads split d_model into (heads, d_head).
 
 The KV cache holds the keys and values of every position decoded so far: a pair (Kᵀ, V) per layer,
-Kᵀ (batch, heads, d_head, max_length) and V (batch, heads, max_length, d_head). A decoding step
+Kᵀ (batch, heads, d_head, max_length) and V (batch, heads, max_length, d_head), in the dtype
+`empty_cache` is given (TransformerDecoder keeps float32 even for a bf16 model: the step's float32
+products then read the cache as it is, where a bf16 cache was converted whole at every step). A decoding step
 computes K and V for the new tokens only, writes them at `cache_index`, and attends over the cache:
 each new token costs O(t), not the O(t²) of re-running the prefix. The cache is stored in the layout
 the two products read, Q Kᵀ as (…, 1, d_head) @ (…, d_head, max_length) and A V as
@@ -119,8 +121,9 @@ class MultiHeadAttention(keras.layers.Layer):
         if cache is not None:
             # write the new keys and values at cache_index, then attend over the whole cache
             keys, values = cache = write_cache(cache, keys, values, cache_index)
-        if cache is not None and query.shape[1] == 1:
-            return self._attend_one_query(q, keys, values, attention_mask, cache, return_weights)
+            if query.shape[1] == 1:
+                return self._attend_one_query(q, keys, values, attention_mask, cache, return_weights)
+            keys, values = ops.cast(keys, q.dtype), ops.cast(values, q.dtype)  # a float32 cache, a bf16 model
         scores = ops.matmul(q, keys) / ops.sqrt(ops.cast(self.d_head, q.dtype))  # (batch, heads, q_time, k_time)
         if attention_mask is not None:
             scores = ops.where(_score_mask(attention_mask), scores, ops.cast(_MASKED, scores.dtype))

@@ -19,7 +19,8 @@ shapes fixed from step to step, as the decoding engine's compiled loop needs):
     (Kᵀ_1, V_1, ..., Kᵀ_L, V_L)                                       decoder-only
     (Kᵀ_1, V_1, ..., Kᵀ_L, V_L,  Kᵀm_1, Vm_1, ..., Kᵀm_L, Vm_L,  mask)  with a memory
 
-Kᵀ (batch, heads, d_head, max_length), V (batch, heads, max_length, d_head); Kᵀm, Vm the same over
+Kᵀ (batch, heads, d_head, max_length), V (batch, heads, max_length, d_head), float32 whatever the
+compute dtype (the step's products are float32; see seqtasks.layers.attention); Kᵀm, Vm the same over
 the source; mask (batch, source) bool. Stepping after prefill gives what the full causal pass
 `call` gives at the same positions.
 
@@ -89,7 +90,7 @@ class TransformerDecoder(keras.layers.Layer):
                 memory_mask = ops.ones(ops.shape(memory)[:2], "bool")
             memory_kv = [block.project_memory(memory) for block in self.blocks]  # once, reused at every step
         for block, keys_values in zip(self.blocks, memory_kv or [None] * self.num_layers):
-            x, cache = block(x, self_mask=self_mask, cache=block.empty_cache(batch, max_length, x.dtype),
+            x, cache = block(x, self_mask=self_mask, cache=block.empty_cache(batch, max_length, "float32"),
                              cache_index=offset,
                              memory_mask=None if memory_mask is None else memory_mask[:, None, :],
                              memory_keys_values=keys_values)
