@@ -15,11 +15,10 @@ the server ran (GET /info); and the ratio of the batched requests/s to the unbat
 decoding, so the two servers' answers to the same prompt must agree (checked: batching never
 changes an answer). Results: benchmarks/results/serve-load-TASK.json.
 
-What batching gains depends on the engine: it decodes prompts of one length in one loop
-(seqtasks.decoding groups a batch's prompts by length), so a language model's batch of prompts of
-different lengths runs one loop per length and gains only the per-call overhead, while a
-translation batch (every decoder prompt is [BOS], the sources padded) or a /predict batch of texts
-(padded, masked) is one model call.
+What batching gains depends on the engine: a language model's batch of prompts of different
+lengths decodes in one loop (seqtasks.decoding right-aligns them), as a translation batch (every
+decoder prompt is [BOS], the sources padded) or a /predict batch of texts (padded, masked) is one
+model call.
 
 The clients share the server's 2 cores, as on one machine they would. By default the servers run
 with SEQTASKS_XLA=0 (graph decoding loops): XLA compiles a loop per batch size, and under load the

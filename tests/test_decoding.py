@@ -150,6 +150,24 @@ def test_prompts_of_different_lengths_match_single_prompt_calls(models):
     assert all(len(seqs) == 1 and len(seqs[0]) == 5 for seqs in together)
 
 
+@pytest.mark.parametrize("kind", ["transformer-learned", "transformer-sinusoidal", "lstm"])
+def test_prompts_of_different_lengths_decode_in_one_loop_as_each_alone(models, kind):
+    """Right-aligned in one loop: a 1-token prompt beside the longest, each as decoded alone (a batch of
+    1), greedy with the constraints that read the history, and seeded sampling with 2 samples each."""
+    model = models[kind]
+    prompts = [[5], list(range(1, 21)), [7, 8, 9], [5]]
+    configs = [greedy(max_new_tokens=6, repetition_penalty=1.3, no_repeat_ngram_size=2),
+               GenerationConfig(max_new_tokens=6, temperature=1.0, top_k=8, seed=11, num_return_sequences=2)]
+    for config in configs:
+        assert decoding.generator_for(model)._loops([np.array(p) for p in prompts], config) == [[0, 1, 2, 3]]
+        together, together_scores = decoding.generate_with_scores(model, prompts, config)
+        for prompt, outputs, scores in zip(prompts, together, together_scores):
+            alone, alone_scores = decoding.generate_with_scores(model, [prompt], config)
+            assert outputs == alone[0]
+            assert scores == pytest.approx(alone_scores[0], abs=1e-4)
+    assert together[0] == together[3] and together[0][0] != together[0][1]  # noise by sample, not by row
+
+
 def test_same_shapes_do_not_retrace(models):
     model = models["lstm"]
     config = greedy(max_new_tokens=4)

@@ -10,6 +10,22 @@ captioning decoders implement the same three methods):
 `state` is a flat tuple of tensors whose shapes never change from step to step. Beam search also
 assumes that axis 0 of every state tensor is the batch axis (it reorders beams with tf.gather).
 
+Prompts of different lengths, one loop: a decoder whose class sets `aligns_prompts = True` (the
+language models) also takes
+
+    prefill(token_ids, max_length, offset=o)  # the prompt at state columns o .. o + time - 1
+
+Greedy and sampling then right-align a batch's prompts: with T the longest prompt's length, row b's
+prompt fills history and state columns first[b] = T - len_b .. T - 1 (each length's rows prefilled
+at their offset, the states joined on axis 0), and every row feeds its next token at the same column
+T, T + 1, ..., the `index` step receives. The mask convention: a row never attends to, nor counts in
+the constraints, the columns before its first[b] (padding); its positions are column - first[b]. A
+Transformer keeps first in its state for that; a recurrent or n-gram state holds no positions and
+ignores the offset. Seeded sampling draws a row's noise by its index among its prompt's samples
+(`draw`), so every prompt decodes as it would alone, greedy or sampled. Beam search, a sliding
+window (the longest prompt + max_new_tokens past the capacity) and other decoders decode one loop
+per prompt length.
+
 Conditional decoders (translation, captioning) also read a per-prompt `context`: every entry point takes
 `context=None` or a tuple of tensors/arrays whose axis 0 is aligned with the prompts (row i belongs to
 prompt i), for example (encoder memory (batch, src_time, d_model), source mask (batch, src_time)).

@@ -73,11 +73,12 @@ def top_p_filter_tensor(logits, p):
     return tf.where(p >= 1.0, logits, filtered)
 
 
-def seen_token_mask(history, length, vocab: int):
-    """(batch, vocab) bool: True for tokens among the first `length` entries of each history row."""
+def seen_token_mask(history, length, vocab: int, start=None):
+    """(batch, vocab) bool: True for tokens among the first `length` entries of each history row.
+
+    start: None, or (batch,) int: row b's entries before start[b] are padding (right-aligned prompts)."""
     history = tf.convert_to_tensor(history, tf.int32)
-    present = tf.cast(tf.range(tf.shape(history)[1]) < length, tf.int32)
-    present = tf.broadcast_to(present[None], tf.shape(history))
+    present = tf.cast(_in_row(history, start, length), tf.int32)
     counts = _scatter_rows(tf.zeros((tf.shape(history)[0], vocab), tf.int32), history, present, max_merge=True)
     return counts > 0
 
@@ -91,18 +92,17 @@ def apply_repetition_penalty(logits, seen, penalty: float):
     return tf.where(seen, penalized, logits)
 
 
-def no_repeat_ngram_mask(history, length, n: int, vocab: int):
+def no_repeat_ngram_mask(history, length, n: int, vocab: int, start=None):
     """(batch, vocab) bool: True for tokens that would repeat an n-gram of history[:, :length].
 
     The last n - 1 tokens are the prefix; every earlier occurrence of that prefix bans the token that
-    followed it (n = 1 bans every token already present).
+    followed it (n = 1 bans every token already present). start: as in seen_token_mask (n-grams
+    begin at start[b] or later).
     """
     history = tf.convert_to_tensor(history, tf.int32)
     length = tf.convert_to_tensor(length, tf.int32)
-    width = tf.shape(history)[1]
     prefix = n - 1
-    starts = tf.range(width)
-    match = tf.broadcast_to((starts + prefix < length)[None], tf.shape(history))  # complete n-grams only
+    match = _in_row(history, start, length - prefix)  # complete n-grams only
     for k in range(prefix):
         current = tf.gather(history, tf.maximum(length - prefix + k, 0)[None], axis=1)  # (batch, 1)
         shifted = tf.pad(history[:, k:], [[0, 0], [0, k]], constant_values=-1)
@@ -111,6 +111,15 @@ def no_repeat_ngram_mask(history, length, n: int, vocab: int):
     banned = _scatter_rows(tf.zeros((tf.shape(history)[0], vocab), tf.int32), following,
                            tf.cast(match, tf.int32), max_merge=True)
     return banned > 0
+
+
+def _in_row(history, start, end):
+    """(batch, width) bool: start[b] <= column < end (start None: 0)."""
+    columns = tf.range(tf.shape(history)[1])[None]
+    inside = columns < end
+    if start is not None:
+        inside &= columns >= tf.cast(start, tf.int32)[:, None]
+    return tf.broadcast_to(inside, tf.shape(history))
 
 
 def _scatter_rows(base, columns, values, max_merge: bool = False):
@@ -122,15 +131,16 @@ def _scatter_rows(base, columns, values, max_merge: bool = False):
     return tf.tensor_scatter_nd_update(base, indices, values)
 
 
-def constrain_logits(logits, history, length, generated, config: GenerationConfig):
-    """Step 1: repetition penalty, no-repeat n-grams and min_new_tokens, on the raw logits."""
+def constrain_logits(logits, history, length, generated, config: GenerationConfig, start=None):
+    """Step 1: repetition penalty, no-repeat n-grams and min_new_tokens, on the raw logits. history
+    (batch, width) holds row b's prompt and output at columns start[b] .. length - 1 (start None: 0)."""
     logits = tf.cast(logits, tf.float32)
     vocab = logits.shape[-1]
     x = logits
     if config.repetition_penalty != 1.0:
-        x = apply_repetition_penalty(x, seen_token_mask(history, length, vocab), config.repetition_penalty)
+        x = apply_repetition_penalty(x, seen_token_mask(history, length, vocab, start), config.repetition_penalty)
     if config.no_repeat_ngram_size > 0:
-        x = tf.where(no_repeat_ngram_mask(history, length, config.no_repeat_ngram_size, vocab), -np.inf, x)
+        x = tf.where(no_repeat_ngram_mask(history, length, config.no_repeat_ngram_size, vocab, start), -np.inf, x)
     if config.min_new_tokens > 0 and config.stop_ids:
         x = tf.where(_stop_mask(vocab, config.stop_ids)[None] & (generated < config.min_new_tokens), -np.inf, x)
     if x is logits:

@@ -8,7 +8,7 @@ import numpy as np
 from seqtasks.decoding.base import resolve_seed
 from seqtasks.decoding.beam import BeamSearch
 from seqtasks.decoding.config import GenerationConfig
-from seqtasks.decoding.inputs import Context, context_rows, context_tensors, prompt_array
+from seqtasks.decoding.inputs import Context, aligns_prompts, context_rows, context_tensors, prompt_array
 from seqtasks.decoding.sampling import Sampling
 
 __all__ = ["Generator", "generator_for", "generate", "generate_with_scores", "stream"]
@@ -37,20 +37,31 @@ class Generator(Sampling, BeamSearch):
         context = context_tensors(context, len(prompts))
         sequences: list[list[list[int]]] = [[] for _ in prompts]
         scores: list[list[float]] = [[] for _ in prompts]
-        groups: dict[int, list[int]] = {}
-        for i, prompt in enumerate(prompts):
-            groups.setdefault(len(prompt), []).append(i)
         seed = resolve_seed(config)
-        for members in groups.values():
-            batch = np.stack([prompts[i] for i in members])
+        for members in self._loops(prompts, config):
             rows = context_rows(context, members)
             if config.beam:
-                group_sequences, group_scores = self.beam_search(batch, config, rows)
+                group_sequences, group_scores = self.beam_search(np.stack([prompts[i] for i in members]), config, rows)
             else:
-                group_sequences, group_scores = self.sample(batch, config, seed, rows)
+                group_sequences, group_scores = self.sample([prompts[i] for i in members], config, seed, rows)
             for i, seqs, scs in zip(members, group_sequences, group_scores):
                 sequences[i], scores[i] = seqs, scs
         return sequences, scores
+
+
+    def _loops(self, prompts: list[np.ndarray], config: GenerationConfig) -> list[list[int]]:
+        """The prompts (their indices) each decoding loop takes: all in one for greedy and sampling with a
+        decoder that aligns prompts when the longest fits the state; else one loop per prompt length."""
+        if not prompts:
+            return []
+        longest = max(len(p) for p in prompts)
+        if (not config.beam and aligns_prompts(self.decoder) and config.max_new_tokens > 0
+                and not self._plan(longest, config.max_new_tokens).sliding):
+            return [list(range(len(prompts)))]
+        groups: dict[int, list[int]] = {}
+        for i, prompt in enumerate(prompts):
+            groups.setdefault(len(prompt), []).append(i)
+        return list(groups.values())
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -73,7 +84,8 @@ def generate(decoder, prompt_ids: Sequence[Sequence[int]], config: GenerationCon
              context: Context | None = None) -> list[list[list[int]]]:
     """For each prompt, num_return_sequences continuations: new token ids only, stop id stripped.
 
-    Prompts may have different lengths (equal lengths are decoded as one batch); each needs >= 1 token.
+    Prompts may have different lengths (greedy and sampling decode them in one loop, right-aligned, when
+    the decoder aligns prompts; else one loop per length); each needs >= 1 token.
     `context`: None, or a tuple of tensors with one row per prompt, handed to decoder.prefill.
     """
     return generator_for(decoder).generate(prompt_ids, config, context)

@@ -56,8 +56,16 @@ def context_specs(context) -> tuple[tf.TensorSpec, ...] | None:
     return tuple(specs)
 
 
-def prefill_decoder(decoder, token_ids, max_length: int, context: tuple, specs: tuple | None):
-    """decoder.prefill, with the context as third argument only for conditional decoders."""
+def prefill_decoder(decoder, token_ids, max_length: int, context: tuple, specs: tuple | None, offset=0):
+    """decoder.prefill, with the context as third argument only for conditional decoders, and the
+    prompts' first state column `offset` only for decoders that align prompts (`aligns_prompts`)."""
+    options = {"offset": offset} if aligns_prompts(decoder) else {}
     if specs is None:
-        return decoder.prefill(token_ids, max_length)
-    return decoder.prefill(token_ids, max_length, tuple(context))
+        return decoder.prefill(token_ids, max_length, **options)
+    return decoder.prefill(token_ids, max_length, tuple(context), **options)
+
+
+def aligns_prompts(decoder) -> bool:
+    """Whether decoder.prefill takes `offset=`, so that prompts of different lengths, right-aligned,
+    decode in one loop (see the package docstring)."""
+    return bool(getattr(decoder, "aligns_prompts", False))

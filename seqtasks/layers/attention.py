@@ -5,7 +5,9 @@ look and -∞ (a large negative number) where it may not: the causal mask (key p
 position) and padding. Shapes: x (batch, time, d_model); heads split d_model into (heads, d_head).
 
 The KV cache holds the keys and values of every position decoded so far: a pair (Kᵀ, V) per layer,
-Kᵀ (batch, heads, d_head, max_length) and V (batch, heads, max_length, d_head). A decoding step
+Kᵀ (batch, heads, d_head, max_length) and V (batch, heads, max_length, d_head), in the dtype
+`empty_cache` is given (TransformerDecoder keeps float32 even for a bf16 model: the step's float32
+products then read the cache as it is, where a bf16 cache was converted whole at every step). A decoding step
 computes K and V for the new tokens only, writes them at `cache_index`, and attends over the cache:
 each new token costs O(t), not the O(t²) of re-running the prefix. The cache is stored in the layout
 the two products read, Q Kᵀ as (…, 1, d_head) @ (…, d_head, max_length) and A V as
@@ -31,11 +33,26 @@ def _score_mask(attention_mask):
     return mask[:, None] if len(mask.shape) == 3 else mask
 
 
-def causal_attention_mask(query_length, key_length, start_index=0):
-    """(query_length, key_length) boolean: query i (at position start_index + i) may see key j <= it."""
+def write_cache(cache, keys, values, index):
+    """The KV cache (Kᵀ, V) with keys Kᵀ (batch, heads, d_head, time) and values V (batch, heads, time,
+    d_head) written at positions index .. index + time - 1."""
+    zero, index = ops.zeros((), "int32"), ops.cast(index, "int32")
+    return (ops.slice_update(cache[0], (zero, zero, zero, index), ops.cast(keys, cache[0].dtype)),
+            ops.slice_update(cache[1], (zero, zero, index, zero), ops.cast(values, cache[1].dtype)))
+
+
+def causal_attention_mask(query_length, key_length, start_index=0, first_key=None):
+    """Boolean: query i (at position start_index + i) may see key j <= it, (query_length, key_length).
+
+    first_key, a (batch,) int tensor: row b also may not see keys j < first_key[b] (the padding before
+    a right-aligned prompt); the mask is then (batch, query_length, key_length).
+    """
     query_positions = ops.arange(query_length)[:, None] + start_index
     key_positions = ops.arange(key_length)[None, :]
-    return key_positions <= query_positions
+    causal = key_positions <= query_positions
+    if first_key is None:
+        return causal
+    return causal[None] & (key_positions[None] >= ops.cast(first_key, "int32")[:, None, None])
 
 
 @keras.saving.register_keras_serializable(package="seqtasks")
@@ -102,13 +119,11 @@ class MultiHeadAttention(keras.layers.Layer):
         else:
             keys, values = self.keys_values(query if memory is None else memory)
         if cache is not None:
-            # write this step's keys and values at cache_index, then attend over the whole cache
-            zero, index = ops.zeros((), "int32"), ops.cast(cache_index, "int32")
-            keys = ops.slice_update(cache[0], (zero, zero, zero, index), keys)
-            values = ops.slice_update(cache[1], (zero, zero, index, zero), values)
-            cache = (keys, values)
-        if cache is not None and query.shape[1] == 1:
-            return self._attend_one_query(q, keys, values, attention_mask, cache, return_weights)
+            # write the new keys and values at cache_index, then attend over the whole cache
+            keys, values = cache = write_cache(cache, keys, values, cache_index)
+            if query.shape[1] == 1:
+                return self._attend_one_query(q, keys, values, attention_mask, cache, return_weights)
+            keys, values = ops.cast(keys, q.dtype), ops.cast(values, q.dtype)  # a float32 cache, a bf16 model
         scores = ops.matmul(q, keys) / ops.sqrt(ops.cast(self.d_head, q.dtype))  # (batch, heads, q_time, k_time)
         if attention_mask is not None:
             scores = ops.where(_score_mask(attention_mask), scores, ops.cast(_MASKED, scores.dtype))
@@ -122,19 +137,23 @@ class MultiHeadAttention(keras.layers.Layer):
         return output, cache
 
     def _attend_one_query(self, q, keys, values, attention_mask, cache, return_weights):
-        """A decoding step's self-attention over the cache, the same products as in `call` written as
-        multiply-and-sum in float32: s_j = Σ_d q_d Kᵀ_dj, y = Σ_j a_j V_j.
+        """A decoding step's self-attention over the updated cache, the products of `call` in float32
+        (a bf16 model's step keeps float32 sums): s = q Kᵀ / √d_head (batch, heads, 1, max_length),
+        y = softmax(s + M) V. q (batch, heads, 1, d_head); Kᵀ, V the cache with this step written in.
 
-        Under XLA a dot that reads the cache updated in the same step makes it copy the whole cache
-        (every layer, every step: the cost then grows with the cache, not the text); a multiply-and-sum
-        lets the update stay in place. q (batch, heads, 1, d_head); Kᵀ, V as in the cache.
+        Why dots that read the cache *after* the write: the read then depends on the write, so XLA
+        updates the cache in place. Written as multiply-and-sum, XLA fuses the write into the product
+        (recomputing it from the old cache) and must keep both: it copied every layer's whole cache
+        at every step, twice at batch 8 (64 MB a step for 4 × 256 at context 512, past the 32 MB L3),
+        which made batch 8 slower in tokens/s than batch 1. Reading the old cache and writing after
+        is no better: nothing orders the read before the write, so XLA copies too.
         """
         q = ops.cast(q, "float32") / ops.sqrt(ops.cast(self.d_head, "float32"))
-        scores = ops.sum(ops.swapaxes(q, 2, 3) * ops.cast(keys, "float32"), axis=2, keepdims=True)  # (b, h, 1, L)
+        scores = ops.matmul(q, ops.cast(keys, "float32"))  # (batch, heads, 1, max_length)
         if attention_mask is not None:
             scores = ops.where(_score_mask(attention_mask), scores, _MASKED)
         weights = ops.softmax(scores, axis=-1)
-        context = ops.sum(ops.swapaxes(weights, 2, 3) * ops.cast(values, "float32"), axis=2, keepdims=True)
+        context = ops.matmul(weights, ops.cast(values, "float32"))  # (batch, heads, 1, d_head)
         batch = ops.shape(context)[0]
         output = self.output_projection(ops.reshape(ops.cast(context, self.compute_dtype), (batch, 1, self.d_model)))
         if return_weights:

@@ -19,9 +19,17 @@ shapes fixed from step to step, as the decoding engine's compiled loop needs):
     (Kᵀ_1, V_1, ..., Kᵀ_L, V_L)                                       decoder-only
     (Kᵀ_1, V_1, ..., Kᵀ_L, V_L,  Kᵀm_1, Vm_1, ..., Kᵀm_L, Vm_L,  mask)  with a memory
 
-Kᵀ (batch, heads, d_head, max_length), V (batch, heads, max_length, d_head); Kᵀm, Vm the same over
+Kᵀ (batch, heads, d_head, max_length), V (batch, heads, max_length, d_head), float32 whatever the
+compute dtype (the step's products are float32; see seqtasks.layers.attention); Kᵀm, Vm the same over
 the source; mask (batch, source) bool. Stepping after prefill gives what the full causal pass
 `call` gives at the same positions.
+
+Right-aligned prompts (prompts of different lengths decoded in one batch): `prefill(..., offset=o)`
+writes the prompt's keys and values at cache columns o .. o + time - 1 instead of 0 .. time - 1, and
+`step(..., first_key=f)` with f (batch,) the column of each row's first token masks the columns
+before it. The mask convention, for query column c of row b: key column j is seen iff f[b] <= j <= c.
+The columns before f[b] hold no keys (zeros), so row b attends over exactly its own prompt and
+output, as when decoded alone at columns 0, 1, ...; its positions (the model's) are c - f[b].
 """
 from __future__ import annotations
 
@@ -68,11 +76,13 @@ class TransformerDecoder(keras.layers.Layer):
                                   return_weights=True)
         return (x, weights) if return_weights else x
 
-    def prefill(self, x, max_length, memory=None, memory_mask=None) -> tuple:
+    def prefill(self, x, max_length, memory=None, memory_mask=None, offset=0) -> tuple:
         """x (batch, time, d_model), the embedded prompt -> (y (batch, time, d_model), state) with
-        room in the caches for `max_length` positions."""
+        room in the caches for `max_length` columns; the prompt is written at columns offset ..
+        offset + time - 1 (a scalar; columns before it are padding, never attended)."""
         batch, time = ops.shape(x)[0], ops.shape(x)[1]
-        self_mask = causal_attention_mask(time, max_length)
+        self_mask = causal_attention_mask(time, max_length, start_index=offset)
+        self_mask = self_mask & (ops.arange(max_length)[None, :] >= offset)
         caches, memory_kv = [], []
         if self.cross_attention:
             memory = ops.cast(memory, self.compute_dtype)
@@ -80,7 +90,8 @@ class TransformerDecoder(keras.layers.Layer):
                 memory_mask = ops.ones(ops.shape(memory)[:2], "bool")
             memory_kv = [block.project_memory(memory) for block in self.blocks]  # once, reused at every step
         for block, keys_values in zip(self.blocks, memory_kv or [None] * self.num_layers):
-            x, cache = block(x, self_mask=self_mask, cache=block.empty_cache(batch, max_length, x.dtype), cache_index=0,
+            x, cache = block(x, self_mask=self_mask, cache=block.empty_cache(batch, max_length, "float32"),
+                             cache_index=offset,
                              memory_mask=None if memory_mask is None else memory_mask[:, None, :],
                              memory_keys_values=keys_values)
             caches.extend(cache)
@@ -88,13 +99,17 @@ class TransformerDecoder(keras.layers.Layer):
             return x, tuple(caches)
         return x, (*caches, *(tensor for pair in memory_kv for tensor in pair), memory_mask)
 
-    def step(self, x, state: tuple, index) -> tuple:
-        """x (batch, 1, d_model), the embedded token at position `index` -> (y (batch, 1, d_model), state)."""
+    def step(self, x, state: tuple, index, first_key=None) -> tuple:
+        """x (batch, 1, d_model), the embedded token at cache column `index` -> (y (batch, 1, d_model), state).
+
+        first_key: None (every row's prompt starts at column 0), or (batch,) int, the column of each
+        row's first token (see the module docstring)."""
         pairs = 2 * self.num_layers
         caches = kv_pairs(state[:pairs])
         memory_kv = kv_pairs(state[pairs:2 * pairs]) if self.cross_attention else [None] * self.num_layers
         memory_mask = state[-1][:, None, :] if self.cross_attention else None
-        self_mask = causal_attention_mask(1, ops.shape(state[0])[-1], start_index=index)  # the cache's length
+        self_mask = causal_attention_mask(1, ops.shape(state[0])[-1], start_index=index,  # the cache's length
+                                          first_key=first_key)
         new_caches = []
         for block, cache, keys_values in zip(self.blocks, caches, memory_kv):
             x, cache = block(x, self_mask=self_mask, memory_mask=memory_mask, cache=cache, cache_index=index,

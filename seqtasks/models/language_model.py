@@ -32,6 +32,8 @@ class RecurrentLanguageModel(keras.Model):
     out for fixed-length training windows; see RecurrentLayer).
     """
 
+    aligns_prompts = True  # prefill takes offset= (seqtasks.decoding): prompts of any lengths share a loop
+
     def __init__(self, vocab_size: int, cell: str = "lstm", units: int = 256, num_layers: int = 2,
                  embedding_dim: int | None = None, dropout: float = 0.0, unroll: bool = False, **kwargs):
         super().__init__(**kwargs)
@@ -63,7 +65,9 @@ class RecurrentLanguageModel(keras.Model):
     def capacity(self, max_length: int) -> int:
         return max_length  # a recurrent state has no length limit
 
-    def prefill(self, token_ids, max_length=None):
+    def prefill(self, token_ids, max_length=None, offset=0):
+        """offset: where the prompt starts in the decoding engine's columns; a recurrent state holds no
+        positions, so it changes nothing."""
         logits, states = self.forward(token_ids, None)
         return logits[:, -1], _flatten(states)
 
@@ -106,6 +110,7 @@ class TransformerLanguageModel(keras.Model):
 
     # where runs saved before the shared TransformerDecoder keep these weights (seqtasks.saved_layout)
     renamed_parts = {r"^block_(\d+)/": r"decoder/block_\1/"}
+    aligns_prompts = True  # prefill takes offset= (seqtasks.decoding): prompts of any lengths share a loop
 
     def __init__(self, vocab_size: int, d_model: int = 256, heads: int = 4, num_layers: int = 4,
                  max_length: int = 256, dropout: float = 0.0, positions: str = "learned", activation: str = "gelu",
@@ -144,13 +149,20 @@ class TransformerLanguageModel(keras.Model):
     def capacity(self, max_length: int) -> int:
         return min(max_length, self.max_length) if self.positions == "learned" else max_length
 
-    def prefill(self, token_ids, max_length):
-        x, state = self.decoder.prefill(self.embed(token_ids), max_length)
-        return self.logits(x[:, -1:])[:, 0], state
+    def prefill(self, token_ids, max_length, offset=0):
+        """The prompt (batch, time) at state columns offset .. offset + time - 1, positions 0 .. time - 1
+        (right-aligned prompts of different lengths share the loop's column; TransformerDecoder).
+        The state: the decoder's caches, then first (batch,) int32, the column of each row's first token."""
+        x, state = self.decoder.prefill(self.embed(token_ids), max_length, offset=offset)
+        first = ops.full((ops.shape(token_ids)[0],), offset, "int32")
+        return self.logits(x[:, -1:])[:, 0], (*state, first)
 
     def step(self, token_ids, state, index):
-        x, state = self.decoder.step(self.embed(token_ids[:, None], start_index=index), state, index)
-        return self.logits(x)[:, 0], state
+        """token_ids (batch,) at state column `index`: position index - first of each row."""
+        *caches, first = state
+        x = self.embed(token_ids[:, None], start_index=index - first)
+        x, caches = self.decoder.step(x, tuple(caches), index, first_key=first)
+        return self.logits(x)[:, 0], (*caches, first)
 
     def token_tables(self) -> dict[str, keras.layers.Embedding]:
         """The token embedding table by vocabulary ("tokens"): what --pretrained-embeddings fills."""

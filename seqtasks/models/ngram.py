@@ -52,6 +52,7 @@ class NgramLanguageModel(keras.Model):
 
     # the decoding loop is binary searches: XLA takes seconds to compile it and barely speeds it up
     xla_by_default = False
+    aligns_prompts = True  # prefill takes offset= (seqtasks.decoding): prompts of any lengths share a loop
 
     def __init__(self, vocab_size: int, order: int, sizes: list[int], smoothing: str = "kneser-ney",
                  discounts: list[list[float]] | None = None, **kwargs):
@@ -117,7 +118,7 @@ class NgramLanguageModel(keras.Model):
     def capacity(self, max_length: int) -> int:
         return max_length  # the state is the last few tokens: no length limit
 
-    def prefill(self, token_ids, max_length=None):
+    def prefill(self, token_ids, max_length=None, offset=0):  # offset: the state holds no positions
         padded = ops.pad(ops.cast(token_ids, "int32"), ((0, 0), (self.width, 0)), constant_values=-1)
         recent = padded[:, -self.width:]
         return self.next_log_probs(recent, self._all_tokens(ops.shape(recent)[0])), (recent,)
