@@ -29,6 +29,7 @@ from seqtasks.distributed import folder_digest, worker_folder, workers_of
 from seqtasks.errors import SeqtasksWarning, TrainingFailed, UserError, describe_exception
 from seqtasks.files import check_output_folder
 from seqtasks.model_files import load_model
+from seqtasks.progress import Progress
 from seqtasks.pretrained_embeddings import freeze_tables, initialise_embeddings, run_vectors
 from seqtasks.run_lock import LOCK_FILE, check_not_in_use
 from seqtasks.runs import RunDirectory, already_exists, atomic_save_model, atomic_write_json
@@ -484,6 +485,8 @@ class Run:
         # functions a task compiled over this run's model (tf.function), kept for its next call: made
         # anew per call, each would trace again (a served run answers many calls)
         self.compiled: dict[str, Any] = {}
+        # where the task reports the items of the evaluate call in progress (None otherwise)
+        self.progress: Progress | None = None
 
     @property
     def path(self) -> Path:
@@ -501,12 +504,18 @@ class Run:
             self._model = load_model(self.directory.model_file(), compile=False)
         return self._model
 
-    def evaluate(self, source: str | None = None, **options) -> dict[str, Any]:
+    def evaluate(self, source: str | None = None, progress: Progress | None = None, **options) -> dict[str, Any]:
         """The task's metrics, also saved as RUN/metrics.json. A run folder that cannot be written
-        (read-only, full) still gives the metrics, with a SeqtasksWarning that they were not saved."""
+        (read-only, full) still gives the metrics, with a SeqtasksWarning that they were not saved.
+        `progress` (e.g. seqtasks.progress.ProgressBar) hears of the examples, batches or sentences the
+        task scores and decodes, as it does them."""
         _check_options(self.task.evaluate, options, self.task.name)
         start = time.monotonic()
-        metrics = self.task.evaluate(self, source, **options)
+        self.progress = progress
+        try:
+            metrics = self.task.evaluate(self, source, **options)
+        finally:
+            self.progress = None
         try:
             self.directory.write_metrics({**metrics, "data": source, "seconds": round(time.monotonic() - start, 2)})
         except OSError as error:

@@ -25,6 +25,7 @@ from seqtasks.errors import UserError
 from seqtasks.generation import Generated, Prompt, TextGenerator
 from seqtasks.image_pipeline import ImageSet, decode_into
 from seqtasks.metrics import bleu_n
+from seqtasks.progress import Progress
 from seqtasks.tokenizers import BOS_ID, EOS_ID, Tokenizer
 
 ENCODE_BATCH = 32
@@ -110,7 +111,7 @@ class Captioner:
                           for i in range(0, len(pixels), ENCODE_BATCH)], axis=0)
 
     def caption(self, pixels: np.ndarray, beam: int = 1, n_best: int = 1, temperature: float = 0.0,
-                seed: int | None = None) -> list[list[Caption]]:
+                seed: int | None = None, progress: Progress | None = None) -> list[list[Caption]]:
         """The n_best captions of each image (best first): greedy, beam search, or sampled (temperature > 0)."""
         if n_best > 1 and temperature == 0 and n_best > beam:
             raise UserError(f"--n-best {n_best} needs a beam at least that wide (--beam {beam})",
@@ -119,14 +120,14 @@ class Captioner:
         options = {"temperature": temperature, "num_return_sequences": n_best, "seed": seed}
         if beam > 1:  # (an explicit beam_width of 1 would mean greedy: no sampling)
             options["beam_width"] = beam
-        captions = generator.generate(list(pixels), generator.config(**options))
+        captions = generator.generate(list(pixels), generator.config(**options), progress=progress)
         return [[Caption(c.text, c.ids, c.score) for c in found] for found in captions]
 
-    def evaluate(self, data: ImageSet, beam: int = 1) -> dict[str, Any]:
+    def evaluate(self, data: ImageSet, beam: int = 1, progress: Progress | None = None) -> dict[str, Any]:
         """BLEU-1..4 and exact match of the captions of data's images against all their references."""
         found: list[list[Caption]] = []
         for first in range(0, len(data.rows), EVALUATE_CHUNK):  # a chunk of images in memory at a time
-            found += self.caption(data.pixels[data.rows[first:first + EVALUATE_CHUNK]], beam=beam)
+            found += self.caption(data.pixels[data.rows[first:first + EVALUATE_CHUNK]], beam=beam, progress=progress)
         scores = caption_scores([c[0].text for c in found], data.images.captions, self.tokenizer.lowercase)
         return {**scores, "beam": beam, "length_penalty": self.length_penalty,
                 "words_per_caption": round(float(np.mean([len(c[0].text.split()) for c in found])), 2)}

@@ -343,8 +343,9 @@ def evaluate(run, as_json, **options) -> None:
     given = {k: v for k, v in options.items() if v is not None}
     loaded = api.load(run)
     # e.g. a read-only run folder: the metrics are shown, metrics.json is not saved
-    with _warnings_as_lines(), progress_bar(f"evaluating {run}", enabled=False if as_json else None, tick=1.0):
-        metrics = loaded.evaluate(given.pop("data", None), **given)
+    with _warnings_as_lines(), progress_bar(f"evaluating {run}", enabled=False if as_json else None,
+                                            tick=1.0) as bar:
+        metrics = loaded.evaluate(given.pop("data", None), progress=bar, **given)
     if as_json:
         click.echo(json.dumps(metrics))
         return

@@ -33,6 +33,7 @@ import numpy as np
 
 from seqtasks import decoding
 from seqtasks.errors import UserError
+from seqtasks.progress import Progress
 from seqtasks.tokenizers import Tokenizer
 
 __all__ = ["Prompt", "Conditioning", "TextPrompts", "Generated", "TextGenerator", "GeneratesText", "IncrementalText",
@@ -126,13 +127,16 @@ class TextGenerator:
         return generation_config(conditioning.tokenizer, conditioning.stop_ids, stop,
                                  **{**conditioning.defaults, **options})
 
-    def generate(self, inputs: Sequence[Any], config: decoding.GenerationConfig, stop: Sequence[str] = ()
-                 ) -> list[list[Generated]]:
-        """For each input, num_return_sequences outputs (best first for beam search)."""
+    def generate(self, inputs: Sequence[Any], config: decoding.GenerationConfig, stop: Sequence[str] = (),
+                 progress: Progress | None = None) -> list[list[Generated]]:
+        """For each input, num_return_sequences outputs (best first for beam search); `progress` hears of
+        the inputs as their batches are decoded."""
         conditioning = self.conditioning
         prompts = [conditioning.prompt(item) for item in inputs]
         order = np.argsort([0 if p.source is None else len(p.source) for p in prompts], kind="stable")
         results: list[list[Generated]] = [[] for _ in prompts]
+        if progress is not None:
+            progress.expect(len(prompts))
         for members in batches(order, conditioning.batch_size):
             sources = [prompts[i].source for i in members]
             context = None if sources[0] is None else conditioning.context(sources)
@@ -141,11 +145,15 @@ class TextGenerator:
             for i, sequences, sequence_scores in zip(members, outputs, scores):
                 results[i] = [Generated(decoding.cut_at_stop(conditioning.tokenizer.decode(ids), stop)[0],
                                         list(ids), score) for ids, score in zip(sequences, sequence_scores)]
+            if progress is not None:
+                progress.advance(len(members))
         return results
 
-    def generate_batch(self, inputs: Sequence[Any], stop: Sequence[str] = (), **options) -> list[list[str]]:
+    def generate_batch(self, inputs: Sequence[Any], stop: Sequence[str] = (), progress: Progress | None = None,
+                       **options) -> list[list[str]]:
         """For each input, num_return_sequences generated texts."""
-        return [[g.text for g in outputs] for outputs in self.generate(inputs, self.config(stop, **options), stop)]
+        config = self.config(stop, **options)
+        return [[g.text for g in outputs] for outputs in self.generate(inputs, config, stop, progress)]
 
     def stream(self, item: Any, stop: Sequence[str] = (), **options) -> Iterator[str]:
         """The text of one greedy or sampled output, piece by piece as its tokens are generated; the
@@ -172,7 +180,7 @@ class GeneratesText:
     def generate_batch(self, run, prompts: Sequence[Any], stop: Sequence[str] = (), **options) -> list[list[str]]:
         """For each prompt, num_return_sequences generated texts. Options: GenerationConfig's fields, and
         `stop`: strings that end a text (it is cut before the first one)."""
-        return self.text_generator(run).generate_batch(list(prompts), stop, **options)
+        return self.text_generator(run).generate_batch(list(prompts), stop, run.progress, **options)
 
     def stream(self, run, prompt: Any = "", stop: Sequence[str] = (), **options) -> Iterator[str]:
         """One generated text (no beam, one sample) piece by piece as it is generated; ends at a stop string."""

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from typing import Iterator, TextIO
+from typing import Iterator, Protocol, TextIO
 
 WIDTH = 24  # characters of the bar itself
 
@@ -27,6 +27,15 @@ def format_duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class Progress(Protocol):
+    """What long work reports as it goes (an evaluation: its examples, batches or sentences): it
+    expects `count` more items, and then has done `count` of them. ProgressBar is one."""
+
+    def expect(self, count: int) -> None: ...
+
+    def advance(self, count: int = 1) -> None: ...
 
 
 class ProgressBar:
@@ -62,6 +71,12 @@ class ProgressBar:
         with self.lock:
             self.last_draw, self.shown = now, True
             self._write(f"\r{self.text(now)}\x1b[K")
+
+    def expect(self, count: int) -> None:
+        """`count` more items to do: a total that was unknown becomes known (an evaluation that scores,
+        then decodes, adds both)."""
+        self.total = (self.total or 0) + count
+        self.draw()
 
     def advance(self, count: int = 1) -> None:
         self.done += count

@@ -23,6 +23,7 @@ import numpy as np
 
 from seqtasks.batching import batch_dataset, bucketed_epochs, fit_batch_size, length_bucketed_batches, pad, pad_nested
 from seqtasks.choices import recurrent_cell
+from seqtasks.progress import Progress
 from seqtasks.training import FitPlan
 from seqtasks.word_vectors import vector_words
 from seqtasks.tokenizers import (SPECIAL_TOKENS, UNK_ID, CharTokenizer, LabelVocabulary, Tokenizer, WordTokenizer,
@@ -174,14 +175,19 @@ def input_signature(prep: InputEncoder, token_pieces: bool) -> dict[str, Any]:
     return signature
 
 
-def run_batches(function, encoded: Sequence[tuple[list, list | None]], batch_size: int) -> list[np.ndarray]:
+def run_batches(function, encoded: Sequence[tuple[list, list | None]], batch_size: int,
+                progress: Progress | None = None) -> list[np.ndarray]:
     """function(inputs dict) -> per-example outputs, applied in length-sorted batches; returned in
-    the order of `encoded`."""
+    the order of `encoded`. `progress` hears of the examples as their batches are done."""
     outputs: list[Any] = [None] * len(encoded)
+    if progress is not None:
+        progress.expect(len(encoded))
     for indices in length_bucketed_batches([len(tokens) for tokens, _ in encoded], batch_size, shuffle=False):
         results = np.asarray(function(padded_inputs([encoded[i] for i in indices])))
         for row, index in enumerate(indices):
             outputs[index] = results[row]
+        if progress is not None:
+            progress.advance(len(indices))
     return outputs
 
 

@@ -21,6 +21,7 @@ from seqtasks.batching import pad
 from seqtasks.errors import UserError
 from seqtasks.generation import Generated, Prompt, TextGenerator
 from seqtasks.plotting import pyplot, save
+from seqtasks.progress import Progress
 from seqtasks.tokenizers import BOS_ID, EOS_ID, Tokenizer
 from seqtasks.translation_data import TranslationVocab
 
@@ -73,7 +74,8 @@ class Translator:
             object.__setattr__(self.model, _ENCODER_ATTRIBUTE, encoder)  # not tracked, never saved
         return tuple(encoder(tf.constant(source_ids)))
 
-    def translate(self, sentences: Sequence[str], beam: int = 1, n_best: int = 1) -> list[list[Hypothesis]]:
+    def translate(self, sentences: Sequence[str], beam: int = 1, n_best: int = 1,
+                  progress: Progress | None = None) -> list[list[Hypothesis]]:
         """The n_best translations of each sentence (best first), greedy when beam == 1."""
         if n_best > max(beam, 1):
             raise UserError(f"--n-best {n_best} needs a beam at least that wide (--beam {beam})",
@@ -81,7 +83,7 @@ class Translator:
         generator = TextGenerator(self.model, self)
         config = generator.config(beam_width=max(beam, 1), num_return_sequences=n_best)
         return [[Hypothesis(h.text, h.ids, h.score) for h in hypotheses]
-                for hypotheses in generator.generate(sentences, config)]
+                for hypotheses in generator.generate(sentences, config, progress=progress)]
 
     def align(self, sentence: str, hypothesis: Hypothesis) -> Hypothesis:
         """Fill in the attention weights (target tokens + EOS, source tokens + EOS) and word alignments."""

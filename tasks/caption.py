@@ -156,7 +156,7 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
             raise UserError("no evaluation captions given", fix="pass --images DIR --captions FILE")
         cfg = run.settings
         data = decoded_images(read_captions(table, images or cfg.images, "evaluation data"), image_size(cfg))
-        return self.captioner(run, length_penalty).evaluate(data, cfg.beam if beam is None else beam)
+        return self.captioner(run, length_penalty).evaluate(data, cfg.beam if beam is None else beam, run.progress)
 
     def predict(self, run, inputs: list[str], beam: int | None = None, n_best: int | None = None,
                 plot: str | None = None, temperature: float | None = None, seed: int | None = None,

@@ -128,7 +128,7 @@ class ClassificationTask(ClassificationCard, Task):
         encoded = [prep.encode_text(text, cfg.max_len) for text in texts]
         infer = run_inference(run, "probabilities", lambda inputs: keras.ops.softmax(model(inputs, training=False)),
                               prep, False)
-        return run_batches(infer, encoded, cfg.batch_size)
+        return run_batches(infer, encoded, cfg.batch_size, run.progress)
 
     def evaluate(self, run, source: str | None) -> dict[str, Any]:
         if not source:

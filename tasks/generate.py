@@ -172,7 +172,7 @@ class ConditionalGenerationTask(ConditionalGenerationCard, LanguageModelTask):
         cfg, tokenizer = run.settings, run.preprocessor
         pairs = list(open_pair_source(source, "evaluation data").pairs())  # bad data fails before the model loads
         nats, scored = scored_nats(run.model, evaluation_dataset(encode_pairs(tokenizer, pairs, cfg.seq_len),
-                                                             cfg.batch_size, cfg.seq_len))
+                                                             cfg.batch_size, cfg.seq_len), run.progress)
         options = {"temperature": 0.0} if beam is None else {"beam_width": beam}
         outputs = [texts[0] for texts in self.generate_batch(run, [p for p, _ in pairs], **options)]
         references = [tokenizer.decode(tokenizer.encode(c)) for _, c in pairs]

@@ -23,6 +23,7 @@ from seqtasks.models.language_model import RecurrentLanguageModel, TransformerLa
 from seqtasks.models.ngram import NgramLanguageModel
 from seqtasks.ngram_estimation import corpus_scores, estimate_ngram
 from seqtasks.batching import epoch_datasets, fit_batch_size, steps_per_epoch
+from seqtasks.progress import Progress
 from seqtasks.pipeline import (corpus_pieces, count_windows, encode_corpus, language_model_batches, language_model_windows,
                                training_corpora)
 from seqtasks.readers import open_text_source
@@ -47,8 +48,9 @@ def bundled_corpus() -> Path:
     return bundled_path("tinyshakespeare.txt")
 
 
-def scored_nats(model: keras.Model, dataset) -> tuple[float, float]:
-    """Sum of -log p(target) over the non-PAD targets of a dataset of (inputs, targets), and their count."""
+def scored_nats(model: keras.Model, dataset, progress: Progress | None = None) -> tuple[float, float]:
+    """Sum of -log p(target) over the non-PAD targets of a dataset of (inputs, targets), and their
+    count; `progress` hears of the batches (when the dataset knows how many it has)."""
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True)
@@ -59,9 +61,15 @@ def scored_nats(model: keras.Model, dataset) -> tuple[float, float]:
         return keras.ops.sum(nats * scored), keras.ops.sum(scored)
 
     total = count = 0.0
+    batches = int(dataset.cardinality())
+    progress = progress if progress is not None and batches >= 0 else None  # unknown (-2) or infinite (-1)
+    if progress is not None:
+        progress.expect(batches)
     for inputs, targets in dataset:
         nats, scored = batch_nats(inputs, targets)
         total, count = total + float(nats), count + float(scored)
+        if progress is not None:
+            progress.advance()
     return total, count
 
 
@@ -146,7 +154,7 @@ class LanguageModelTask(GeneratesText, LanguageModelCard, Task):
         if isinstance(run.model, NgramLanguageModel):
             return corpus_scores(run.model, corpus)  # the whole stream, each token after its order - 1 tokens
         dataset = language_model_windows(corpus, cfg.seq_len, cfg.batch_size)
-        total_nats, tokens = scored_nats(run.model, dataset)
+        total_nats, tokens = scored_nats(run.model, dataset, run.progress)
         return language_model_scores(total_nats, int(tokens), corpus.characters)
 
     # ---- generation: generate_batch / stream (seqtasks.generation) and predict -------------------

@@ -148,7 +148,7 @@ class TaggingTask(TaggingCard, Task):
                 encoded.append(prep.encode_words(words[start:end]))
                 owners.append(index)
         infer = run_inference(run, "tag_ids", model.tag_ids, prep, not prep.uses_words)
-        outputs = run_batches(infer, encoded, cfg.batch_size) if encoded else []
+        outputs = run_batches(infer, encoded, cfg.batch_size, run.progress) if encoded else []
         ids: list[list[int]] = [[] for _ in sentences]
         for owner, (tokens, _), predicted in zip(owners, encoded, outputs):
             ids[owner].extend(int(i) for i in predicted[:len(tokens)])

@@ -151,7 +151,7 @@ class TranslationTask(GeneratesText, TranslationCard, Task):
         width = cfg.beam if beam is None else beam
         start = time.monotonic()
         translator = self.translator(cfg, run.model, run.preprocessor, length_penalty)
-        translations = translator.translate([s for s, _ in pairs], width)
+        translations = translator.translate([s for s, _ in pairs], width, progress=run.progress)
         seconds = time.monotonic() - start
         scores = bleu_and_chrf([hyps[0].text for hyps in translations], [[t for _, t in pairs]])
         return {**scores, "sentences": len(pairs), "beam": width, "length_penalty": translator.length_penalty,

@@ -287,3 +287,30 @@ def test_predict_and_evaluate_draw_their_bar_on_a_terminals_stderr_only(tiny_run
     plain = CliRunner().invoke(cli, ["evaluate", str(run.path), "--data", data["data"]])
     assert plain.exit_code == 0 and f"evaluating {run.path}" in plain.stderr and "accuracy" in plain.stdout
     assert "evaluating" not in plain.stdout
+    assert re.search(r"\] 40/40, ", plain.stderr), plain.stderr  # the fraction of the 40 examples, done
+
+
+class CountingProgress:
+    """A Progress that counts what it hears."""
+
+    def __init__(self):
+        self.expected = self.done = 0
+
+    def expect(self, count: int) -> None:
+        self.expected += count
+
+    def advance(self, count: int = 1) -> None:
+        assert self.done + count <= self.expected, "advanced past what was expected"
+        self.done += count
+
+
+@pytest.mark.parametrize("task", ["lm", "generate", "classify", "tag", "translate", "caption"])
+def test_every_tasks_evaluate_reports_what_it_does_to_the_progress_given(tiny_runs, task):
+    run, data = tiny_runs(task)
+    counted = CountingProgress()
+    if task == "caption":
+        run.evaluate(images=data["images"], captions=data["captions"], progress=counted)
+    else:
+        run.evaluate(data["data"], progress=counted)
+    assert counted.expected > 0 and counted.done == counted.expected
+    assert run.progress is None  # only while evaluate runs: predict draws its own bar
