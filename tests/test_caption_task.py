@@ -11,7 +11,8 @@ from seqtasks.data.make_shapes import make_shapes
 from seqtasks.errors import UserError
 from seqtasks.tasks.caption import CaptionConfig, CaptioningTask
 
-# the settings that learn the 32x32 shapes in ~4 epochs on a CPU (see data/README.md)
+# the settings that learn the 32x32 shapes in 3 epochs on a CPU (see data/README.md; exact match 0.98 and
+# 1.0 on the 200 held-out images with seeds 0 and 7, 18-21 s of CPU; 2 epochs: 0.27)
 LEARN = dict(image_size=32, cnn_blocks=3, cnn_filters=8, units=64, attention=True, flip=False, batch_size=16,
              lr=5e-3, warmup_steps=30, dropout=0.0, precision="fp32", sample_examples=0)
 TINY = ["--image-size", "32", "--cnn-blocks", "2", "--cnn-filters", "4", "--units", "16", "--batch-size", "8",
@@ -35,7 +36,7 @@ def shapes(tmp_path_factory):
 def learned(shapes, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "shapes"
     return seqtasks.train("caption", images=str(shapes / "train" / "images"),
-                          captions=str(shapes / "train" / "captions.csv"), epochs=4, out=str(out), verbose=0, **LEARN)
+                          captions=str(shapes / "train" / "captions.csv"), epochs=3, out=str(out), verbose=0, **LEARN)
 
 
 @pytest.mark.graph_mode  # traced training, as users train
