@@ -129,3 +129,27 @@ def test_captions_sharing_an_image_get_the_logits_of_that_image(kind):
     ids = RNG.integers(4, VOCAB, (len(image_of), 7)).astype("int32")
     shared = keras.ops.convert_to_numpy(model((PIXELS, ids, image_of)))
     np.testing.assert_allclose(shared, keras.ops.convert_to_numpy(model((PIXELS[image_of], ids))), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["attention-mean", "transformer"])
+def test_word_dropout_replaces_input_words_by_unk_in_training_only(kind, tmp_path):
+    encoder = ImageEncoder("cnn", 32, 16, cnn_filters=4, cnn_blocks=2)
+    if kind == "transformer":
+        model = TransformerCaptioner(VOCAB, encoder, d_model=16, heads=2, num_layers=1, max_length=16, word_dropout=0.5)
+    else:
+        model = RecurrentCaptioner(VOCAB, encoder, units=16, attention=True, initial_state="mean", word_dropout=0.5)
+    model.build()
+    ids = np.concatenate([np.full((64, 1), 2), RNG.integers(4, VOCAB, (64, 30)), np.zeros((64, 4))], 1).astype("int32")
+    dropped = keras.ops.convert_to_numpy(model.drop_words(ids, training=True))
+    changed = dropped != ids
+    assert (dropped[changed] == 1).all()  # to UNK, and never BOS or padding
+    assert not changed[:, 0].any() and not changed[:, -4:].any()
+    assert 0.4 < changed[:, 1:-4].mean() < 0.6
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.drop_words(ids)), ids)
+    # inference never drops words: the same logits every call, and after saving
+    first = keras.ops.convert_to_numpy(model((PIXELS, IDS)))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model((PIXELS, IDS))), first)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert loaded.word_dropout == 0.5
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded((PIXELS, IDS))), first)
