@@ -114,10 +114,10 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
     # ---- model --------------------------------------------------------------------------------
     def make_encoder(self, cfg) -> ImageEncoder:
         keras.utils.set_random_seed(cfg.seed)
-        weights = None if cfg.backbone == "cnn" or cfg.weights == "none" else cfg.weights
         return ImageEncoder(cfg.backbone, image_size(cfg), cfg.units, cnn_filters=cfg.cnn_filters,
                             cnn_blocks=cfg.cnn_blocks, dropout=cfg.dropout, freeze_backbone=cfg.freeze_backbone,
-                            weights=weights, dtype=dtype_policy(cfg.precision), name="encoder")
+                            weights=None if cfg.backbone == "cnn" or cfg.weights == "none" else cfg.weights,
+                            cell_dropout=cfg.cell_dropout, dtype=dtype_policy(cfg.precision), name="encoder")
 
     def build(self, cfg, tokenizer: Tokenizer) -> keras.Model:
         encoder = self.make_encoder(cfg)

@@ -153,3 +153,22 @@ def test_word_dropout_replaces_input_words_by_unk_in_training_only(kind, tmp_pat
     loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
     assert loaded.word_dropout == 0.5
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded((PIXELS, IDS))), first)
+
+
+def test_cell_dropout_hides_whole_grid_cells_in_training_only(tmp_path):
+    # a frozen backbone: its batch norm gives the same features in training
+    encoder = ImageEncoder("cnn", 32, 16, cnn_filters=4, cnn_blocks=2, cell_dropout=0.5, freeze_backbone=True)
+    encoder.build()
+    pixels = RNG.uniform(0, 255, (32, 32, 32, 3)).astype("float32")
+    kept = keras.ops.convert_to_numpy(encoder(pixels))
+    dropped = keras.ops.convert_to_numpy(encoder(pixels, training=True))
+    hidden = (dropped == 0).all(axis=-1)  # (images, cells): a cell is hidden with all its features
+    assert 0.35 < hidden.mean() < 0.65
+    np.testing.assert_allclose(dropped[~hidden], 2 * kept[~hidden], rtol=1e-5, atol=1e-5)  # the rest scaled by 1/(1-q)
+    model = RecurrentCaptioner(VOCAB, encoder, units=16, attention=True, initial_state="mean")
+    model.build()
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert loaded.encoder.cell_dropout_rate == 0.5
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded((PIXELS, IDS))),
+                                  keras.ops.convert_to_numpy(model((PIXELS, IDS))))

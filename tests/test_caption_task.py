@@ -153,10 +153,10 @@ def test_a_frozen_keras_applications_backbone_trains_from_cached_features(shapes
     settings = dict(images=str(shapes / "test" / "images"), captions=str(shapes / "test" / "captions.csv"),
                     backbone="mobilenetv2", weights="none", freeze_backbone=True, image_size=32, units=16,
                     batch_size=8, epochs=1, steps_per_epoch=2, precision="fp32", sample_examples=0,
-                    attention=True, initial_state="mean", word_dropout=0.3, label_smoothing=0.1)
+                    attention=True, initial_state="mean", word_dropout=0.3, label_smoothing=0.1, cell_dropout=0.2)
     run = seqtasks.train("caption", out=str(tmp_path / "frozen"), verbose=0, **settings)
     loss, _ = run.task.loss_and_metrics(run.settings, run.preprocessor)
-    assert loss.smoothing == 0.1 and run.model.word_dropout == 0.3
+    assert loss.smoothing == 0.1 and run.model.word_dropout == 0.3 and run.model.encoder.cell_dropout_rate == 0.2
     features = sorted(cache.glob("**/features-*.array"))
     assert len(features) == 1  # every image of the table, and its mirror image (validation reads view 0)
     assert not any("backbone" in w.path or "conv" in w.path.lower() for w in run.model.trainable_weights)
