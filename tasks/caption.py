@@ -26,6 +26,7 @@ from seqtasks.config import demo_settings
 from seqtasks.errors import UserError
 from seqtasks.generation import GeneratesText
 from seqtasks.image_pipeline import ImageSet, cached_features, caption_batches, decoded_images, training_steps
+from seqtasks.losses import SmoothedCrossEntropy
 from seqtasks.models.captioner import RecurrentCaptioner, TransformerCaptioner
 from seqtasks.models.backbone_weights import check_weights
 from seqtasks.models.image_encoder import ImageEncoder
@@ -34,7 +35,6 @@ from seqtasks.tokenizers import BOS_ID, EOS_ID, PAD_ID, Tokenizer, load_tokenize
 from seqtasks.training import FitPlan, dtype_policy, unigram_log_prior
 from seqtasks.tasks.base import Task
 from seqtasks.tasks.cards.caption import CaptionConfig, CaptioningCard, image_size  # noqa: F401
-
 
 
 @dataclasses.dataclass
@@ -114,10 +114,10 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
     # ---- model --------------------------------------------------------------------------------
     def make_encoder(self, cfg) -> ImageEncoder:
         keras.utils.set_random_seed(cfg.seed)
-        weights = None if cfg.backbone == "cnn" or cfg.weights == "none" else cfg.weights
         return ImageEncoder(cfg.backbone, image_size(cfg), cfg.units, cnn_filters=cfg.cnn_filters,
                             cnn_blocks=cfg.cnn_blocks, dropout=cfg.dropout, freeze_backbone=cfg.freeze_backbone,
-                            weights=weights, dtype=dtype_policy(cfg.precision), name="encoder")
+                            weights=None if cfg.backbone == "cnn" or cfg.weights == "none" else cfg.weights,
+                            cell_dropout=cfg.cell_dropout, dtype=dtype_policy(cfg.precision), name="encoder")
 
     def build(self, cfg, tokenizer: Tokenizer) -> keras.Model:
         encoder = self.make_encoder(cfg)
@@ -125,16 +125,16 @@ class CaptioningTask(GeneratesText, CaptioningCard, Task):
         if cfg.arch == "transformer":
             model = TransformerCaptioner(tokenizer.vocab_size, encoder, d_model=cfg.units, heads=cfg.heads,
                                          num_layers=cfg.layers, max_length=cfg.max_len + 2, dropout=cfg.dropout,
-                                         dtype=policy, name="captioner")
+                                         word_dropout=cfg.word_dropout, dtype=policy, name="captioner")
         else:
             model = RecurrentCaptioner(tokenizer.vocab_size, encoder, units=cfg.units, num_layers=cfg.layers,
                                        attention=cfg.attention, dropout=cfg.dropout, initial_state=cfg.initial_state,
-                                       dtype=policy, name="captioner")
+                                       word_dropout=cfg.word_dropout, dtype=policy, name="captioner")
         model.build()
         return model
 
     def loss_and_metrics(self, cfg, tokenizer):
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD_ID), []
+        return SmoothedCrossEntropy(cfg.label_smoothing, pad_id=PAD_ID), []
 
     # ---- use: generate_batch and stream (seqtasks.generation) take image paths ---------------------
     def conditioning(self, cfg, model, tokenizer: Tokenizer, length_penalty: float | None = None) -> Captioner:

@@ -129,3 +129,46 @@ def test_captions_sharing_an_image_get_the_logits_of_that_image(kind):
     ids = RNG.integers(4, VOCAB, (len(image_of), 7)).astype("int32")
     shared = keras.ops.convert_to_numpy(model((PIXELS, ids, image_of)))
     np.testing.assert_allclose(shared, keras.ops.convert_to_numpy(model((PIXELS[image_of], ids))), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["attention-mean", "transformer"])
+def test_word_dropout_replaces_input_words_by_unk_in_training_only(kind, tmp_path):
+    encoder = ImageEncoder("cnn", 32, 16, cnn_filters=4, cnn_blocks=2)
+    if kind == "transformer":
+        model = TransformerCaptioner(VOCAB, encoder, d_model=16, heads=2, num_layers=1, max_length=16, word_dropout=0.5)
+    else:
+        model = RecurrentCaptioner(VOCAB, encoder, units=16, attention=True, initial_state="mean", word_dropout=0.5)
+    model.build()
+    ids = np.concatenate([np.full((64, 1), 2), RNG.integers(4, VOCAB, (64, 30)), np.zeros((64, 4))], 1).astype("int32")
+    dropped = keras.ops.convert_to_numpy(model.drop_words(ids, training=True))
+    changed = dropped != ids
+    assert (dropped[changed] == 1).all()  # to UNK, and never BOS or padding
+    assert not changed[:, 0].any() and not changed[:, -4:].any()
+    assert 0.4 < changed[:, 1:-4].mean() < 0.6
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.drop_words(ids)), ids)
+    # inference never drops words: the same logits every call, and after saving
+    first = keras.ops.convert_to_numpy(model((PIXELS, IDS)))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model((PIXELS, IDS))), first)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert loaded.word_dropout == 0.5
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded((PIXELS, IDS))), first)
+
+
+def test_cell_dropout_hides_whole_grid_cells_in_training_only(tmp_path):
+    # a frozen backbone: its batch norm gives the same features in training
+    encoder = ImageEncoder("cnn", 32, 16, cnn_filters=4, cnn_blocks=2, cell_dropout=0.5, freeze_backbone=True)
+    encoder.build()
+    pixels = RNG.uniform(0, 255, (32, 32, 32, 3)).astype("float32")
+    kept = keras.ops.convert_to_numpy(encoder(pixels))
+    dropped = keras.ops.convert_to_numpy(encoder(pixels, training=True))
+    hidden = (dropped == 0).all(axis=-1)  # (images, cells): a cell is hidden with all its features
+    assert 0.35 < hidden.mean() < 0.65
+    np.testing.assert_allclose(dropped[~hidden], 2 * kept[~hidden], rtol=1e-5, atol=1e-5)  # the rest scaled by 1/(1-q)
+    model = RecurrentCaptioner(VOCAB, encoder, units=16, attention=True, initial_state="mean")
+    model.build()
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert loaded.encoder.cell_dropout_rate == 0.5
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded((PIXELS, IDS))),
+                                  keras.ops.convert_to_numpy(model((PIXELS, IDS))))

@@ -98,11 +98,13 @@ def test_train_finetune_and_bad_images_through_the_cli(shapes, tmp_path, capsys)
     train = ["--images", shapes / "test" / "images", "--captions", shapes / "test" / "captions.csv"]
     out = tmp_path / "tiny"
     result = invoke("train", "caption", *train, "--arch", "transformer", "--heads", "2", "--layers", "1",
-                    "--batch-by-image", "--crop-area", "0.5", "--out", out, *TINY)
+                    "--batch-by-image", "--crop-area", "0.5", "--word-dropout", "0.2", "--label-smoothing", "0.1",
+                    "--out", out, *TINY)
     assert result.exit_code == 0, result.output
     assert "sample after epoch 1" in result.output and "training finished" in result.output
     record = json.loads((out / "config.json").read_text())
     assert record["settings"]["batch_by_image"] is True and record["settings"]["crop_area"] == 0.5
+    assert record["settings"]["word_dropout"] == 0.2 and seqtasks.load(out).model.word_dropout == 0.2
     assert record["data"]["train"]["images"] == 180 and record["data"]["valid"]["images"] == 20
     result = invoke("finetune", out, *train, "--out", tmp_path / "tuned", "--epochs", "1", "--steps-per-epoch", "1",
                     "--freeze", "embeddings", "--quiet")
@@ -151,8 +153,11 @@ def test_a_frozen_keras_applications_backbone_trains_from_cached_features(shapes
     monkeypatch.setenv("SEQTASKS_CACHE", str(cache))
     settings = dict(images=str(shapes / "test" / "images"), captions=str(shapes / "test" / "captions.csv"),
                     backbone="mobilenetv2", weights="none", freeze_backbone=True, image_size=32, units=16,
-                    batch_size=8, epochs=1, steps_per_epoch=2, precision="fp32", sample_examples=0)
+                    batch_size=8, epochs=1, steps_per_epoch=2, precision="fp32", sample_examples=0,
+                    attention=True, initial_state="mean", word_dropout=0.3, label_smoothing=0.1, cell_dropout=0.2)
     run = seqtasks.train("caption", out=str(tmp_path / "frozen"), verbose=0, **settings)
+    loss, _ = run.task.loss_and_metrics(run.settings, run.preprocessor)
+    assert loss.smoothing == 0.1 and run.model.word_dropout == 0.3 and run.model.encoder.cell_dropout_rate == 0.2
     features = sorted(cache.glob("**/features-*.array"))
     assert len(features) == 1  # every image of the table, and its mirror image (validation reads view 0)
     assert not any("backbone" in w.path or "conv" in w.path.lower() for w in run.model.trainable_weights)

@@ -31,19 +31,38 @@ from seqtasks.layers import AttentionalDecoder, TransformerDecoder
 from seqtasks.layers import make_position_layer
 from seqtasks.models.freezing import layer_prefixes, recurrent_depth
 from seqtasks.models.image_encoder import ImageEncoder
+from seqtasks.tokenizers import BOS_ID, UNK_ID
 
 _EMBEDDING_INIT = keras.initializers.RandomNormal(stddev=0.02)
 
 
 class _ImageCaptioner(keras.Model):
-    """What every captioner shares: the encoder, the (pixels-or-features, ids) input, serialization."""
+    """What every captioner shares: the encoder, the (pixels-or-features, ids) input, word dropout,
+    serialization.
 
-    def __init__(self, vocab_size: int, encoder: ImageEncoder | dict, **kwargs):
+    Word dropout (Bowman et al. 2016; training only): each input word y_{t-1} of the teacher-forced
+    caption, BOS and padding aside, becomes UNK with probability `word_dropout`, so the decoder cannot
+    lean on the exact previous words of the captions it has seen and must read the image:
+        ỹ_{t-1} = UNK if u_t < p else y_{t-1},   u_t ~ U(0, 1)        ids (batch, time)
+    """
+
+    def __init__(self, vocab_size: int, encoder: ImageEncoder | dict, word_dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         if isinstance(encoder, dict):
             encoder = keras.saving.deserialize_keras_object(encoder)
         self.encoder = encoder
+        self.word_dropout = word_dropout
+        if word_dropout > 0:  # only then: models without it keep the variables runs saved before had
+            self.word_seeds = keras.random.SeedGenerator(0, name="word_seeds")
+
+    def drop_words(self, token_ids, training=None):
+        """Word dropout of the decoder's input ids (batch, time); the ids unchanged outside training."""
+        if not training or self.word_dropout <= 0:
+            return token_ids
+        dropped = keras.random.uniform(ops.shape(token_ids), seed=self.word_seeds) < self.word_dropout
+        keep = (token_ids == 0) | (token_ids == BOS_ID)
+        return ops.where(dropped & ~keep, ops.cast(UNK_ID, token_ids.dtype), token_ids)
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -79,7 +98,7 @@ class _ImageCaptioner(keras.Model):
         self.build()
 
     def get_config(self):
-        return {**super().get_config(), "vocab_size": self.vocab_size,
+        return {**super().get_config(), "vocab_size": self.vocab_size, "word_dropout": self.word_dropout,
                 "encoder": keras.saving.serialize_keras_object(self.encoder)}
 
 
@@ -104,7 +123,7 @@ class RecurrentCaptioner(_ImageCaptioner):
 
     Args: vocab_size; encoder (an ImageEncoder); units; num_layers; attention; attention_units
     (defaults to units); embedding_dim (defaults to units); dropout (on embeddings and before the output);
-    initial_state ("grid" | "mean").
+    initial_state ("grid" | "mean"); word_dropout (see _ImageCaptioner).
     """
 
     # where runs saved before the shared AttentionalDecoder keep these weights (seqtasks.saved_layout)
@@ -112,8 +131,8 @@ class RecurrentCaptioner(_ImageCaptioner):
 
     def __init__(self, vocab_size: int, encoder, units: int = 256, num_layers: int = 1, attention: bool = False,
                  attention_units: int | None = None, embedding_dim: int | None = None, dropout: float = 0.0,
-                 initial_state: str = "grid", **kwargs):
-        super().__init__(vocab_size, encoder, **kwargs)
+                 initial_state: str = "grid", word_dropout: float = 0.0, **kwargs):
+        super().__init__(vocab_size, encoder, word_dropout, **kwargs)
         if initial_state not in INITIAL_STATES:
             raise ValueError(f"unknown initial_state {initial_state!r}; choose one of {', '.join(INITIAL_STATES)}")
         self.units, self.num_layers, self.attention = units, num_layers, attention
@@ -154,7 +173,7 @@ class RecurrentCaptioner(_ImageCaptioner):
 
     def _run(self, grid, token_ids, training=None):
         """The decoder over whole sequences: (features (batch, time, F), α or None, the last state)."""
-        x = self.dropout(self.embedding(token_ids), training=training)
+        x = self.dropout(self.embedding(self.drop_words(token_ids, training)), training=training)
         states = [tensor for layer in self.initial_state(grid) for tensor in layer]
         return self.decoder(x, self.decoder.start(states, grid), training=training)
 
@@ -196,15 +215,16 @@ class TransformerCaptioner(_ImageCaptioner):
 
     The encoder's grid features must have d_model features. Args: vocab_size; encoder; d_model;
     heads; num_layers; max_length (the learned position table: the longest BOS + caption);
-    dropout; positions ("learned" | "sinusoidal").
+    dropout; positions ("learned" | "sinusoidal"); word_dropout (see _ImageCaptioner).
     """
 
     # where runs saved before the shared TransformerDecoder keep these weights (seqtasks.saved_layout)
     renamed_parts = {r"^block_(\d+)/": r"decoder/block_\1/"}
 
     def __init__(self, vocab_size: int, encoder, d_model: int = 256, heads: int = 4, num_layers: int = 2,
-                 max_length: int = 64, dropout: float = 0.0, positions: str = "learned", **kwargs):
-        super().__init__(vocab_size, encoder, **kwargs)
+                 max_length: int = 64, dropout: float = 0.0, positions: str = "learned", word_dropout: float = 0.0,
+                 **kwargs):
+        super().__init__(vocab_size, encoder, word_dropout, **kwargs)
         if self.encoder.features != d_model:
             raise ValueError(f"the encoder gives {self.encoder.features} features; the decoder needs d_model {d_model}")
         self.d_model, self.heads, self.num_layers = d_model, heads, num_layers
@@ -235,8 +255,8 @@ class TransformerCaptioner(_ImageCaptioner):
         return self.dropout(self.position(self.embedding(token_ids), start_index=start_index), training=training)
 
     def decode(self, grid, token_ids, training=None):
-        x, weights = self.decoder(self.embed(token_ids, training=training), memory=grid, training=training,
-                                  return_weights=True)
+        x = self.embed(self.drop_words(token_ids, training), training=training)
+        x, weights = self.decoder(x, memory=grid, training=training, return_weights=True)
         # where the last block looked, averaged over its heads: (batch, time, cells)
         return self.logits(x), ops.mean(weights, axis=1)
 

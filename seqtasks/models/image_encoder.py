@@ -3,6 +3,9 @@
     a = Backbone(preprocess(x))            (batch, H', W', C)   the CNN's last feature map
     g_j = a_j W_g + b_g + P_j              (batch, H'·W', d)    one d-vector per grid cell j, P_j a
                                                                  learned embedding of where cell j is
+    g_j = m_j g_j / (1 - q),  m_j ~ Bernoulli(1 - q)            cell dropout (training only): whole
+                                                                 cells hidden, so a decoder describes
+                                                                 an image from part of it
 
 Pixels come in as float32 RGB in [0, 255], (batch, size, size, 3); each backbone applies its own
 preprocessing inside the model, so a run's model.keras takes plain pixels. Backbones:
@@ -163,13 +166,14 @@ class ImageEncoder(keras.layers.Layer):
         weights: pretrained backbones only: "imagenet", a weights file or None. Used when the layer is
             first made; it is not part of the config, since a saved model carries its own weights.
         dropout: on the grid features.
+        cell_dropout: q, the share of grid cells zeroed (all their features) in training.
         freeze_backbone: keep the backbone's weights fixed (and its batch norm in inference mode); part
             of the config, so a reloaded model stays frozen.
     """
 
     def __init__(self, backbone: str = "cnn", image_size: int = 64, features: int = 256, cnn_filters: int = 32,
                  cnn_blocks: int = 3, dropout: float = 0.0, freeze_backbone: bool = False,
-                 weights: str | None = None, **kwargs):
+                 weights: str | None = None, cell_dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if backbone not in BACKBONES:
             raise UserError(f"unknown backbone {backbone!r}", fix=f"choose one of: {', '.join(BACKBONES)}")
@@ -195,6 +199,9 @@ class ImageEncoder(keras.layers.Layer):
         self.projection = keras.layers.Dense(features, name="projection", dtype=p)
         self.position = LearnedPosition(self.grid_cells, name="grid_position", dtype=p)
         self.dropout = keras.layers.Dropout(dropout, dtype=p)
+        self.cell_dropout_rate = cell_dropout
+        if cell_dropout > 0:  # only then: encoders without it keep the variables runs saved before had
+            self.cell_dropout = keras.layers.Dropout(cell_dropout, noise_shape=(None, None, 1), dtype=p)
 
     @property
     def grid_cells(self) -> int:
@@ -231,7 +238,8 @@ class ImageEncoder(keras.layers.Layer):
         a = self.backbone_features(x, training=training) if _is_pixels(x) else ops.cast(x, self.compute_dtype)
         batch = ops.shape(a)[0]
         a = ops.reshape(a, (batch, self.grid_cells, self.backbone_channels))
-        return self.dropout(self.position(self.projection(a)), training=training)
+        g = self.dropout(self.position(self.projection(a)), training=training)
+        return self.cell_dropout(g, training=training) if self.cell_dropout_rate > 0 else g
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.grid_cells, self.features)
@@ -243,4 +251,5 @@ class ImageEncoder(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone_name, "image_size": self.image_size,
                 "features": self.features, "cnn_filters": self.cnn_filters, "cnn_blocks": self.cnn_blocks,
-                "dropout": self.dropout_rate, "freeze_backbone": self.freeze_backbone}
+                "dropout": self.dropout_rate, "freeze_backbone": self.freeze_backbone,
+                "cell_dropout": self.cell_dropout_rate}

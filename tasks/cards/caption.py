@@ -55,6 +55,13 @@ class CaptionConfig(TrainConfig):
     units: int = setting(256, "LSTM units or the Transformer's d_model; also the size of the grid features",
                          minimum=1, maximum=8192)
     heads: int = setting(4, "attention heads (Transformer)", minimum=1, maximum=256)
+    word_dropout: float = setting(0.0, "training: replace each input word of the decoder by <unk> with this "
+                                       "probability, so it leans on the image more than on the caption so far",
+                                  minimum=0.0, below=1.0)
+    cell_dropout: float = setting(0.0, "training: hide this share of the image grid's cells (all their features) "
+                                       "from the decoder, so it describes an image from part of it",
+                                  minimum=0.0, below=1.0)
+    label_smoothing: float = setting(0.0, "label smoothing ε of the training loss", minimum=0.0, below=1.0)
     beam: int = setting(1, "beam width used by evaluate and predict (1 = greedy; their --beam overrides it)",
                         minimum=1, maximum=256)
     length_penalty: float = setting(1.0, "beam score = log p / length ** this (evaluate's --length-penalty "
